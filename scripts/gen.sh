@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerates src/gen/ from proto/*.proto with protoc and ts-proto (grpc-js services).
+# Needs protoc (Debian: protobuf-compiler) and google/protobuf/struct.proto (Debian: libprotobuf-dev).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v protoc >/dev/null || { echo "gen: protoc not found; install it with: apt-get install -y protobuf-compiler libprotobuf-dev" >&2; exit 1; }
+rm -rf src/gen && mkdir -p src/gen
+protoc \
+  --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
+  --ts_proto_out=src/gen \
+  --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,useOptionals=messages,oneof=unions-value,env=node \
+  -I proto -I /usr/include \
+  proto/ateapi.proto proto/compute_driver.proto
+echo "gen: wrote $(find src/gen -name '*.ts' | wc -l) files under src/gen"
