@@ -1,0 +1,774 @@
+// The local Substrate's ateapi.Control: the pinned upstream semantics (shared/reference/ateapi.md §1) on real
+// gVisor workers. Every handler validates its request the way upstream does, in upstream's order, and answers
+// with upstream's codes and messages.
+//
+// Deliberate differences from upstream, each safer for a single machine:
+// - The per-actor lock is keyed by (atespace, name), not by name only.
+// - A failed start (restore or boot) releases the worker and returns the actor to the status it had
+//   (SUSPENDED or PAUSED, snapshot unchanged) instead of leaving it RESUMING on a claimed worker; the error is
+//   returned to the caller and the catalog stays consistent (the actor stays deletable).
+// - Snapshot paths include the atespace, so same-named actors in two atespaces never share snapshots.
+// - DeleteActor removes the actor's own snapshot files (upstream leaves them for a GC that does not exist).
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync, existsSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import {
+  Actor,
+  Actor_Status,
+  type CreateActorRequest,
+  type ListActorsRequest,
+  type ListActorsResponse,
+  type Selector,
+  SnapshotType,
+  type SnapshotInfo,
+  type Worker,
+} from '../gen/ateapi.js';
+import { dnsLabelError, labelValueError, qualifiedNameError } from '../common/dns.js';
+import {
+  aborted,
+  alreadyExists,
+  ApiError,
+  failedPrecondition,
+  internal,
+  invalid,
+  notFound,
+} from '../common/errors.js';
+import { logger } from '../common/log.js';
+import { Catalog, toWireWorker, VersionConflict, type WorkerRow } from './catalog.js';
+import { type PoolObj, type Resources, selectorMatches, type TemplateObj } from './resources.js';
+import type { EgressRule, Runtime, SandboxHandle, WorkerSlot, WorkloadSpec } from './runtime/types.js';
+
+const log = logger('local.control');
+
+export const GOLDEN_ATESPACE = 'ate-golden';
+export const DEFAULT_POOL = { name: 'default', namespace: 'ate-system', labels: { 'ate.dev/worker-pool': 'default' } };
+/** Upstream bounds the resume/suspend/pause workflow at 28 s; starts wait for readiness up to 30 s on atelet. */
+const WORKFLOW_TIMEOUT_MS = 28_000;
+const READY_TIMEOUT_MS = 30_000;
+
+export interface ImageResolver {
+  resolve(ref: string): Promise<{ rootfs: string; digest: string }>;
+}
+
+export interface ControlOptions {
+  stateDir: string;
+  catalog: Catalog;
+  runtime: Runtime;
+  resources: Resources;
+  images: ImageResolver;
+  /** Slots in the built-in default pool. */
+  workers: number;
+  /** Virtual nodes the slots are spread over (pause snapshots stay on their node). */
+  nodes: number;
+  /** Builds the runtime's view of a slot (namespace name and address). */
+  slotOf(row: { idx: number; node: string }): WorkerSlot;
+  /** Egress allowed to every actor, on top of what its template allows. */
+  egress?: EgressRule[];
+  platform?: string;
+  runscVersion?: string;
+}
+
+interface Running {
+  handle: SandboxHandle;
+  atespace: string;
+  name: string;
+}
+
+function refOf(req: { actorRef?: { atespace: string; name: string } | undefined }): { atespace: string; name: string } {
+  return { atespace: req.actorRef?.atespace ?? '', name: req.actorRef?.name ?? '' };
+}
+
+function statusName(s: Actor_Status): string {
+  return Actor_Status[s] ?? `STATUS_${s}`;
+}
+
+function validateSelector(sel: Selector | undefined): void {
+  const labels = sel?.matchLabels ?? {};
+  const entries = Object.entries(labels);
+  if (entries.length > 10) throw invalid(`worker_selector has ${entries.length} match_labels entries, exceeding the limit of 10`);
+  for (const [k, v] of entries) {
+    const ke = qualifiedNameError(k);
+    if (ke) throw invalid(`invalid worker_selector label key "${k}": ${ke}`);
+    const ve = labelValueError(v);
+    if (ve) throw invalid(`invalid worker_selector label value "${v}" for key "${k}": ${ve}`);
+  }
+}
+
+function checkLabel(what: 'actor_id' | 'atespace', v: string): void {
+  const e = dnsLabelError(what, v);
+  if (e) throw invalid(e);
+}
+
+function snapshotId(name: string): string {
+  return `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}`;
+}
+
+export class LocalControl {
+  private readonly catalog: Catalog;
+  private readonly runtime: Runtime;
+  private readonly locks = new Set<string>();
+  /** Live sandboxes by worker index. Not persisted: a restart releases them (see reconcile). */
+  private readonly running = new Map<number, Running>();
+  private monitor: NodeJS.Timeout | undefined;
+  /** Listeners told about every actor write (the template controller, the router's caches, tests). */
+  private readonly listeners = new Set<(a: Actor | { deleted: { atespace: string; name: string } }) => void>();
+
+  constructor(private readonly opts: ControlOptions) {
+    this.catalog = opts.catalog;
+    this.runtime = opts.runtime;
+  }
+
+  onActorChange(fn: (a: Actor | { deleted: { atespace: string; name: string } }) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(a: Actor | { deleted: { atespace: string; name: string } }): void {
+    for (const l of this.listeners) {
+      try {
+        l(a);
+      } catch (e) {
+        log.warn('actor listener failed', { error: e });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ start-up, shutdown, worker death
+
+  /** Creates worker slots for every pool, releases what a crashed run left behind, starts the death monitor. */
+  async start(): Promise<void> {
+    await this.runtime.init();
+    await this.syncPools();
+    await this.reconcileAfterCrash();
+    this.monitor = setInterval(() => void this.checkWorkers(), 500);
+    this.monitor.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.monitor) clearInterval(this.monitor);
+    // A clean stop keeps every actor: running ones are suspended first, so nothing is lost.
+    for (const [idx, r] of [...this.running.entries()]) {
+      try {
+        await this.suspendRunning(r.atespace, r.name, 'external');
+      } catch (e) {
+        log.warn('could not suspend actor at shutdown; it falls back to its last snapshot', {
+          actor: `${r.atespace}/${r.name}`,
+          error: e,
+        });
+        await this.releaseDeadWorker(idx);
+      }
+    }
+    await this.runtime.shutdown();
+  }
+
+  /** Pools = the built-in default pool plus every applied WorkerPool; each gets `replicas` slots. */
+  async syncPools(): Promise<void> {
+    const pools = await this.pools();
+    const rows = this.catalog.listWorkers();
+    let next = rows.reduce((m, r) => Math.max(m, r.idx + 1), 0);
+    for (const p of pools) {
+      const mine = rows.filter((r) => r.pool === p.metadata.name && r.poolNamespace === p.metadata.namespace);
+      for (let i = mine.length; i < p.spec.replicas; i++) {
+        const idx = next++;
+        const node = `local-node-${idx % Math.max(1, this.opts.nodes)}`;
+        const slot = this.opts.slotOf({ idx, node });
+        this.catalog.upsertWorkerSlot({ idx, pool: p.metadata.name, poolNamespace: p.metadata.namespace, node, uid: randomUUID(), ip: slot.ip });
+      }
+      // Scale down only free slots; a bound slot goes when its actor leaves it.
+      const extra = mine.length - p.spec.replicas;
+      if (extra > 0) {
+        const free = mine.filter((r) => !r.actorName).slice(-extra);
+        for (const r of free) this.catalog.db.prepare('DELETE FROM workers WHERE idx = ?').run(r.idx);
+      }
+    }
+    for (const r of this.catalog.listWorkers()) await this.runtime.prepareWorker(this.opts.slotOf(r));
+  }
+
+  private async pools(): Promise<PoolObj[]> {
+    const applied = await this.opts.resources.listPools();
+    const builtIn: PoolObj = {
+      metadata: { name: DEFAULT_POOL.name, namespace: DEFAULT_POOL.namespace, labels: DEFAULT_POOL.labels },
+      spec: { replicas: this.opts.workers, ateomImage: 'local', sandboxClass: 'gvisor' },
+    };
+    return [builtIn, ...applied.filter((p) => !(p.metadata.name === DEFAULT_POOL.name && p.metadata.namespace === DEFAULT_POOL.namespace))];
+  }
+
+  /**
+   * After a crash: intermediate statuses are settled from what is durably on disk (snapshot directories are
+   * renamed into place atomically, so one either exists whole or not at all), and sandboxes of the previous
+   * run are released: their actors go to SUSPENDED keeping their last snapshot.
+   */
+  private async reconcileAfterCrash(): Promise<void> {
+    for (const w of this.catalog.listWorkers()) {
+      if (w.sandboxId) await this.runtime.destroy(w.sandboxId).catch(() => undefined);
+    }
+    for (const a of this.catalog.allActors()) {
+      if (a.status === Actor_Status.STATUS_SUSPENDED || a.status === Actor_Status.STATUS_PAUSED) {
+        // Settled, but a worker may still point at it (crash between the two writes of a transaction is
+        // impossible; this covers catalogs written by older versions).
+        continue;
+      }
+      const w = this.catalog.workerOfActor(a.atespace, a.actorId);
+      let next: Actor = { ...a };
+      if (a.status === Actor_Status.STATUS_SUSPENDING || a.status === Actor_Status.STATUS_PAUSING) {
+        const pausing = a.status === Actor_Status.STATUS_PAUSING;
+        const dir = a.inProgressSnapshot ? this.snapshotDir(pausing ? 'local' : 'external', a, a.inProgressSnapshot, w?.node ?? '') : '';
+        if (dir && existsSync(join(dir, 'meta.json'))) {
+          next.latestSnapshotInfo = this.snapshotInfo(pausing ? 'local' : 'external', a, a.inProgressSnapshot, w?.node ?? '');
+          next.status = pausing ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
+        } else {
+          next.status = a.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
+        }
+      } else {
+        // RUNNING or RESUMING: the sandbox is gone with the crashed run; fall back to the last snapshot.
+        next.status = a.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
+      }
+      next = this.clearPod(next);
+      this.catalog.tx(() => {
+        if (w) this.catalog.releaseWorker(w.idx);
+        this.catalog.casActor(next, a.version);
+      });
+      log.info('released actor left by a previous run', { actor: `${a.atespace}/${a.actorId}`, from: statusName(a.status), to: statusName(next.status) });
+    }
+    for (const w of this.catalog.listWorkers()) if (w.actorName && !this.catalog.getActor(w.actorAtespace, w.actorName)) this.catalog.releaseWorker(w.idx);
+  }
+
+  /** Worker death: a sandbox whose process is gone sends its actor to SUSPENDED with its last snapshot. */
+  private async checkWorkers(): Promise<void> {
+    for (const [idx, r] of [...this.running.entries()]) {
+      if (this.locks.has(this.lockKey(r.atespace, r.name))) continue;
+      if (!this.runtime.isAlive(r.handle)) {
+        log.warn('worker sandbox died; actor falls back to its last snapshot', { actor: `${r.atespace}/${r.name}`, worker: idx, pid: r.handle.pid });
+        await this.releaseDeadWorker(idx);
+      }
+    }
+  }
+
+  private async releaseDeadWorker(idx: number): Promise<void> {
+    const r = this.running.get(idx);
+    this.running.delete(idx);
+    if (r) await this.runtime.destroy(r.handle.sandboxId).catch(() => undefined);
+    const w = this.catalog.getWorker(idx);
+    if (!w || !w.actorName) return;
+    const a = this.catalog.getActor(w.actorAtespace, w.actorName);
+    this.catalog.tx(() => {
+      this.catalog.releaseWorker(idx);
+      if (a) {
+        const next = this.clearPod({
+          ...a,
+          status: Actor_Status.STATUS_SUSPENDED,
+          inProgressSnapshot: '',
+        });
+        const written = this.catalog.casActor(next, a.version);
+        this.emit(written);
+      }
+    });
+  }
+
+  /** Test and operator hook: the sandbox handle of a running actor. */
+  sandboxOf(atespace: string, name: string): SandboxHandle | null {
+    for (const r of this.running.values()) if (r.atespace === atespace && r.name === name) return r.handle;
+    return null;
+  }
+
+  // ------------------------------------------------------------------ atespaces
+
+  async createAtespace(name: string): Promise<{ name: string }> {
+    if (!name) throw invalid('name is required');
+    checkLabel('atespace', name);
+    if (!this.catalog.createAtespace(name)) throw alreadyExists(`Atespace ${name} already exists`);
+    return { name };
+  }
+
+  async getAtespace(name: string): Promise<{ name: string }> {
+    if (!name) throw invalid('name is required');
+    checkLabel('atespace', name);
+    if (!this.catalog.atespaceExists(name)) throw notFound(`Atespace ${name} not found`);
+    return { name };
+  }
+
+  async listAtespaces(): Promise<Array<{ name: string }>> {
+    return this.catalog.listAtespaces().map((name) => ({ name }));
+  }
+
+  async deleteAtespace(name: string): Promise<void> {
+    if (!name) throw invalid('name is required');
+    checkLabel('atespace', name);
+    this.catalog.tx(() => {
+      if (!this.catalog.atespaceExists(name)) throw notFound(`Atespace ${name} not found`);
+      if (this.catalog.atespaceHasActors(name)) throw failedPrecondition(`Atespace ${name} is not empty`);
+      this.catalog.deleteAtespace(name);
+    });
+  }
+
+  // ------------------------------------------------------------------ actors: create, get, update, delete, list
+
+  async createActor(req: CreateActorRequest): Promise<Actor> {
+    const { atespace, name } = refOf(req);
+    if (!req.actorTemplateNamespace) throw invalid('actor_template_namespace is required');
+    if (!req.actorTemplateName) throw invalid('actor_template_name is required');
+    if (!name) throw invalid('actor_id is required');
+    checkLabel('actor_id', name);
+    if (!atespace) throw invalid('atespace is required');
+    checkLabel('atespace', atespace);
+    validateSelector(req.workerSelector);
+    const tpl = await this.opts.resources.getTemplate(req.actorTemplateNamespace, req.actorTemplateName);
+    if (!tpl) throw failedPrecondition(`ActorTemplate ${req.actorTemplateNamespace}/${req.actorTemplateName} not found`);
+    if (!this.catalog.atespaceExists(atespace)) throw failedPrecondition(`Atespace ${atespace} not found`);
+    const a: Actor = {
+      actorId: name,
+      version: 1,
+      actorTemplateNamespace: req.actorTemplateNamespace,
+      actorTemplateName: req.actorTemplateName,
+      status: Actor_Status.STATUS_SUSPENDED,
+      ateomPodNamespace: '',
+      ateomPodName: '',
+      ateomPodIp: '',
+      inProgressSnapshot: '',
+      ateomPodUid: '',
+      latestSnapshotInfo: undefined,
+      workerSelector: req.workerSelector && Object.keys(req.workerSelector.matchLabels).length ? req.workerSelector : undefined,
+      workerPoolName: '',
+      atespace,
+    };
+    if (!this.catalog.insertActor(a)) throw alreadyExists(`Actor ${name} already exists`);
+    const stored = this.catalog.getActor(atespace, name)!;
+    this.emit(stored);
+    return stored;
+  }
+
+  private requireRef(req: { actorRef?: { atespace: string; name: string } | undefined }): { atespace: string; name: string } {
+    const { atespace, name } = refOf(req);
+    if (!name) throw invalid('id is required');
+    if (!atespace) throw invalid('atespace is required');
+    return { atespace, name };
+  }
+
+  private mustGet(atespace: string, name: string): Actor {
+    const a = this.catalog.getActor(atespace, name);
+    if (!a) throw notFound(`Actor ${name} not found`);
+    return a;
+  }
+
+  async getActor(req: { actorRef?: { atespace: string; name: string } }): Promise<Actor> {
+    const { atespace, name } = this.requireRef(req);
+    return this.mustGet(atespace, name);
+  }
+
+  async updateActor(req: { actorRef?: { atespace: string; name: string }; workerSelector?: Selector }): Promise<Actor> {
+    const { atespace, name } = refOf(req);
+    if (!name) throw invalid('actor_id is required');
+    if (!atespace) throw invalid('atespace is required');
+    checkLabel('atespace', atespace);
+    validateSelector(req.workerSelector);
+    const a = this.mustGet(atespace, name);
+    const sel = req.workerSelector && Object.keys(req.workerSelector.matchLabels).length ? req.workerSelector : undefined;
+    try {
+      const written = this.catalog.casActor({ ...a, workerSelector: sel }, a.version);
+      this.emit(written);
+      return written;
+    } catch (e) {
+      if (e instanceof VersionConflict) throw aborted('concurrent update conflict, please retry');
+      throw e;
+    }
+  }
+
+  async deleteActor(req: { actorRef?: { atespace: string; name: string } }): Promise<void> {
+    const { atespace, name } = refOf(req);
+    if (!name) throw invalid('actor_id is required');
+    checkLabel('actor_id', name);
+    if (!atespace) throw invalid('atespace is required');
+    if (this.locks.has(this.lockKey(atespace, name))) throw aborted('another operation is in progress for this actor');
+    const a = this.catalog.getActor(atespace, name);
+    if (!a) throw notFound(`Actor ${name} not found`);
+    if (a.status !== Actor_Status.STATUS_SUSPENDED) throw failedPrecondition(`Actor ${name} is not suspended (status: ${statusName(a.status)})`);
+    const res = this.catalog.deleteActor(atespace, name, Actor_Status.STATUS_SUSPENDED);
+    if (res === 'missing') throw notFound(`Actor ${name} not found`);
+    if (res === 'status') throw aborted('concurrent update conflict, please retry');
+    for (const s of this.catalog.snapshotsOf(atespace, name)) {
+      if (s.kind === 'golden') continue;
+      rmSync(s.dir, { recursive: true, force: true });
+      this.catalog.deleteSnapshot(s.id);
+    }
+    this.emit({ deleted: { atespace, name } });
+  }
+
+  async listActors(req: ListActorsRequest): Promise<ListActorsResponse> {
+    if (req.atespace) checkLabel('atespace', req.atespace);
+    if (req.pageSize < 0) throw invalid('page_size cannot be negative');
+    if (req.pageSize > 1000) throw invalid(`page_size ${req.pageSize} exceeds maximum page size 1000`);
+    const size = req.pageSize === 0 ? 1000 : req.pageSize;
+    let after: [string, string] | null = null;
+    if (req.pageToken) {
+      try {
+        const t = JSON.parse(Buffer.from(req.pageToken, 'base64').toString('utf8')) as { a?: unknown; n?: unknown };
+        if (typeof t.a !== 'string' || typeof t.n !== 'string') throw new Error('malformed');
+        after = [t.a, t.n];
+      } catch {
+        throw internal('internal server error: invalid page_token');
+      }
+    }
+    const page = this.catalog.listActors(req.atespace, after, size + 1);
+    const more = page.length > size;
+    const actors = more ? page.slice(0, size) : page;
+    const last = actors[actors.length - 1];
+    const nextPageToken = more && last ? Buffer.from(JSON.stringify({ a: last.atespace, n: last.actorId })).toString('base64') : '';
+    return { actors, nextPageToken };
+  }
+
+  async listWorkers(): Promise<Worker[]> {
+    return this.catalog.listWorkers().map(toWireWorker);
+  }
+
+  /** Worker rows with the live sandbox pid, for `local workers`. */
+  workerRows(): Array<WorkerRow & { state: 'free' | 'running' | 'claimed'; alive: boolean }> {
+    return this.catalog.listWorkers().map((w) => {
+      const r = this.running.get(w.idx);
+      return {
+        ...w,
+        pid: r?.handle.pid ?? 0,
+        sandboxId: r?.handle.sandboxId ?? '',
+        state: r ? 'running' : w.actorName ? 'claimed' : 'free',
+        alive: r ? this.runtime.isAlive(r.handle) : false,
+      };
+    });
+  }
+
+  async debugClear(): Promise<void> {
+    for (const [idx, r] of [...this.running.entries()]) {
+      await this.runtime.destroy(r.handle.sandboxId).catch(() => undefined);
+      this.running.delete(idx);
+    }
+    this.catalog.clearAll();
+  }
+
+  // ------------------------------------------------------------------ resume, suspend, pause
+
+  private lockKey(atespace: string, name: string): string {
+    return `${atespace}/${name}`;
+  }
+
+  private async withLock<T>(atespace: string, name: string, fn: () => Promise<T>): Promise<T> {
+    const key = this.lockKey(atespace, name);
+    if (this.locks.has(key)) throw aborted('another operation is in progress for this actor');
+    this.locks.add(key);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        fn(),
+        new Promise<T>((_, reject) => {
+          timer = setTimeout(() => reject(new ApiError(4, 'context deadline exceeded')), WORKFLOW_TIMEOUT_MS + 20_000);
+        }),
+      ]);
+    } finally {
+      if (timer) clearTimeout(timer);
+      this.locks.delete(key);
+    }
+  }
+
+  private async loadTemplate(a: Actor): Promise<TemplateObj> {
+    const t = await this.opts.resources.getTemplate(a.actorTemplateNamespace, a.actorTemplateName);
+    if (!t) throw internal(`internal server error: ActorTemplate ${a.actorTemplateNamespace}/${a.actorTemplateName} not found`);
+    return t;
+  }
+
+  async resumeActor(req: { actorRef?: { atespace: string; name: string }; boot?: boolean }): Promise<Actor> {
+    const { atespace, name } = this.requireRef(req);
+    return this.withLock(atespace, name, async () => {
+      const a = this.mustGet(atespace, name);
+      const tpl = await this.loadTemplate(a);
+      if (a.status === Actor_Status.STATUS_RUNNING) return a;
+      const before = a.status;
+      // AssignWorker
+      const w = await this.assignWorker(a, tpl);
+      let cur = this.catalog.tx(() => {
+        this.catalog.bindWorker(w.idx, a);
+        return this.catalog.casActor(
+          {
+            ...a,
+            status: Actor_Status.STATUS_RESUMING,
+            ateomPodNamespace: w.poolNamespace,
+            ateomPodName: `${w.pool}-${w.idx}`,
+            ateomPodIp: w.ip,
+            ateomPodUid: w.uid,
+            workerPoolName: w.pool,
+          },
+          a.version,
+        );
+      });
+      this.emit(cur);
+      // Start: restore from the actor's own snapshot, else the template's golden one, else boot.
+      try {
+        const handle = await this.startOn(w, cur, tpl, !!req.boot);
+        this.running.set(w.idx, { handle, atespace, name });
+        this.catalog.setWorkerSandbox(w.idx, handle.sandboxId, handle.pid);
+      } catch (e) {
+        const back = this.catalog.getActor(atespace, name);
+        if (back) {
+          this.catalog.tx(() => {
+            this.catalog.releaseWorker(w.idx);
+            const restored = this.catalog.casActor(this.clearPod({ ...back, status: before }), back.version);
+            this.emit(restored);
+          });
+        }
+        throw e;
+      }
+      cur = this.catalog.casActor({ ...this.catalog.getActor(atespace, name)!, status: Actor_Status.STATUS_RUNNING }, this.catalog.getActor(atespace, name)!.version);
+      this.emit(cur);
+      return cur;
+    });
+  }
+
+  private async assignWorker(a: Actor, tpl: TemplateObj): Promise<WorkerRow> {
+    const existing = this.catalog.workerOfActor(a.atespace, a.actorId);
+    const pools = await this.pools();
+    const cls = tpl.spec.sandboxClass ?? 'gvisor';
+    const eligible = pools.filter(
+      (p) =>
+        (p.spec.sandboxClass ?? 'gvisor') === cls &&
+        selectorMatches(tpl.spec.workerSelector, p.metadata.labels ?? {}) &&
+        selectorMatches({ matchLabels: a.workerSelector?.matchLabels ?? {} }, p.metadata.labels ?? {}),
+    );
+    if (eligible.length === 0) throw failedPrecondition("no worker pool matches the template's sandboxClass and the template/actor selectors");
+    const inPool = (w: WorkerRow) => eligible.some((p) => p.metadata.name === w.pool && p.metadata.namespace === w.poolNamespace);
+    if (existing) {
+      if (inPool(existing)) return existing;
+      this.catalog.releaseWorker(existing.idx);
+    }
+    const pinned =
+      a.latestSnapshotInfo?.data?.$case === 'local' ? a.latestSnapshotInfo.data.value.nodeVmsWithLocalSnapshots : [];
+    const free = this.catalog
+      .listWorkers()
+      .filter((w) => !w.actorName && inPool(w) && (pinned.length === 0 || pinned.includes(w.node)));
+    if (free.length === 0) throw failedPrecondition('no free workers available');
+    return free[Math.floor(Math.random() * free.length)]!;
+  }
+
+  private async workloadOf(tpl: TemplateObj): Promise<WorkloadSpec> {
+    const containers = tpl.spec.containers;
+    if (containers.length !== 1) {
+      throw failedPrecondition(
+        `ActorTemplate ${tpl.metadata.namespace}/${tpl.metadata.name} has ${containers.length} containers; the local Substrate runs exactly one container per actor`,
+      );
+    }
+    const c = containers[0]!;
+    if (!c.command || c.command.length === 0) {
+      throw failedPrecondition(
+        `container "${c.name}" has no command; local images have no default entrypoint, so set spec.containers[0].command`,
+      );
+    }
+    const env: Record<string, string> = {};
+    for (const e of c.env ?? []) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      else if (e.valueFrom?.secretKeyRef) {
+        const ref = e.valueFrom.secretKeyRef;
+        const ns = tpl.metadata.namespace;
+        const got = await this.opts.resources.getSecretValue(ns, ref.name, ref.key);
+        if ('value' in got) env[e.name] = got.value;
+        else if (!ref.optional) {
+          throw failedPrecondition(
+            got.found === 'secret-missing'
+              ? `container "${c.name}" env "${e.name}" references missing secret ${ns}/${ref.name}`
+              : `container "${c.name}" env "${e.name}" references missing key "${ref.key}" in secret ${ns}/${ref.name}`,
+          );
+        }
+      }
+    }
+    let image: { rootfs: string; digest: string };
+    try {
+      image = await this.opts.images.resolve(c.image);
+    } catch (e) {
+      throw failedPrecondition(`container "${c.name}": ${(e as Error).message}`);
+    }
+    const egress: EgressRule[] = [
+      ...(this.opts.egress ?? []),
+      ...(tpl.spec.egress ?? []).map((r) => ({ host: '127.0.0.1' as const, port: r.port })),
+    ];
+    return { command: c.command, env, rootfs: image.rootfs, imageDigest: image.digest, egress };
+  }
+
+  private async startOn(w: WorkerRow, a: Actor, tpl: TemplateObj, boot: boolean): Promise<SandboxHandle> {
+    const spec = await this.workloadOf(tpl);
+    const slot = this.opts.slotOf(w);
+    const logDir = join(this.opts.stateDir, 'logs', a.atespace);
+    mkdirSync(logDir, { recursive: true });
+    const logFile = join(logDir, `${a.actorId}.log`);
+    let handle: SandboxHandle;
+    const info = a.latestSnapshotInfo;
+    if (info?.data?.$case === 'local') {
+      const dir = this.snapshotDir('local', a, info.data.value.snapshotPrefix, w.node);
+      handle = await this.restoreOrExplain(slot, spec, dir, logFile, a);
+    } else if (info?.data?.$case === 'external') {
+      handle = await this.restoreOrExplain(slot, spec, this.uriToDir(info.data.value.snapshotUriPrefix), logFile, a);
+    } else if (tpl.status?.goldenSnapshot && !boot) {
+      handle = await this.restoreOrExplain(slot, spec, this.uriToDir(tpl.status.goldenSnapshot), logFile, a);
+    } else {
+      handle = await this.runtime.boot(slot, spec, logFile);
+    }
+    try {
+      await this.waitReady(slot, tpl, handle);
+    } catch (e) {
+      await this.runtime.destroy(handle.sandboxId).catch(() => undefined);
+      throw e;
+    }
+    return handle;
+  }
+
+  private async restoreOrExplain(slot: WorkerSlot, spec: WorkloadSpec, dir: string, logFile: string, a: Actor): Promise<SandboxHandle> {
+    try {
+      return await this.runtime.restore(slot, spec, dir, logFile);
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw failedPrecondition(
+        `restoring actor ${a.atespace}/${a.actorId} from snapshot ${dir} failed: ${(e as Error).message}. The actor keeps its snapshot and was not reset; fix or remove the snapshot, or delete the actor`,
+      );
+    }
+  }
+
+  /** Readiness: every container's readyz answers 200, or (without readyz) the sandbox stays alive. */
+  private async waitReady(slot: WorkerSlot, tpl: TemplateObj, handle: SandboxHandle): Promise<void> {
+    const probe = tpl.spec.containers[0]?.readyz?.httpGet;
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    if (!probe) {
+      await new Promise((r) => setTimeout(r, 150));
+      if (!this.runtime.isAlive(handle)) throw failedPrecondition('the workload exited right after it started; see its log under the state directory');
+      return;
+    }
+    const path = probe.path ?? '/readyz';
+    let last = '';
+    while (Date.now() < deadline) {
+      if (!this.runtime.isAlive(handle)) throw failedPrecondition(`the workload exited before ${path} answered; see its log under the state directory`);
+      try {
+        const code = await this.httpStatus(slot, probe.port, path, 2_000);
+        if (code === 200) return;
+        last = `HTTP ${code}`;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new ApiError(4, `readyz ${path} on port ${probe.port} did not answer 200 within ${READY_TIMEOUT_MS / 1000}s (last: ${last})`);
+  }
+
+  /** One HTTP GET into a worker namespace through the runtime's forwarder. */
+  async httpStatus(slot: WorkerSlot, port: number, path: string, timeoutMs: number): Promise<number> {
+    const sock = await this.runtime.connect(slot, port);
+    return new Promise<number>((resolve, reject) => {
+      const req = http.request({ createConnection: () => sock, path, method: 'GET', headers: { host: 'localhost', connection: 'close' }, timeout: timeoutMs }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  async suspendActor(req: { actorRef?: { atespace: string; name: string } }): Promise<Actor> {
+    const { atespace, name } = this.requireRef(req);
+    return this.withLock(atespace, name, async () => {
+      const a = this.mustGet(atespace, name);
+      await this.loadTemplate(a);
+      if (a.status === Actor_Status.STATUS_SUSPENDED) return a;
+      if (a.status === Actor_Status.STATUS_PAUSED || !this.catalog.workerOfActor(atespace, name)) {
+        throw internal('internal server error: actor is in SUSPENDING state but has no active worker');
+      }
+      return this.suspendRunning(atespace, name, 'external');
+    });
+  }
+
+  async pauseActor(req: { actorRef?: { atespace: string; name: string } }): Promise<Actor> {
+    const { atespace, name } = this.requireRef(req);
+    return this.withLock(atespace, name, async () => {
+      const a = this.mustGet(atespace, name);
+      await this.loadTemplate(a);
+      if (a.status === Actor_Status.STATUS_PAUSED) return a;
+      if (a.status === Actor_Status.STATUS_SUSPENDED || !this.catalog.workerOfActor(atespace, name)) {
+        throw internal('internal server error: actor is in PAUSING state but has no active worker');
+      }
+      return this.suspendRunning(atespace, name, 'local');
+    });
+  }
+
+  /** Checkpoint the actor's sandbox (external: durable snapshot store; local: its node), then free the worker. */
+  private async suspendRunning(atespace: string, name: string, kind: 'external' | 'local'): Promise<Actor> {
+    const a = this.mustGet(atespace, name);
+    const w = this.catalog.workerOfActor(atespace, name);
+    if (!w) throw internal(`internal server error: actor is in ${kind === 'local' ? 'PAUSING' : 'SUSPENDING'} state but has no active worker`);
+    const id = a.inProgressSnapshot || (kind === 'local' ? `${name}-${snapshotId(name)}` : snapshotId(name));
+    const marked = this.catalog.casActor(
+      { ...a, status: kind === 'local' ? Actor_Status.STATUS_PAUSING : Actor_Status.STATUS_SUSPENDING, inProgressSnapshot: id },
+      a.version,
+    );
+    this.emit(marked);
+    const run = this.running.get(w.idx);
+    const dir = this.snapshotDir(kind, a, id, w.node);
+    if (run && this.runtime.isAlive(run.handle)) {
+      mkdirSync(join(dir, '..'), { recursive: true });
+      const tpl = await this.loadTemplate(a);
+      const spec = await this.workloadOf(tpl);
+      const meta = await this.runtime.checkpoint(run.handle, dir, {
+        imageDigest: spec.imageDigest,
+        platform: this.opts.platform ?? 'ptrace',
+        runscVersion: this.opts.runscVersion ?? '',
+      });
+      this.catalog.addSnapshot({
+        id: `${atespace}/${name}/${id}`,
+        atespace,
+        actor: name,
+        kind,
+        node: w.node,
+        dir,
+        imageDigest: meta.imageDigest,
+        bytes: meta.bytes,
+        createdAt: meta.createdAt,
+      });
+    } else if (run) {
+      // The sandbox died under us: no checkpoint; fall back to the last snapshot (upstream's dangling-pod case,
+      // without promoting a snapshot that was never written).
+      await this.runtime.destroy(run.handle.sandboxId).catch(() => undefined);
+    }
+    this.running.delete(w.idx);
+    const wrote = run && existsSync(join(dir, 'meta.json'));
+    const cur = this.mustGet(atespace, name);
+    const done = this.catalog.tx(() => {
+      this.catalog.releaseWorker(w.idx);
+      return this.catalog.casActor(
+        this.clearPod({
+          ...cur,
+          status: kind === 'local' ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED,
+          inProgressSnapshot: '',
+          latestSnapshotInfo: wrote ? this.snapshotInfo(kind, a, id, w.node) : cur.latestSnapshotInfo,
+        }),
+        cur.version,
+      );
+    });
+    this.emit(done);
+    return done;
+  }
+
+  private clearPod(a: Actor): Actor {
+    // Upstream leaves ateom_pod_uid stale after a suspend; so do we.
+    return { ...a, ateomPodNamespace: '', ateomPodName: '', ateomPodIp: '', workerPoolName: '' };
+  }
+
+  // ------------------------------------------------------------------ snapshot locations
+
+  snapshotDir(kind: 'external' | 'local', a: Pick<Actor, 'atespace' | 'actorId'>, id: string, node: string): string {
+    return kind === 'local'
+      ? join(this.opts.stateDir, 'nodes', node, 'snapshots', a.atespace, id)
+      : join(this.opts.stateDir, 'snapshots', a.atespace, a.actorId, id);
+  }
+
+  private snapshotInfo(kind: 'external' | 'local', a: Pick<Actor, 'atespace' | 'actorId'>, id: string, node: string): SnapshotInfo {
+    return kind === 'local'
+      ? { type: SnapshotType.SNAPSHOT_TYPE_LOCAL, data: { $case: 'local', value: { snapshotPrefix: id, nodeVmsWithLocalSnapshots: [node] } } }
+      : { type: SnapshotType.SNAPSHOT_TYPE_EXTERNAL, data: { $case: 'external', value: { snapshotUriPrefix: `file://${this.snapshotDir('external', a, id, node)}` } } };
+  }
+
+  private uriToDir(uri: string): string {
+    if (!uri.startsWith('file://')) throw failedPrecondition(`snapshot ${uri} is not on this machine (the local Substrate stores snapshots as file:// URIs)`);
+    return uri.slice('file://'.length);
+  }
+}

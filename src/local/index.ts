@@ -1,0 +1,202 @@
+// The local Substrate: ateapi.Control, the ActorTemplate controller, the Kubernetes-shaped resource API and
+// the actor router on one machine, backed by real gVisor checkpoint/restore. Everything lives under one state
+// directory; a running instance advertises itself in <state-dir>/local.json.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { homedir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { logger } from '../common/log.js';
+import { createVerifier, type JwtAuthOptions } from './auth.js';
+import { Catalog } from './catalog.js';
+import { LocalControl } from './control.js';
+import { TemplateController } from './controller.js';
+import { serveControl, splitHostPort } from './grpc.js';
+import { apiResources } from './kube-resources.js';
+import { startRouter } from './router.js';
+import { createRuntime } from './runtime/index.js';
+import { slotIp, workerNetns } from './runtime/paths.js';
+import { ensureDefaultImage, resolveImage } from './images.js';
+import { startApiServer } from '../template/apiserver.js';
+import { sqliteStorage } from './storage.js';
+import type { EgressRule } from './runtime/types.js';
+
+const log = logger('local');
+
+export interface LocalSubstrateOptions {
+  stateDir: string;
+  /** 'unix:/abs/path' | 'host:port'; default unix:<stateDir>/ateapi.sock */
+  listen?: string;
+  /** host:port of the router; default 127.0.0.1:8000 */
+  routerListen?: string;
+  /** Slots of the built-in default worker pool; default from the machine's memory. */
+  workers?: number;
+  /** Virtual nodes the workers are spread over; default 2. */
+  nodes?: number;
+  /** Actor port the router forwards to; default 80. */
+  actorPort?: number;
+  tls?: { certPath: string; keyPath: string };
+  auth?: JwtAuthOptions;
+  /** Host loopback ports every actor may reach. */
+  egress?: EgressRule[];
+}
+
+export interface LocalSubstrateHandle {
+  /** grpc-js target: 'unix:/abs/path' or 'host:port' */
+  apiEndpoint: string;
+  apiTls: boolean;
+  routerUrl: string;
+  /** http://127.0.0.1:port — the Kubernetes-shaped resource API (templates, pools, secrets) */
+  kubeUrl: string;
+  stateDir: string;
+  control: LocalControl;
+  stop(): Promise<void>;
+}
+
+export interface LocalJson {
+  pid: number;
+  api_endpoint: string;
+  api_tls: boolean;
+  router_url: string;
+  kube_url: string;
+  state_dir: string;
+  started_at: string;
+}
+
+export function defaultStateDir(): string {
+  const base = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(base, 'openshell-driver-substrate');
+}
+
+/** One worker per 512 MiB of memory, between 2 and 64: a restored idle actor costs about 48 MiB. */
+export function defaultWorkers(): number {
+  return Math.max(2, Math.min(64, Math.floor(totalmem() / (512 * 1024 * 1024))));
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The running instance's local.json, or null when none runs (a stale file of a dead process reads as none). */
+export function readLocalJson(stateDir: string): LocalJson | null {
+  const file = join(stateDir, 'local.json');
+  if (!existsSync(file)) return null;
+  try {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as LocalJson;
+    return pidAlive(j.pid) ? j : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, file);
+}
+
+export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<LocalSubstrateHandle> {
+  const stateDir = resolve(opts.stateDir);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const running = readLocalJson(stateDir);
+  if (running && running.pid !== process.pid) {
+    throw new Error(`a local Substrate already runs for ${stateDir} (pid ${running.pid}); stop it first or use another --state-dir`);
+  }
+  const routerListen = splitHostPort(opts.routerListen ?? '127.0.0.1:8000');
+  const verifier = opts.auth ? await createVerifier(opts.auth) : undefined;
+
+  const catalog = new Catalog(join(stateDir, 'catalog.db'));
+  const cleanups: Array<() => Promise<void> | void> = [() => catalog.close()];
+  const stopAll = async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.warn('shutdown step failed', { error: e });
+      }
+    }
+  };
+  try {
+    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 } });
+    cleanups.push(() => api.close());
+    // Namespaces every cluster with Substrate installed has.
+    for (const ns of ['default', 'ate-system']) {
+      if (!(await api.get('namespaces', undefined, ns))) {
+        await api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'substrate-local');
+      }
+    }
+    const resources = apiResources(api);
+    const runtime = createRuntime({ stateDir });
+    await ensureDefaultImage(stateDir);
+    const control = new LocalControl({
+      stateDir,
+      catalog,
+      runtime,
+      resources,
+      images: { resolve: (ref) => resolveImage(stateDir, ref) },
+      workers: opts.workers ?? defaultWorkers(),
+      nodes: opts.nodes ?? 2,
+      slotOf: (row) => ({ index: row.idx, node: row.node, netns: workerNetns(runtime.tag, row.idx), ip: slotIp(row.idx) }),
+      egress: opts.egress,
+      platform: runtime.platform,
+    });
+    await control.start();
+    cleanups.push(() => control.stop());
+    const controller = new TemplateController(control, resources);
+    controller.start();
+    cleanups.push(() => controller.stop());
+    api.onChange((ev) => {
+      if (ev.resource === 'actortemplates') controller.poke();
+      if (ev.resource === 'workerpools') void control.syncPools().catch((e) => log.warn('worker pool sync failed', { error: e }));
+    });
+    const grpcServer = await serveControl(control, {
+      address: opts.listen ?? `unix:${join(stateDir, 'ateapi.sock')}`,
+      tls: opts.tls,
+      verifier,
+    });
+    cleanups.push(() => grpcServer.close());
+    const router = await startRouter(
+      {
+        resume: (atespace, name) => control.resumeActor({ actorRef: { atespace, name } }),
+        connect: async (atespace, name, port) => {
+          const h = control.sandboxOf(atespace, name);
+          if (!h) throw new Error('actor is not running');
+          return runtime.connect(h.worker, port);
+        },
+      },
+      { listen: routerListen, actorPort: opts.actorPort },
+    );
+    cleanups.push(() => router.close());
+    const info: LocalJson = {
+      pid: process.pid,
+      api_endpoint: grpcServer.target,
+      api_tls: grpcServer.tls,
+      router_url: router.url,
+      kube_url: api.url,
+      state_dir: stateDir,
+      started_at: new Date().toISOString(),
+    };
+    writeAtomic(join(stateDir, 'local.json'), JSON.stringify(info, null, 2) + '\n');
+    cleanups.push(() => rmSync(join(stateDir, 'local.json'), { force: true }));
+    log.info('local Substrate ready', { api: info.api_endpoint, router: info.router_url, kube: info.kube_url, stateDir });
+    let stopped: Promise<void> | undefined;
+    return {
+      apiEndpoint: grpcServer.target,
+      apiTls: grpcServer.tls,
+      routerUrl: router.url,
+      kubeUrl: api.url,
+      stateDir,
+      control,
+      stop: () => (stopped ??= stopAll()),
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}

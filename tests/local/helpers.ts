@@ -1,0 +1,174 @@
+// Shared pieces of the local Substrate tests: a promise client for ateapi.Control, a counter workload, and
+// a local Substrate in a temporary state directory. Everything here is real: gVisor, SQLite, gRPC, HTTP.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as ateapi from '../../src/gen/ateapi.js';
+import { ControlClient, type Actor } from '../../src/gen/ateapi.js';
+import { listImages } from '../../src/local/images.js';
+import { startLocalSubstrate, type LocalSubstrateHandle, type LocalSubstrateOptions } from '../../src/local/index.js';
+
+export type Rpc = <Res>(method: string, req: object, md?: grpc.Metadata) => Promise<Res>;
+
+export function controlClient(target: string, creds = grpc.credentials.createInsecure(), options: Partial<grpc.ClientOptions> = {}) {
+  const client = new ControlClient(target, creds, options);
+  const rpc: Rpc = (method, req, md = new grpc.Metadata()) =>
+    new Promise((resolve, reject) => {
+      const fn = (client as unknown as Record<string, Function>)[method]!.bind(client);
+      // Complete the message the way a generated client's caller must (unset scalars become defaults).
+      const type = (ateapi as unknown as Record<string, { fromPartial(o: object): object }>)[`${method[0]!.toUpperCase()}${method.slice(1)}Request`]!;
+      fn(type.fromPartial(req), md, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, res: unknown) => (e ? reject(e) : resolve(res as never)));
+    });
+  return { client, rpc, close: () => client.close() };
+}
+
+export async function expectCode(p: Promise<unknown>, code: grpc.status, message?: string | RegExp): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    const se = e as grpc.ServiceError;
+    if (se.code !== code) throw new Error(`expected code ${grpc.status[code]}, got ${grpc.status[se.code]}: ${se.details}`);
+    if (message !== undefined) {
+      const ok = typeof message === 'string' ? se.details === message : message.test(se.details);
+      if (!ok) throw new Error(`expected message ${String(message)}, got "${se.details}"`);
+    }
+    return se;
+  }
+  throw new Error(`expected ${grpc.status[code]}, but the call succeeded`);
+}
+
+/**
+ * A Node HTTP server on port 80: /count increments an in-memory counter, /file writes and reads a file in
+ * /tmp, /egress tries an outbound TCP connection, /readyz answers 200.
+ */
+export const COUNTER_JS = `
+const http = require('http'), fs = require('fs'), net = require('net');
+let n = 0; const born = Date.now();
+http.createServer((q, s) => {
+  if (q.url === '/readyz') return s.end('ok');
+  if (q.url === '/count') { n++; return s.end(JSON.stringify({ n, born, pid: process.pid })); }
+  if (q.url === '/peek') return s.end(JSON.stringify({ n, born }));
+  if (q.url.startsWith('/write')) { fs.writeFileSync('/tmp/note', 'kept-' + n); return s.end('written'); }
+  if (q.url === '/read') { try { return s.end(fs.readFileSync('/tmp/note', 'utf8')); } catch (e) { return s.end('missing'); } }
+  if (q.url === '/egress') {
+    const t0 = Date.now();
+    const c = net.connect(80, '203.0.113.7');
+    c.setTimeout(5000, () => { c.destroy(); s.end(JSON.stringify({ blocked: true, code: 'TIMEOUT', ms: Date.now() - t0 })); });
+    c.on('connect', () => { c.destroy(); s.end(JSON.stringify({ blocked: false, ms: Date.now() - t0 })); });
+    c.on('error', (e) => s.end(JSON.stringify({ blocked: true, code: e.code, ms: Date.now() - t0 })));
+    return;
+  }
+  s.end('hello');
+}).listen(80);
+`;
+
+export async function defaultImageRef(stateDir: string): Promise<string> {
+  const imgs = await listImages(stateDir);
+  const node = imgs.find((i) => i.name === 'node');
+  if (!node) throw new Error('default image missing');
+  return node.ref;
+}
+
+export function counterTemplate(name: string, image: string, opts: { readyz?: boolean; namespace?: string } = {}) {
+  return {
+    apiVersion: 'ate.dev/v1alpha1',
+    kind: 'ActorTemplate',
+    metadata: { name, namespace: opts.namespace ?? 'default' },
+    spec: {
+      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
+      containers: [
+        {
+          name: 'app',
+          image,
+          command: ['/usr/bin/node', '-e', COUNTER_JS],
+          env: [{ name: 'GREETING', value: 'hi' }],
+          ...(opts.readyz === false ? {} : { readyz: { httpGet: { path: '/readyz', port: 80 } } }),
+        },
+      ],
+      snapshotsConfig: { location: 'file:///unused/' },
+    },
+  };
+}
+
+export async function applyObject(kubeUrl: string, obj: { kind: string; metadata: { name: string; namespace?: string } }): Promise<Response> {
+  const ns = obj.metadata.namespace ?? 'default';
+  const path =
+    obj.kind === 'ActorTemplate'
+      ? `/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${obj.metadata.name}`
+      : obj.kind === 'WorkerPool'
+        ? `/apis/ate.dev/v1alpha1/namespaces/${ns}/workerpools/${obj.metadata.name}`
+        : obj.kind === 'Secret'
+          ? `/api/v1/namespaces/${ns}/secrets/${obj.metadata.name}`
+          : `/api/v1/namespaces/${obj.metadata.name}`;
+  return fetch(`${kubeUrl}${path}?fieldManager=tests&force=true`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/apply-patch+yaml' },
+    body: JSON.stringify(obj),
+  });
+}
+
+export async function waitTemplateReady(kubeUrl: string, ns: string, name: string, timeoutMs = 90_000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(`${kubeUrl}/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${name}`);
+    const o = (await r.json()) as Record<string, any>;
+    if (o.status?.phase === 'Ready') return o;
+    if (Date.now() > deadline) throw new Error(`template ${ns}/${name} not Ready: ${JSON.stringify(o.status)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** GET through the router with the actor's Host header. */
+export async function viaRouter(routerUrl: string, atespace: string, actor: string, path: string): Promise<{ status: number; body: string }> {
+  const u = new URL(routerUrl);
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, path, headers: { host: `${actor}.${atespace}.actors.resources.substrate.ate.dev` }, timeout: 60_000 },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface TestSubstrate {
+  h: LocalSubstrateHandle;
+  rpc: Rpc;
+  stateDir: string;
+  restart(opts?: Partial<LocalSubstrateOptions>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestSubstrate(opts: Partial<LocalSubstrateOptions> = {}): Promise<TestSubstrate> {
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'sdl-test-'));
+  const base: LocalSubstrateOptions = { stateDir, workers: 2, routerListen: '127.0.0.1:0', ...opts };
+  let h = await startLocalSubstrate(base);
+  let c = controlClient(h.apiEndpoint);
+  const t: TestSubstrate = {
+    get h() {
+      return h;
+    },
+    rpc: (m, r, md) => c.rpc(m, r, md),
+    stateDir,
+    async restart(more = {}) {
+      c.close();
+      await h.stop();
+      h = await startLocalSubstrate({ ...base, ...more });
+      c = controlClient(h.apiEndpoint);
+    },
+    async close() {
+      c.close();
+      await h.stop();
+      if (!opts.stateDir) rmSync(stateDir, { recursive: true, force: true });
+    },
+  } as TestSubstrate;
+  return t;
+}
+
+export type { Actor };
