@@ -10,9 +10,9 @@
 // - Snapshot paths include the atespace, so same-named actors in two atespaces never share snapshots.
 // - DeleteActor removes the actor's own snapshot files (upstream leaves them for a GC that does not exist).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   Actor,
   Actor_Status,
@@ -98,6 +98,15 @@ function validateSelector(sel: Selector | undefined): void {
 function checkLabel(what: 'actor_id' | 'atespace', v: string): void {
   const e = dnsLabelError(what, v);
   if (e) throw invalid(e);
+}
+
+/** Removes what an interrupted checkpoint left next to its destination (`<dir>.tmp-*`). */
+function removePartialSnapshots(dir: string): void {
+  const parent = dirname(dir);
+  if (!existsSync(parent)) return;
+  for (const e of readdirSync(parent)) {
+    if (e.startsWith(`${basename(dir)}.tmp-`)) rmSync(join(parent, e), { recursive: true, force: true });
+  }
 }
 
 function snapshotId(name: string): string {
@@ -214,6 +223,7 @@ export class LocalControl {
       if (a.status === Actor_Status.STATUS_SUSPENDING || a.status === Actor_Status.STATUS_PAUSING) {
         const pausing = a.status === Actor_Status.STATUS_PAUSING;
         const dir = a.inProgressSnapshot ? this.snapshotDir(pausing ? 'local' : 'external', a, a.inProgressSnapshot, w?.node ?? '') : '';
+        if (dir) removePartialSnapshots(dir);
         if (dir && existsSync(join(dir, 'meta.json'))) {
           next.latestSnapshotInfo = this.snapshotInfo(pausing ? 'local' : 'external', a, a.inProgressSnapshot, w?.node ?? '');
           next.status = pausing ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
@@ -224,7 +234,7 @@ export class LocalControl {
         // RUNNING or RESUMING: the sandbox is gone with the crashed run; fall back to the last snapshot.
         next.status = a.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
       }
-      next = this.clearPod(next);
+      next = this.clearPod({ ...next, inProgressSnapshot: '' });
       this.catalog.tx(() => {
         if (w) this.catalog.releaseWorker(w.idx);
         this.catalog.casActor(next, a.version);

@@ -1,0 +1,282 @@
+// The driver's pure ActorTemplate synthesis: one `ate.dev/v1alpha1` ActorTemplate per sandbox, built from the
+// DriverSandbox the gateway sent and the driver's config. The result satisfies every CRD rule (it is
+// validated before it is returned), carries the owner annotation so only driver-made templates are ever
+// deleted, has a deterministic DNS-1123 name, and wires the OpenShell supervisor's environment
+// (compute-driver.md §6.2/§6.3): driver-set values override user values, the sandbox token is only ever a
+// secretKeyRef (never a literal), and the gateway's command is forwarded exactly through
+// OPENSHELL_MAIN_PROCESS_SPEC. No idle `sleep` workload is ever installed.
+import { createHash } from 'node:crypto';
+import { ApiError, Code } from '../common/errors.js';
+import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.js';
+import type { DriverSandbox } from '../gen/compute_driver.js';
+import type { ActorTemplate, Container, EnvVar } from './types.js';
+import { RESERVED_CONTAINER_NAME, validateActorTemplate } from './validate.js';
+
+export interface SynthesisConfig {
+  namespace: string;
+  pauseImage: string;
+  snapshotsLocation: string;
+  sandboxClass: 'gvisor' | 'microvm';
+  workerSelector?: Record<string, string>;
+  /** The gateway gRPC URL as reachable from inside the sandbox. Empty: OPENSHELL_ENDPOINT is not set. */
+  gatewayEndpoint: string;
+  /**
+   * Optional wrapper argv, e.g. ["/usr/local/bin/openshell-sandbox"], used as the container command with no
+   * trailing arguments (the supervisor reads OPENSHELL_MAIN_PROCESS_SPEC). Unset: the sandbox's own command.
+   */
+  supervisorCommand?: string[];
+  readyz?: { path: string; port: number };
+}
+
+export interface SynthesisOptions {
+  /**
+   * Whether a token Secret exists (or will, before the actor starts) for this sandbox. Default: whether
+   * `spec.sandbox_token` is non-empty. The gateway sends the token on Create only, so a re-synthesis later must
+   * pass this explicitly.
+   */
+  hasToken?: boolean;
+}
+
+export const DRIVER_NAME = 'openshell-driver-substrate';
+/** On every template the driver creates; the driver deletes only templates carrying it with this value. */
+export const OWNER_ANNOTATION = 'openshell.ai/owned-by';
+export const OWNER_VALUE = DRIVER_NAME;
+export const SANDBOX_ID_ANNOTATION = 'openshell.ai/sandbox-id';
+export const SANDBOX_NAME_ANNOTATION = 'openshell.ai/sandbox-name';
+export const WORKSPACE_ANNOTATION = 'openshell.ai/workspace';
+/** Label keys (same names as the annotations) for selecting by sandbox; set only when the value is a valid label value. */
+export const SANDBOX_ID_LABEL = SANDBOX_ID_ANNOTATION;
+export const SANDBOX_NAME_LABEL = SANDBOX_NAME_ANNOTATION;
+export const WORKSPACE_LABEL = WORKSPACE_ANNOTATION;
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+
+/** The workload container's name (never `pause`, which atelet reserves). */
+export const CONTAINER_NAME = 'sandbox';
+/** The key inside the per-sandbox token Secret. */
+export const TOKEN_SECRET_KEY = 'token';
+/** The gateway's scratch default when a sandbox has no command (compute-driver.md §2.2, §6.3). */
+export const DEFAULT_COMMAND: readonly string[] = ['/bin/bash', '-l'];
+
+export const ENV = {
+  SANDBOX_ID: 'OPENSHELL_SANDBOX_ID',
+  SANDBOX: 'OPENSHELL_SANDBOX',
+  ENDPOINT: 'OPENSHELL_ENDPOINT',
+  MAIN_PROCESS_SPEC: 'OPENSHELL_MAIN_PROCESS_SPEC',
+  LOG_LEVEL: 'OPENSHELL_LOG_LEVEL',
+  SANDBOX_TOKEN: 'OPENSHELL_SANDBOX_TOKEN',
+  SANDBOX_TOKEN_FILE: 'OPENSHELL_SANDBOX_TOKEN_FILE',
+} as const;
+
+/** Names the driver owns: any user value for them is dropped (and the driver's set, where it has one). */
+const DRIVER_ENV_NAMES = new Set<string>(Object.values(ENV));
+
+const MAX_ENV = 32;
+const MAX_COMMAND = 64;
+const ENV_NAME = /^[ -<>-~]+$/;
+
+function boundedName(prefix: string, id: string, suffix: string): string {
+  const body = id.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  const plain = `${prefix}${body}${suffix}`;
+  if (body === id && plain.length <= 63 && isDnsLabel(plain)) return plain;
+  // Mapped or too long: keep a readable prefix of the id and add a hash of the exact id so distinct ids
+  // never collide.
+  const hash = createHash('sha256').update(id).digest('hex').slice(0, 10);
+  const room = 63 - prefix.length - suffix.length - hash.length - 1;
+  const kept = body.slice(0, Math.max(0, room)).replace(/-+$/, '').replace(/^-+/, '');
+  return `${prefix}${kept ? `${kept}-` : ''}${hash}${suffix}`;
+}
+
+/** Deterministic DNS-1123 label (≤ 63) for a sandbox's ActorTemplate: "oss-" + id, hashed when mapped or truncated. */
+export function templateNameFor(sandboxId: string): string {
+  return boundedName('oss-', sandboxId, '');
+}
+
+/** Deterministic DNS-1123 label for the Secret holding a sandbox's token under key `token`. */
+export function tokenSecretNameFor(sandboxId: string): string {
+  return boundedName('oss-', sandboxId, '-token');
+}
+
+/** `{"version":1,"command":[...],"tty":bool}` in exactly that key order (serde order of MainProcessConfig). */
+export function mainProcessSpec(command: readonly string[], tty: boolean): string {
+  return JSON.stringify({ version: 1, command: [...command], tty });
+}
+
+/** The command and tty the supervisor must run: the gateway's, or the scratch default when absent. */
+export function mainProcessOf(sandbox: DriverSandbox): { command: string[]; tty: boolean } {
+  const cmd = sandbox.spec?.command ?? [];
+  if (cmd.length === 0) return { command: [...DEFAULT_COMMAND], tty: true };
+  return { command: [...cmd], tty: sandbox.spec?.tty ?? false };
+}
+
+const invalidArg = (m: string) => new ApiError(Code.INVALID_ARGUMENT, m);
+const badConfig = (m: string) => new ApiError(Code.FAILED_PRECONDITION, m);
+
+function checkConfig(cfg: SynthesisConfig): void {
+  if (!isDnsLabel(cfg.namespace)) {
+    throw badConfig(`driver config: namespace ${JSON.stringify(cfg.namespace)} is not a valid Kubernetes namespace name (DNS-1123 label, at most 63 characters)`);
+  }
+  if (!cfg.pauseImage) throw badConfig('driver config: pause_image is not set; set it to a digest-pinned image such as registry.k8s.io/pause:3.10.2@sha256:<digest>');
+  if (!cfg.pauseImage.includes('@')) {
+    throw badConfig(`driver config: pause_image ${JSON.stringify(cfg.pauseImage)} is not pinned; ActorTemplates require a digest reference (image@sha256:<digest>) because changing the image invalidates snapshots`);
+  }
+  if (!cfg.snapshotsLocation) throw badConfig('driver config: snapshots_location is not set (e.g. gs://bucket/prefix/)');
+  if (cfg.sandboxClass !== 'gvisor' && cfg.sandboxClass !== 'microvm') {
+    throw badConfig(`driver config: sandbox class ${JSON.stringify(cfg.sandboxClass)} is not supported; use "gvisor" or "microvm"`);
+  }
+  for (const [k, v] of Object.entries(cfg.workerSelector ?? {})) {
+    const ke = qualifiedNameError(k);
+    if (ke) throw badConfig(`driver config: worker_selector key ${JSON.stringify(k)} is not a valid label key: ${ke}`);
+    const ve = labelValueError(v);
+    if (ve) throw badConfig(`driver config: worker_selector value for ${JSON.stringify(k)} is not a valid label value: ${ve}`);
+  }
+  if (cfg.supervisorCommand && (cfg.supervisorCommand.length === 0 || !cfg.supervisorCommand[0])) {
+    throw badConfig('driver config: supervisor command must be a non-empty argv whose first element is the supervisor binary');
+  }
+  if (cfg.supervisorCommand && cfg.supervisorCommand.length > MAX_COMMAND) {
+    throw badConfig(`driver config: supervisor command has ${cfg.supervisorCommand.length} items; an ActorTemplate container command allows at most ${MAX_COMMAND}`);
+  }
+  if (cfg.readyz) {
+    const { port, path } = cfg.readyz;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw badConfig(`driver config: readyz port ${port} must be an integer from 1 to 65535`);
+    if (!/^\/([A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/.test(path) || path.length > 1024) {
+      throw badConfig(`driver config: readyz path ${JSON.stringify(path)} must be an absolute URL path without query or fragment (at most 1024 characters)`);
+    }
+  }
+}
+
+function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, hasToken: boolean): EnvVar[] {
+  const spec = sandbox.spec;
+  // Template first, the spec wins (the Docker driver's precedence, compute-driver.md §2.2).
+  const merged = new Map<string, string>();
+  for (const [k, v] of Object.entries(spec?.template?.environment ?? {})) merged.set(k, v);
+  for (const [k, v] of Object.entries(spec?.environment ?? {})) merged.set(k, v);
+  for (const k of DRIVER_ENV_NAMES) merged.delete(k);
+
+  const bad = [...merged.keys()].filter((k) => k.length === 0 || !ENV_NAME.test(k));
+  if (bad.length > 0) {
+    throw invalidArg(
+      `sandbox ${JSON.stringify(sandbox.name)}: environment variable name(s) ${bad.map((b) => JSON.stringify(b)).join(', ')} are not allowed; names must be non-empty printable ASCII without '=' (ActorTemplate env name pattern ^[ -<>-~]+$)`,
+    );
+  }
+
+  // Sorted so the same sandbox always yields the same spec (the spec is immutable once applied).
+  const env: EnvVar[] = [...merged.keys()].sort().map((name) => ({ name, value: merged.get(name)! }));
+  const main = mainProcessOf(sandbox);
+  env.push({ name: ENV.SANDBOX_ID, value: sandbox.id });
+  env.push({ name: ENV.SANDBOX, value: sandbox.name });
+  if (cfg.gatewayEndpoint) env.push({ name: ENV.ENDPOINT, value: cfg.gatewayEndpoint });
+  env.push({ name: ENV.LOG_LEVEL, value: spec?.logLevel || 'info' });
+  env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty) });
+  if (hasToken) {
+    env.push({ name: ENV.SANDBOX_TOKEN, valueFrom: { secretKeyRef: { name: tokenSecretNameFor(sandbox.id), key: TOKEN_SECRET_KEY } } });
+  }
+  if (env.length > MAX_ENV) {
+    const driverCount = env.length - merged.size;
+    const over = env.length - MAX_ENV;
+    throw invalidArg(
+      `sandbox ${JSON.stringify(sandbox.name)} needs ${env.length} environment variables (${merged.size} from spec.environment and template.environment, ${driverCount} set by the driver for the supervisor); an ActorTemplate container allows at most ${MAX_ENV}: remove at least ${over} user variable(s)`,
+    );
+  }
+  return env;
+}
+
+function buildLabels(sandbox: DriverSandbox): { labels: Record<string, string>; annotations: Record<string, string> } {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(sandbox.spec?.template?.labels ?? {})) {
+    const ke = qualifiedNameError(k);
+    if (ke) throw invalidArg(`sandbox ${JSON.stringify(sandbox.name)}: template label key ${JSON.stringify(k)} is not a valid Kubernetes label key: ${ke}`);
+    const ve = labelValueError(v);
+    if (ve) throw invalidArg(`sandbox ${JSON.stringify(sandbox.name)}: template label ${JSON.stringify(k)} has an invalid value: ${ve}`);
+    labels[k] = v;
+  }
+  labels[MANAGED_BY_LABEL] = DRIVER_NAME;
+  for (const [k, v] of [
+    [SANDBOX_ID_LABEL, sandbox.id],
+    [SANDBOX_NAME_LABEL, sandbox.name],
+    [WORKSPACE_LABEL, sandbox.workspace],
+  ] as const) {
+    if (v && labelValueError(v) === null) labels[k] = v;
+    else delete labels[k];
+  }
+  const annotations: Record<string, string> = {
+    [OWNER_ANNOTATION]: OWNER_VALUE,
+    [SANDBOX_ID_ANNOTATION]: sandbox.id,
+    [SANDBOX_NAME_ANNOTATION]: sandbox.name,
+    [WORKSPACE_ANNOTATION]: sandbox.workspace,
+  };
+  return { labels, annotations };
+}
+
+/**
+ * Builds the sandbox's ActorTemplate. Throws ApiError: INVALID_ARGUMENT for a sandbox that cannot be expressed
+ * (unpinned or missing image, too many env vars or command items, bad env names or labels),
+ * FAILED_PRECONDITION for driver config that cannot be (unpinned pause image, bad namespace, ...), INTERNAL if
+ * the result still fails CRD validation (a bug).
+ */
+export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisConfig, opts: SynthesisOptions = {}): ActorTemplate {
+  checkConfig(cfg);
+  if (!sandbox.id) throw invalidArg('sandbox id is empty; the gateway must send the sandbox UUID');
+  const who = JSON.stringify(sandbox.name || sandbox.id);
+  const image = sandbox.spec?.template?.image ?? '';
+  if (!image) {
+    throw invalidArg(`sandbox ${who} has no image: set template.image to a digest-pinned image (image@sha256:<digest>) or configure the driver's default image`);
+  }
+  if (!image.includes('@')) {
+    throw invalidArg(
+      `sandbox ${who}: image ${JSON.stringify(image)} is not pinned; Substrate ActorTemplates require a digest reference such as ${image.split('@')[0]}@sha256:<digest> because changing the image invalidates snapshots; look up the digest in your registry and use the image@sha256:<digest> form`,
+    );
+  }
+  const main = mainProcessOf(sandbox);
+  if (!main.command[0]) throw invalidArg(`sandbox ${who}: command[0] is empty; the first element must be the program to run`);
+  const command = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
+  if (command.length > MAX_COMMAND) {
+    throw invalidArg(`sandbox ${who}: command has ${command.length} items; an ActorTemplate container command allows at most ${MAX_COMMAND}`);
+  }
+  const hasToken = opts.hasToken ?? (sandbox.spec?.sandboxToken ?? '') !== '';
+  const env = buildEnv(sandbox, cfg, hasToken);
+  const { labels, annotations } = buildLabels(sandbox);
+
+  const container: Container = { name: CONTAINER_NAME, image, command, env };
+  if (cfg.readyz) container.readyz = { httpGet: { path: cfg.readyz.path, port: cfg.readyz.port } };
+  if (container.name === RESERVED_CONTAINER_NAME) throw new ApiError(Code.INTERNAL, 'internal: container name collides with the pause container');
+
+  const t: ActorTemplate = {
+    apiVersion: 'ate.dev/v1alpha1',
+    kind: 'ActorTemplate',
+    metadata: { name: templateNameFor(sandbox.id), namespace: cfg.namespace, labels, annotations },
+    spec: {
+      pauseImage: cfg.pauseImage,
+      containers: [container],
+      snapshotsConfig: { location: cfg.snapshotsLocation, onPause: 'Full', onCommit: 'Full' },
+      sandboxClass: cfg.sandboxClass,
+    },
+  };
+  if (cfg.workerSelector && Object.keys(cfg.workerSelector).length > 0) {
+    t.spec.workerSelector = { matchLabels: { ...cfg.workerSelector } };
+  }
+  const problems = validateActorTemplate(t);
+  if (problems.length > 0) {
+    throw new ApiError(Code.INTERNAL, `internal: synthesized ActorTemplate ${t.metadata.name} fails CRD validation: ${problems.join('; ')}`);
+  }
+  return t;
+}
+
+/**
+ * The error synthesis would raise for this sandbox, or null. Counts the token env slot even when the token is
+ * not known yet (ValidateSandboxCreate runs before the gateway mints it), so a sandbox that validates also
+ * synthesizes on Create.
+ */
+export function synthesisProblem(sandbox: DriverSandbox, cfg: SynthesisConfig): ApiError | null {
+  try {
+    synthesizeActorTemplate(sandbox, cfg, { hasToken: true });
+    return null;
+  } catch (e) {
+    if (e instanceof ApiError) return e;
+    return new ApiError(Code.INTERNAL, `internal: ${(e as Error).message}`);
+  }
+}
+
+/** ValidateSandboxCreate reuse: the message of the synthesis problem, or null when the sandbox is fine. */
+export function validateSandboxForSynthesis(sandbox: DriverSandbox, cfg: SynthesisConfig): string | null {
+  return synthesisProblem(sandbox, cfg)?.message ?? null;
+}
