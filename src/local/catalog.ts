@@ -5,7 +5,9 @@
 // loss, and every multi-row change (an actor and the worker it binds) is one transaction. Actor updates are
 // compare-and-set on `version`, as upstream's store does.
 import Database from 'better-sqlite3';
+import { status } from '@grpc/grpc-js';
 import { Actor, Actor_Status, Worker } from '../gen/ateapi.js';
+import { ApiError } from '../common/errors.js';
 
 export interface WorkerRow {
   idx: number;
@@ -35,9 +37,10 @@ export interface SnapshotRow {
   createdAt: string;
 }
 
-export class VersionConflict extends Error {
+/** A compare-and-set lost a race: upstream answers ABORTED with this message, and so do we. */
+export class VersionConflict extends ApiError {
   constructor() {
-    super('concurrent update conflict, please retry');
+    super(status.ABORTED, 'concurrent update conflict, please retry');
   }
 }
 

@@ -490,23 +490,9 @@ export class LocalControl {
       const tpl = await this.loadTemplate(a);
       if (a.status === Actor_Status.STATUS_RUNNING) return a;
       const before = a.status;
-      // AssignWorker
-      const w = await this.assignWorker(a, tpl);
-      let cur = this.catalog.tx(() => {
-        this.catalog.bindWorker(w.idx, a);
-        return this.catalog.casActor(
-          {
-            ...a,
-            status: Actor_Status.STATUS_RESUMING,
-            ateomPodNamespace: w.poolNamespace,
-            ateomPodName: `${w.pool}-${w.idx}`,
-            ateomPodIp: w.ip,
-            ateomPodUid: w.uid,
-            workerPoolName: w.pool,
-          },
-          a.version,
-        );
-      });
+      // AssignWorker: choosing a free worker and claiming it happen in one synchronous step (see assignWorker).
+      const { worker: w, actor: claimed } = await this.assignWorker(a, tpl);
+      let cur = claimed;
       this.emit(cur);
       // Start: restore from the actor's own snapshot, else the template's golden one, else boot.
       try {
@@ -524,15 +510,41 @@ export class LocalControl {
         }
         throw e;
       }
-      cur = this.catalog.casActor({ ...this.catalog.getActor(atespace, name)!, status: Actor_Status.STATUS_RUNNING }, this.catalog.getActor(atespace, name)!.version);
+      const started = this.mustGet(atespace, name);
+      cur = this.catalog.casActor({ ...started, status: Actor_Status.STATUS_RUNNING }, started.version);
       this.emit(cur);
       return cur;
     });
   }
 
-  private async assignWorker(a: Actor, tpl: TemplateObj): Promise<WorkerRow> {
-    const existing = this.catalog.workerOfActor(a.atespace, a.actorId);
+  /**
+   * Picks a worker for the actor and claims it. Everything after the one await (reading the pools) is
+   * synchronous, so two resumes can never claim the same free worker.
+   */
+  private async assignWorker(a: Actor, tpl: TemplateObj): Promise<{ worker: WorkerRow; actor: Actor }> {
     const pools = await this.pools();
+    const fresh = this.mustGet(a.atespace, a.actorId);
+    const w = this.pickWorker(fresh, tpl, pools);
+    const actor = this.catalog.tx(() => {
+      this.catalog.bindWorker(w.idx, fresh);
+      return this.catalog.casActor(
+        {
+          ...fresh,
+          status: Actor_Status.STATUS_RESUMING,
+          ateomPodNamespace: w.poolNamespace,
+          ateomPodName: `${w.pool}-${w.idx}`,
+          ateomPodIp: w.ip,
+          ateomPodUid: w.uid,
+          workerPoolName: w.pool,
+        },
+        fresh.version,
+      );
+    });
+    return { worker: w, actor };
+  }
+
+  private pickWorker(a: Actor, tpl: TemplateObj, pools: PoolObj[]): WorkerRow {
+    const existing = this.catalog.workerOfActor(a.atespace, a.actorId);
     const cls = tpl.spec.sandboxClass ?? 'gvisor';
     const eligible = pools.filter(
       (p) =>
@@ -614,7 +626,13 @@ export class LocalControl {
     } else if (tpl.status?.goldenSnapshot && !boot) {
       handle = await this.restoreOrExplain(slot, spec, this.uriToDir(tpl.status.goldenSnapshot), logFile, a);
     } else {
-      handle = await this.runtime.boot(slot, spec, logFile);
+      try {
+        handle = await this.runtime.boot(slot, spec, logFile);
+      } catch (e) {
+        throw failedPrecondition(
+          `starting actor ${a.atespace}/${a.actorId} (command ${JSON.stringify(spec.command)}) failed: ${(e as Error).message}`,
+        );
+      }
     }
     try {
       await this.waitReady(slot, tpl, handle);

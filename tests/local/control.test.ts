@@ -294,6 +294,47 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     await s.rpc('suspendActor', ref('victim'));
   });
 
+  it('answers bad workloads with clear errors and keeps the catalog consistent', async () => {
+    // An image nobody built, and a command the runtime cannot start.
+    const unknownImage = counterTemplate('noimage', 'local/nothing@sha256:' + 'ab'.repeat(32));
+    expect((await applyObject(s.h.kubeUrl, unknownImage as never)).status).toBeLessThan(300);
+    const badCmd = counterTemplate('badcmd', image, { readyz: false });
+    (badCmd.spec.containers[0] as { command: string[] }).command = ['/no/such/binary'];
+    expect((await applyObject(s.h.kubeUrl, badCmd as never)).status).toBeLessThan(300);
+    await s.rpc('createActor', { ...ref('noimg'), actorTemplateNamespace: 'default', actorTemplateName: 'noimage' });
+    await expectCode(s.rpc('resumeActor', { ...ref('noimg'), boot: true }), status.FAILED_PRECONDITION, /local\/nothing@sha256/);
+    await s.rpc('createActor', { ...ref('nocmd'), actorTemplateNamespace: 'default', actorTemplateName: 'badcmd' });
+    await expectCode(s.rpc('resumeActor', { ...ref('nocmd'), boot: true }), status.FAILED_PRECONDITION);
+    for (const n of ['noimg', 'nocmd']) {
+      const a = (await s.rpc<{ actor: Actor }>('getActor', ref(n))).actor;
+      expect(a.status).toBe(Actor_Status.STATUS_SUSPENDED);
+      await s.rpc('deleteActor', ref(n));
+    }
+    const workers = await s.rpc<{ workers: Array<{ actorId: string }> }>('listWorkers', {});
+    expect(workers.workers.filter((w) => w.actorId === 'noimg' || w.actorId === 'nocmd')).toEqual([]);
+  });
+
+  it('refuses to restore a corrupt snapshot, and does not silently reset the actor', async () => {
+    await s.rpc('createActor', { ...ref('corrupt'), actorTemplateNamespace: 'default', actorTemplateName: 'counter' });
+    await s.rpc('resumeActor', ref('corrupt'));
+    await viaRouter(s.h.routerUrl, 'demo', 'corrupt', '/count');
+    const sus = (await s.rpc<{ actor: Actor }>('suspendActor', ref('corrupt'))).actor;
+    const info = sus.latestSnapshotInfo!;
+    const dir = (info.data as { value: { snapshotUriPrefix: string } }).value.snapshotUriPrefix.replace('file://', '');
+    const { readdirSync, statSync, truncateSync } = await import('node:fs');
+    const biggest = readdirSync(dir)
+      .filter((f) => f !== 'meta.json')
+      .map((f) => ({ f, size: statSync(`${dir}/${f}`).size }))
+      .sort((a, b) => b.size - a.size)[0]!;
+    truncateSync(`${dir}/${biggest.f}`, Math.floor(biggest.size / 2));
+    const e = await expectCode(s.rpc('resumeActor', ref('corrupt')), status.FAILED_PRECONDITION, /corrupt|snapshot/i);
+    expect(e.details).toMatch(/corrupt/);
+    const after = (await s.rpc<{ actor: Actor }>('getActor', ref('corrupt'))).actor;
+    expect(after.status).toBe(Actor_Status.STATUS_SUSPENDED);
+    expect(after.latestSnapshotInfo).toEqual(info);
+    await s.rpc('deleteActor', ref('corrupt'));
+  });
+
   it('loses nothing across a restart of the local Substrate', async () => {
     await s.rpc('createActor', { ...ref('survivor'), actorTemplateNamespace: 'default', actorTemplateName: 'counter' });
     await s.rpc('resumeActor', ref('survivor'));

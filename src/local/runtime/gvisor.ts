@@ -1,0 +1,900 @@
+// The gVisor (runsc 0.0~20240729) implementation of the local Substrate's Runtime contract.
+// Recipe and the reasons behind each flag: /work/shared/reference/gvisor-local.md (§0 wrapper, §2 netns,
+// §3 C/R, §6 failure modes). In short:
+//   * `--platform=ptrace --net-disconnect-ok --network=sandbox --overlay2=none`; root read-only, /tmp tmpfs
+//     (tmpfs contents are part of the checkpoint image).
+//   * one netns per worker slot, wired by a veth to one hub netns per runtime instance (see netns.ts);
+//     run/restore go through an `unshare -m` wrapper that hides /proc/sys/net (runsc's isRootNS() check);
+//     the sandbox address is re-added before every run/restore (runsc takes it off the veth).
+//   * the host reaches sandboxes through forwarder.mjs, a process in the hub netns on a Unix socket.
+//   * liveness by PID of the runsc sandbox process (runsc's state is stale after a kill -9); cleanup by
+//     `runsc delete --force`.
+import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net, { type Socket } from 'node:net';
+import path from 'node:path';
+import { failedPrecondition, internal, invalid, unavailable } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
+import { pidAlive, procCmdline, procStat, run, sleep, spawnToFd } from './exec.js';
+import { deleteNetns, ensureHub, ensureWorker, listNetns, readdAddress, workerReady } from './netns.js';
+import {
+  HUB_IP,
+  MAX_SLOT_INDEX,
+  REQUIRED_RUNSC_VERSION,
+  defaultRunscPath,
+  forwarderScript,
+  instancePaths,
+  slotIp,
+  workerNetns,
+  type InstancePaths,
+} from './paths.js';
+import type { EgressRule, Runtime, SandboxHandle, SnapshotMeta, WorkerSlot, WorkloadSpec } from './types.js';
+
+const log = logger('local.runtime');
+
+export type Platform = 'ptrace' | 'systrap';
+export type Compression = 'none' | 'flate-best-speed';
+
+export interface RuntimeOptions {
+  /** Absolute directory for this runtime instance (runsc root, bundles, sockets). */
+  stateDir: string;
+  /** runsc binary; default $SUBSTRATE_RUNSC, else <project>/.tools/runsc. */
+  runscPath?: string;
+  /** gVisor platform; default 'ptrace' (systrap burns ~7 % of a core per idle sandbox on this VM). */
+  platform?: Platform;
+  /** Checkpoint image compression; default 'none' (see measurements in the runtime report). */
+  compression?: Compression;
+  /**
+   * Keep sandboxes that are still alive from a previous run of this instance (the caller adopts them by
+   * sandboxId, see list()); dead ones are removed either way. Default false: init() removes all leftovers.
+   */
+  adoptLeftovers?: boolean;
+  /** Wait after `restore -detach` before the liveness check (ms); default 100. */
+  restoreSettleMs?: number;
+  /** Node binary for the hub forwarder; default process.execPath. */
+  nodePath?: string;
+}
+
+/** What the runtime remembers about a sandbox it started (also persisted as <bundle>/sandbox.json). */
+interface SandboxRecord {
+  sandboxId: string;
+  slot: WorkerSlot;
+  pid: number;
+  startTime?: string;
+  imageDigest: string;
+  egress: number[];
+  cgroup: boolean;
+}
+
+interface SnapshotFile {
+  format: string;
+  imageDigest: string;
+  platform: string;
+  runscVersion: string;
+  createdAt: string;
+  bytes: number;
+  compression: Compression;
+  files: Record<string, number>;
+}
+
+const SNAPSHOT_FORMAT = 'substrate-gvisor-snapshot/v1';
+const SANDBOX_ID_RE = /^s[0-9a-f]{6}-[0-9a-f]{16}$/;
+const MASK_SCRIPT = [
+  'mount --bind /proc/sys "$SBX_PROCSYS"',
+  'mount -t tmpfs -o size=16k,mode=555 sbx-mask /proc/sys',
+  'for d in kernel vm fs; do mkdir /proc/sys/$d; mount --bind "$SBX_PROCSYS/$d" /proc/sys/$d; done',
+  'umount -l "$SBX_PROCSYS"',
+  'exec "$0" "$@"',
+].join('\n');
+
+export class GvisorRuntime implements Runtime {
+  readonly paths: InstancePaths;
+  readonly tag: string;
+  readonly runscPath: string;
+  readonly platform: Platform;
+  readonly compression: Compression;
+  /** Address every sandbox reaches the hub at; allowed egress ports listen here. */
+  readonly hubIp = HUB_IP;
+  private version = '';
+  private readonly adopt: boolean;
+  private readonly settleMs: number;
+  private readonly nodePath: string;
+  private readonly records = new Map<string, SandboxRecord>();
+  private forwarder?: ChildProcess;
+  private egressServer?: net.Server;
+  private readonly slotLocks = new Map<number, Promise<unknown>>();
+  private readonly pendingDeletes = new Map<string, Promise<void>>();
+  /** Slots wired up by this runtime instance (ensureWorker ran since init). */
+  private readonly prepared = new Set<number>();
+  private initialized = false;
+
+  constructor(opts: RuntimeOptions) {
+    if (!opts.stateDir || !path.isAbsolute(opts.stateDir)) throw invalid(`runtime stateDir must be an absolute path, got "${opts.stateDir}"`);
+    this.paths = instancePaths(opts.stateDir);
+    this.tag = this.paths.tag;
+    this.runscPath = opts.runscPath ?? defaultRunscPath();
+    this.platform = opts.platform ?? 'ptrace';
+    this.compression = opts.compression ?? 'none';
+    this.adopt = opts.adoptLeftovers ?? false;
+    this.settleMs = opts.restoreSettleMs ?? 100;
+    this.nodePath = opts.nodePath ?? process.execPath;
+    for (const p of [this.paths.forwarderSock, this.paths.egressSock]) {
+      if (Buffer.byteLength(p) > 100) throw invalid(`runtime stateDir "${opts.stateDir}" is too long: Unix socket path ${p} exceeds 100 bytes`);
+    }
+  }
+
+  /** runsc version string, e.g. "0.0~20240729.0" (known after init()). */
+  get runscVersion(): string {
+    return this.version;
+  }
+
+  /** The worker slot for an index: netns sbx-<tag>-w<index>, address 10.77.x.y. */
+  slot(index: number, node = 'local'): WorkerSlot {
+    if (!Number.isInteger(index) || index < 0 || index > MAX_SLOT_INDEX) throw invalid(`worker slot index must be an integer in 0..${MAX_SLOT_INDEX}, got ${index}`);
+    return { index, node, netns: workerNetns(this.tag, index), ip: slotIp(index) };
+  }
+
+  /** Host-side view of an egress rule: the address:port the workload connects to. */
+  egressAddress(rule: EgressRule): string {
+    return `${HUB_IP}:${rule.port}`;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  async init(): Promise<void> {
+    if (this.initialized) return;
+    if (process.getuid?.() !== 0) throw failedPrecondition('the gVisor runtime needs root (network namespaces and runsc); run as root');
+    this.version = await runscVersionOf(this.runscPath);
+    for (const d of [this.paths.stateDir, this.paths.runDir, this.paths.procsysScratch, this.paths.bundles, this.paths.runscRoot]) {
+      await fsp.mkdir(d, { recursive: true, mode: 0o700 });
+    }
+    await stopForwarderByPidFile(this.paths);
+    if (this.adopt) await this.adoptLeftovers();
+    else await cleanupInstance(this.paths, this.runscPath, { keepStateFiles: true });
+    await ensureHub(this.paths.hubNetns);
+    await this.startEgressServer();
+    await this.startForwarder();
+    for (const r of this.records.values()) if (r.egress.length) await this.setEgress(r.slot.ip, r.egress);
+    this.initialized = true;
+    log.info('runtime ready', { tag: this.tag, stateDir: this.paths.stateDir, platform: this.platform, runsc: this.version, adopted: this.records.size });
+  }
+
+  async prepareWorker(slot: WorkerSlot): Promise<void> {
+    this.checkSlot(slot);
+    await this.withSlot(slot.index, () => this.ensureSlot(slot, true));
+  }
+
+  async boot(slot: WorkerSlot, spec: WorkloadSpec, logFile: string): Promise<SandboxHandle> {
+    this.requireInit();
+    this.checkSlot(slot);
+    checkSpec(spec);
+    return this.withSlot(slot.index, async () => {
+      this.checkSlotFree(slot);
+      await this.ensureSlot(slot, false);
+      const id = this.newSandboxId();
+      const rec = await this.startSandbox('run', id, slot, spec, logFile, []);
+      log.info('sandbox booted', { sandboxId: id, slot: slot.index, pid: rec.pid });
+      return { sandboxId: id, pid: rec.pid, worker: slot };
+    });
+  }
+
+  async restore(slot: WorkerSlot, spec: WorkloadSpec, snapshotDir: string, logFile: string): Promise<SandboxHandle> {
+    this.requireInit();
+    this.checkSlot(slot);
+    checkSpec(spec);
+    const meta = await readSnapshot(snapshotDir);
+    if (meta.imageDigest !== spec.imageDigest) {
+      throw failedPrecondition(`snapshot ${snapshotDir} was taken from image ${meta.imageDigest}, but the workload now uses ${spec.imageDigest}; a snapshot only restores onto the identical image`);
+    }
+    if (meta.platform !== this.platform) {
+      throw failedPrecondition(`snapshot ${snapshotDir} was taken on gVisor platform "${meta.platform}", this runtime uses "${this.platform}"; restoring across platforms crashes the workload`);
+    }
+    if (meta.runscVersion !== this.version) {
+      throw failedPrecondition(`snapshot ${snapshotDir} was taken with runsc ${meta.runscVersion}, this runtime has runsc ${this.version}`);
+    }
+    const abs = path.resolve(snapshotDir);
+    return this.withSlot(slot.index, async () => {
+      this.checkSlotFree(slot);
+      await this.ensureSlot(slot, false);
+      const id = this.newSandboxId();
+      const rec = await this.startSandbox('restore', id, slot, spec, logFile, ['--image-path', abs]);
+      // runsc restore returns 0 even when the restored app dies right away (platform or rootfs mismatch).
+      await sleep(this.settleMs);
+      const st = await this.state(id);
+      if (!pidAlive(rec.pid, rec.startTime) || st?.status !== 'running') {
+        const tail = await logTail(logFile, 0);
+        await this.destroy(id);
+        throw internal(`restore of ${snapshotDir} failed: the sandbox ${st ? `is "${st.status}"` : 'vanished'} right after restore (pid ${rec.pid} ${pidAlive(rec.pid) ? 'alive' : 'dead'})${tail ? `; log tail: ${tail}` : ''}`);
+      }
+      log.info('sandbox restored', { sandboxId: id, slot: slot.index, pid: rec.pid, snapshotDir: abs });
+      return { sandboxId: id, pid: rec.pid, worker: slot };
+    });
+  }
+
+  async checkpoint(handle: SandboxHandle, snapshotDir: string, meta: Omit<SnapshotMeta, 'bytes' | 'createdAt'>): Promise<SnapshotMeta> {
+    this.requireInit();
+    const rec = this.records.get(handle.sandboxId);
+    if (!rec) throw failedPrecondition(`sandbox ${handle.sandboxId} is not running on this runtime`);
+    if (meta.platform !== this.platform) throw invalid(`checkpoint meta says platform "${meta.platform}" but this runtime runs "${this.platform}"`);
+    // An empty runscVersion means "whatever this runtime runs"; the snapshot records the real one.
+    if (meta.runscVersion && meta.runscVersion !== this.version) throw invalid(`checkpoint meta says runsc "${meta.runscVersion}" but this runtime runs "${this.version}"`);
+    if (meta.imageDigest !== rec.imageDigest) throw invalid(`checkpoint meta says image ${meta.imageDigest} but sandbox ${rec.sandboxId} runs ${rec.imageDigest}`);
+    if (!pidAlive(rec.pid, rec.startTime)) throw failedPrecondition(`sandbox ${rec.sandboxId} is not alive (pid ${rec.pid}); nothing to checkpoint`);
+    const dest = path.resolve(snapshotDir);
+    await fsp.mkdir(path.dirname(dest), { recursive: true });
+    const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
+    await fsp.mkdir(tmp, { mode: 0o700 });
+    const t0 = Date.now();
+    try {
+      const r = await run(this.runscPath, [...this.globalFlags(rec.cgroup), 'checkpoint', `--compression=${this.compression}`, '--image-path', tmp, rec.sandboxId], { timeoutMs: 300_000 });
+      const tCk = Date.now() - t0;
+      if (r.code !== 0) throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+      const files: Record<string, number> = {};
+      let bytes = 0;
+      for (const name of (await fsp.readdir(tmp)).sort()) {
+        const st = await fsp.stat(path.join(tmp, name));
+        if (!st.isFile()) continue;
+        files[name] = st.size;
+        bytes += st.size;
+      }
+      if (!files['checkpoint.img']) throw internal(`runsc checkpoint of ${rec.sandboxId} wrote no checkpoint.img`);
+      const out: SnapshotMeta = { imageDigest: meta.imageDigest, platform: this.platform, runscVersion: this.version, createdAt: new Date().toISOString(), bytes };
+      const file: SnapshotFile = { format: SNAPSHOT_FORMAT, ...out, compression: this.compression, files };
+      await fsp.writeFile(path.join(tmp, 'meta.json'), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+      for (const name of [...Object.keys(files), 'meta.json']) await fsyncPath(path.join(tmp, name));
+      await fsyncPath(tmp);
+      await replaceDir(tmp, dest);
+      log.info('sandbox checkpointed', { sandboxId: rec.sandboxId, snapshotDir: dest, bytes, runscMs: tCk, totalMs: Date.now() - t0 });
+      return out;
+    } catch (e) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw e;
+    } finally {
+      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it).
+      for (let i = 0; i < 300 && pidAlive(rec.pid, rec.startTime); i++) await sleep(10);
+      await this.teardown(rec.sandboxId, false);
+    }
+  }
+
+  async destroy(sandboxId: string): Promise<void> {
+    await this.teardown(sandboxId, true);
+  }
+
+  /**
+   * Kills the sandbox process (so the worker's namespace is free at once), forgets the record, then runs
+   * `runsc delete --force`. On this VM PID 1 reaps orphaned zombies only every ~1.5 s and runsc delete waits
+   * for that, so after a checkpoint the delete runs in the background (shutdown() and destroy() await it).
+   */
+  private async teardown(sandboxId: string, wait: boolean): Promise<void> {
+    if (!SANDBOX_ID_RE.test(sandboxId)) throw invalid(`"${sandboxId}" is not a sandbox id of this runtime`);
+    const pending = this.pendingDeletes.get(sandboxId);
+    if (pending) {
+      if (wait) await pending;
+      return;
+    }
+    const rec = this.records.get(sandboxId);
+    let pid = rec?.pid ?? 0;
+    let startTime = rec?.startTime;
+    if (!pid) {
+      const st = await this.state(sandboxId);
+      pid = st?.pid ?? 0;
+      startTime = undefined;
+      if (pid && !(procCmdline(pid) + ' ').includes(`--root=${this.paths.runscRoot} `)) pid = 0; // not ours (PID reused)
+    }
+    if (pid && pidAlive(pid, startTime)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      for (let i = 0; i < 500 && pidAlive(pid, startTime); i++) await sleep(10);
+    }
+    if (rec) {
+      this.records.delete(sandboxId);
+      if (rec.egress.length && this.forwarder) await this.setEgress(rec.slot.ip, []).catch(() => undefined);
+    }
+    const p = (async () => {
+      const r = await run(this.runscPath, [`--root=${this.paths.runscRoot}`, 'delete', '--force', sandboxId], { timeoutMs: 60_000 });
+      if (r.code !== 0 && !/does not exist|not found|no such|cannot find/i.test(r.stderr)) {
+        log.warn('runsc delete --force failed', { sandboxId, stderr: lastLines(r.stderr) });
+      }
+      await fsp.rm(path.join(this.paths.bundles, sandboxId), { recursive: true, force: true });
+      if (rec?.cgroup) await removeCgroups(this.paths.cgroupParent, sandboxId);
+    })().finally(() => this.pendingDeletes.delete(sandboxId));
+    this.pendingDeletes.set(sandboxId, p);
+    if (wait) await p;
+    else p.catch((e: unknown) => log.warn('background delete failed', { sandboxId, error: e }));
+  }
+
+  isAlive(handle: SandboxHandle): boolean {
+    return pidAlive(handle.pid, this.records.get(handle.sandboxId)?.startTime);
+  }
+
+  async connect(slot: WorkerSlot, port: number): Promise<Socket> {
+    this.requireInit();
+    this.checkSlot(slot);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`port must be 1..65535, got ${port}`);
+    // Without a sandbox the address is on no interface and a connect would wait ~3 s for ARP to give up.
+    if (![...this.records.values()].some((r) => r.slot.index === slot.index && r.pid > 0)) {
+      throw unavailable(`no sandbox is running on worker slot ${slot.index} (${slot.netns})`);
+    }
+    return forwarderConnect(this.paths.forwarderSock, `CONNECT ${slot.ip}:${port}`);
+  }
+
+  async list(): Promise<Array<{ sandboxId: string; pid: number; status: string }>> {
+    return runscList(this.runscPath, this.paths.runscRoot);
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.records.keys()].map((id) => this.teardown(id, false).catch(() => undefined)));
+    await Promise.all([...this.pendingDeletes.values()].map((p) => p.catch(() => undefined)));
+    await this.stopForwarder();
+    await new Promise<void>((r) => (this.egressServer ? this.egressServer.close(() => r()) : r()));
+    this.egressServer = undefined;
+    await cleanupInstance(this.paths, this.runscPath, { keepStateFiles: true });
+    this.records.clear();
+    this.prepared.clear();
+    this.initialized = false;
+    log.info('runtime shut down', { tag: this.tag });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  private requireInit(): void {
+    if (!this.initialized) throw failedPrecondition('runtime not initialised: call init() first');
+  }
+
+  private checkSlot(slot: WorkerSlot): void {
+    const want = this.slot(slot.index, slot.node);
+    if (slot.netns !== want.netns || slot.ip !== want.ip) {
+      throw invalid(`worker slot ${slot.index} must be netns "${want.netns}" with ip ${want.ip} on this runtime (got "${slot.netns}", ${slot.ip}); build slots with runtime.slot(index, node)`);
+    }
+  }
+
+  private checkSlotFree(slot: WorkerSlot): void {
+    for (const r of this.records.values()) {
+      if (r.slot.index === slot.index && pidAlive(r.pid, r.startTime)) {
+        throw failedPrecondition(`worker slot ${slot.index} already hosts sandbox ${r.sandboxId}; destroy or checkpoint it first`);
+      }
+    }
+  }
+
+  private async withSlot<T>(index: number, fn: () => Promise<T>): Promise<T> {
+    const prev = this.slotLocks.get(index) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.slotLocks.set(index, next);
+    try {
+      return await next;
+    } finally {
+      if (this.slotLocks.get(index) === next) this.slotLocks.delete(index);
+    }
+  }
+
+  /** Wires the slot's namespace once per runtime life (or again when it vanished, or when forced). */
+  private async ensureSlot(slot: WorkerSlot, force: boolean): Promise<void> {
+    if (!force && this.prepared.has(slot.index) && workerReady(slot.netns)) return;
+    await ensureWorker(this.paths.hubNetns, this.tag, slot.index, slot.netns, slot.ip);
+    this.prepared.add(slot.index);
+  }
+
+  private newSandboxId(): string {
+    return `s${this.tag}-${randomBytes(8).toString('hex')}`;
+  }
+
+  private globalFlags(cgroup: boolean): string[] {
+    const f = [`--root=${this.paths.runscRoot}`, `--platform=${this.platform}`, '--net-disconnect-ok', '--network=sandbox', '--overlay2=none'];
+    if (!cgroup) f.push('--ignore-cgroups');
+    return f;
+  }
+
+  private async startSandbox(kind: 'run' | 'restore', id: string, slot: WorkerSlot, spec: WorkloadSpec, logFile: string, extra: string[]): Promise<SandboxRecord> {
+    const bundle = path.join(this.paths.bundles, id);
+    const cgroup = spec.memoryLimitBytes !== undefined;
+    await fsp.mkdir(bundle, { recursive: true, mode: 0o700 });
+    await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(ociConfig(spec, slot.netns, cgroup ? `${this.paths.cgroupParent}/${id}` : undefined)), { mode: 0o600 });
+    const egress = [...new Set(spec.egress.map((r) => r.port))].sort((a, b) => a - b);
+    const rec: SandboxRecord = { sandboxId: id, slot, pid: 0, imageDigest: spec.imageDigest, egress, cgroup };
+    this.records.set(id, rec); // visible to the egress server from the first packet on
+    const logPath = path.resolve(logFile);
+    await fsp.mkdir(path.dirname(logPath), { recursive: true });
+    const fd = fs.openSync(logPath, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
+    const logStart = fs.fstatSync(fd).size;
+    const T: Record<string, number> = {};
+    let tp = Date.now();
+    const mark = (k: string) => {
+      T[k] = Date.now() - tp;
+      tp = Date.now();
+    };
+    try {
+      await this.setEgress(slot.ip, egress);
+      mark('egress');
+      await readdAddress(slot.netns, slot.ip);
+      const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.runscPath, ...this.globalFlags(cgroup), kind, ...extra, '-detach', '--bundle', bundle, id];
+      mark('readd');
+      const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: { ...process.env, SBX_PROCSYS: this.paths.procsysScratch } });
+      mark('runsc');
+      if (code !== 0) throw internal(`runsc ${kind} failed (exit ${code})${await tailSuffix(logPath, logStart)}`);
+      const st = await this.state(id);
+      if (!st || !st.pid) throw internal(`runsc ${kind} returned but runsc state knows no sandbox ${id}${await tailSuffix(logPath, logStart)}`);
+      rec.pid = st.pid;
+      rec.startTime = procStat(st.pid)?.startTime;
+      if (!pidAlive(rec.pid, rec.startTime)) throw internal(`sandbox ${id} died right after runsc ${kind}${await tailSuffix(logPath, logStart)}`);
+      await fsp.writeFile(path.join(bundle, 'sandbox.json'), JSON.stringify(rec), { mode: 0o600 });
+      mark('state');
+      log.debug(`runsc ${kind} phases`, T);
+      return rec;
+    } catch (e) {
+      await this.destroy(id).catch(() => undefined);
+      throw e;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private async state(id: string): Promise<{ pid: number; status: string } | undefined> {
+    const r = await run(this.runscPath, [`--root=${this.paths.runscRoot}`, 'state', id], { timeoutMs: 30_000 });
+    if (r.code !== 0) return undefined;
+    try {
+      const j = JSON.parse(r.stdout) as { pid?: number; status?: string };
+      return { pid: j.pid ?? 0, status: j.status ?? 'unknown' };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async adoptLeftovers(): Promise<void> {
+    for (const s of await this.list()) {
+      let rec: SandboxRecord | undefined;
+      try {
+        rec = JSON.parse(await fsp.readFile(path.join(this.paths.bundles, s.sandboxId, 'sandbox.json'), 'utf8')) as SandboxRecord;
+      } catch {
+        rec = undefined;
+      }
+      if (rec && s.status === 'running' && pidAlive(rec.pid, rec.startTime)) {
+        this.records.set(s.sandboxId, rec);
+        log.info('adopted sandbox from a previous run', { sandboxId: s.sandboxId, slot: rec.slot.index, pid: rec.pid });
+      } else {
+        await this.destroy(s.sandboxId);
+      }
+    }
+  }
+
+  private async setEgress(ip: string, ports: number[]): Promise<void> {
+    if (!this.forwarder) {
+      if (ports.length) throw failedPrecondition('hub forwarder is not running; egress cannot be set up');
+      return;
+    }
+    const line = `EGRESS-SET ${ip} ${ports.length ? ports.join(',') : '-'}`;
+    const sock = await forwarderConnect(this.paths.forwarderSock, line);
+    sock.destroy();
+  }
+
+  private async startEgressServer(): Promise<void> {
+    await fsp.rm(this.paths.egressSock, { force: true });
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      readLine(sock, 10_000).then(
+        (line) => {
+          const m = /^EGRESS (\S+) (\d+)$/.exec(line);
+          const port = m ? Number(m[2]) : 0;
+          const rec = m ? [...this.records.values()].find((r) => r.slot.ip === m[1]) : undefined;
+          if (!rec || !rec.egress.includes(port)) {
+            sock.end('ERR not allowed\n');
+            return;
+          }
+          const up = net.connect({ host: '127.0.0.1', port });
+          up.once('error', (e) => sock.end(`ERR ${(e as NodeJS.ErrnoException).code ?? e.message}\n`));
+          up.once('connect', () => {
+            sock.write('OK\n');
+            pipeBoth(sock, up);
+          });
+        },
+        () => sock.destroy(),
+      );
+    });
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.paths.egressSock, () => resolve());
+      });
+    } finally {
+      process.umask(old);
+    }
+    await fsp.chmod(this.paths.egressSock, 0o600);
+    server.unref();
+    this.egressServer = server;
+  }
+
+  private async startForwarder(): Promise<void> {
+    const logFd = fs.openSync(this.paths.forwarderLog, 'a', 0o600);
+    const child = spawn('ip', ['netns', 'exec', this.paths.hubNetns, this.nodePath, forwarderScript(), this.paths.forwarderSock, this.paths.egressSock, HUB_IP], {
+      stdio: ['pipe', 'pipe', logFd],
+    });
+    fs.closeSync(logFd);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => reject(new Error('hub forwarder did not become ready within 10 s')), 10_000);
+        child.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.includes('READY')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`hub forwarder exited with ${code}; see ${this.paths.forwarderLog}`));
+        });
+        child.once('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+      });
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw internal(`cannot start the hub forwarder: ${(e as Error).message}`);
+    }
+    child.stdout!.removeAllListeners('data');
+    child.stdout!.resume();
+    (child.stdin as unknown as Socket).unref?.();
+    (child.stdout as unknown as Socket).unref?.();
+    child.unref();
+    await fsp.writeFile(this.paths.forwarderPidFile, String(child.pid));
+    this.forwarder = child;
+  }
+
+  private async stopForwarder(): Promise<void> {
+    const child = this.forwarder;
+    this.forwarder = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    }
+    await stopForwarderByPidFile(this.paths);
+  }
+}
+
+export function createRuntime(opts: RuntimeOptions): GvisorRuntime {
+  return new GvisorRuntime(opts);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers shared with reconciliation and tests.
+
+/** `runsc --version` → "0.0~20240729.0"; throws with the install remedy when missing or the wrong version. */
+export async function runscVersionOf(runscPath: string): Promise<string> {
+  const remedy = 'run: bash scripts/install-runsc.sh (or set SUBSTRATE_RUNSC to a runsc 0.0~20240729 binary)';
+  if (!fs.existsSync(runscPath)) throw failedPrecondition(`runsc not found at ${runscPath}; ${remedy}`);
+  const r = await run(runscPath, ['--version'], { timeoutMs: 10_000 }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+  const m = /runsc version (\S+)/.exec(r.stdout);
+  if (r.code !== 0 || !m) throw failedPrecondition(`${runscPath} --version failed: ${(r.stderr || r.stdout).trim()}; ${remedy}`);
+  if (!m[1].startsWith(REQUIRED_RUNSC_VERSION)) {
+    throw failedPrecondition(`runsc at ${runscPath} is version ${m[1]}, need ${REQUIRED_RUNSC_VERSION} (older releases cannot checkpoint TCP listeners); ${remedy}`);
+  }
+  return m[1];
+}
+
+export async function runscList(runscPath: string, root: string): Promise<Array<{ sandboxId: string; pid: number; status: string }>> {
+  if (!fs.existsSync(root)) return [];
+  const r = await run(runscPath, [`--root=${root}`, 'list', '-format=json'], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw internal(`runsc list failed: ${lastLines(r.stderr)}`);
+  const j = JSON.parse(r.stdout.trim() || 'null') as Array<{ id: string; pid: number; status: string }> | null;
+  return (j ?? []).map((c) => ({ sandboxId: c.id, pid: c.pid, status: c.status }));
+}
+
+/**
+ * Removes every leftover of a runtime instance identified by its state directory: sandboxes under its runsc
+ * root, its hub forwarder, its network namespaces, its cgroups and bundles. Safe to call when nothing is left.
+ * Used by init() (no adoption), shutdown(), reconciliation and tests' afterAll.
+ */
+export async function removeInstanceLeftovers(opts: { stateDir: string; runscPath?: string }): Promise<void> {
+  const paths = instancePaths(opts.stateDir);
+  await stopForwarderByPidFile(paths);
+  await cleanupInstance(paths, opts.runscPath ?? defaultRunscPath(), { keepStateFiles: false });
+}
+
+async function cleanupInstance(paths: InstancePaths, runscPath: string, o: { keepStateFiles: boolean }): Promise<void> {
+  let listed: Array<{ sandboxId: string; pid: number }> = [];
+  if (fs.existsSync(runscPath)) listed = await runscList(runscPath, paths.runscRoot).catch(() => []);
+  for (const s of listed) {
+    await run(runscPath, [`--root=${paths.runscRoot}`, 'delete', '--force', s.sandboxId], { timeoutMs: 60_000 });
+  }
+  // Anything of ours runsc lost track of (state removed by hand, a half-started sandbox): by PID, only
+  // processes whose command line carries this instance's own --root.
+  for (const pid of runscPidsOf(paths.runscRoot)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const ns of await listNetns()) {
+    if (ns.startsWith(paths.netnsPrefix)) await deleteNetns(ns);
+  }
+  await removeCgroups(paths.cgroupParent);
+  await fsp.rm(paths.bundles, { recursive: true, force: true });
+  if (!o.keepStateFiles) {
+    await fsp.rm(paths.runscRoot, { recursive: true, force: true });
+    await fsp.rm(paths.runDir, { recursive: true, force: true });
+  } else {
+    await fsp.mkdir(paths.bundles, { recursive: true, mode: 0o700 }).catch(() => undefined);
+  }
+}
+
+/** PIDs of runsc processes (sandbox, gofer, CLI) started with this --root. */
+export function runscPidsOf(runscRoot: string): number[] {
+  const out: number[] = [];
+  const needle = `--root=${runscRoot} `;
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    const cmd = procCmdline(pid) + ' ';
+    if (cmd.includes(needle) && pidAlive(pid)) out.push(pid);
+  }
+  return out;
+}
+
+async function stopForwarderByPidFile(paths: InstancePaths): Promise<void> {
+  let pid = 0;
+  try {
+    pid = Number((await fsp.readFile(paths.forwarderPidFile, 'utf8')).trim());
+  } catch {
+    return;
+  }
+  const cmd = pid ? procCmdline(pid) : '';
+  if (pid && cmd.includes('forwarder.mjs') && cmd.includes(paths.forwarderSock) && pidAlive(pid)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+    for (let i = 0; i < 30 && pidAlive(pid); i++) await sleep(100);
+    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  await fsp.rm(paths.forwarderPidFile, { force: true });
+  await fsp.rm(paths.forwarderSock, { force: true });
+}
+
+/** rmdir the cgroup dirs runsc created for this instance (v1: one per controller; runsc leaves the parent). */
+async function removeCgroups(parent: string, leaf?: string): Promise<void> {
+  const base = '/sys/fs/cgroup';
+  let ctrls: string[] = [];
+  try {
+    ctrls = (await fsp.readdir(base, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => path.join(base, d.name));
+  } catch {
+    return;
+  }
+  if (fs.existsSync(path.join(base, 'cgroup.controllers'))) ctrls.push(base); // pure v2
+  const own = new Set<string>(['/']);
+  try {
+    for (const l of fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+      const p = l.split(':')[2];
+      if (p) own.add(p);
+    }
+  } catch {
+    /* none */
+  }
+  for (const c of ctrls) {
+    for (const o of own) {
+      const dir = path.join(c, o, parent);
+      if (!fs.existsSync(dir)) continue;
+      const leaves = leaf ? [leaf] : fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+      for (const l of leaves) await fsp.rmdir(path.join(dir, l)).catch(() => undefined);
+      if (!leaf) await fsp.rmdir(dir).catch(() => undefined);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+function checkSpec(spec: WorkloadSpec): void {
+  if (!Array.isArray(spec.command) || spec.command.length === 0 || spec.command.some((a) => typeof a !== 'string')) {
+    throw invalid('workload command must be a non-empty list of strings');
+  }
+  if (!path.isAbsolute(spec.rootfs) || !fs.existsSync(spec.rootfs)) throw invalid(`workload rootfs ${spec.rootfs} must be an existing absolute path`);
+  if (!/^sha256:[0-9a-f]{64}$/.test(spec.imageDigest)) throw invalid(`workload imageDigest must be "sha256:<64 hex>", got "${spec.imageDigest}"`);
+  for (const k of Object.keys(spec.env)) {
+    if (!k || k.includes('=') || k.includes('\0')) throw invalid(`environment variable name "${k}" is invalid`);
+  }
+  for (const r of spec.egress) {
+    if (r.host !== '127.0.0.1' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) {
+      throw invalid(`egress rule ${JSON.stringify(r)} is invalid: only host "127.0.0.1" with a port 1..65535 is allowed`);
+    }
+  }
+  if (spec.memoryLimitBytes !== undefined && (!Number.isInteger(spec.memoryLimitBytes) || spec.memoryLimitBytes < 16 * 1024 * 1024)) {
+    throw invalid(`memoryLimitBytes must be an integer ≥ 16 MiB, got ${spec.memoryLimitBytes}`);
+  }
+}
+
+function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: string): object {
+  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
+  if (!('PATH' in spec.env)) env.push('PATH=/usr/local/bin:/usr/bin:/bin');
+  const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+  const linux: Record<string, unknown> = {
+    namespaces: [{ type: 'pid' }, { type: 'network', path: `/var/run/netns/${netns}` }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+  };
+  if (cgroupsPath) {
+    linux.cgroupsPath = cgroupsPath;
+    linux.resources = { memory: { limit: spec.memoryLimitBytes } };
+  }
+  return {
+    ociVersion: '1.0.0',
+    process: {
+      user: { uid: 0, gid: 0 },
+      args: spec.command,
+      env,
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, inheritable: caps, permitted: caps },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 65536, soft: 65536 }],
+    },
+    root: { path: path.resolve(spec.rootfs), readonly: true },
+    hostname: 'sandbox',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs' },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    ],
+    linux,
+  };
+}
+
+/** Reads and checks a snapshot directory; throws FAILED_PRECONDITION naming what is wrong. */
+export async function readSnapshot(snapshotDir: string): Promise<SnapshotFile> {
+  const dir = path.resolve(snapshotDir);
+  let st: fs.Stats;
+  try {
+    st = await fsp.stat(dir);
+  } catch {
+    throw failedPrecondition(`snapshot ${dir} does not exist`);
+  }
+  if (!st.isDirectory()) throw failedPrecondition(`snapshot ${dir} is not a directory`);
+  let meta: SnapshotFile;
+  try {
+    meta = JSON.parse(await fsp.readFile(path.join(dir, 'meta.json'), 'utf8')) as SnapshotFile;
+  } catch (e) {
+    throw failedPrecondition(`snapshot ${dir} is unusable: meta.json is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'corrupt'}`);
+  }
+  if (
+    meta?.format !== SNAPSHOT_FORMAT ||
+    typeof meta.imageDigest !== 'string' ||
+    typeof meta.platform !== 'string' ||
+    typeof meta.runscVersion !== 'string' ||
+    typeof meta.files !== 'object' ||
+    meta.files === null ||
+    !('checkpoint.img' in meta.files)
+  ) {
+    throw failedPrecondition(`snapshot ${dir} is unusable: meta.json is corrupt or not a ${SNAPSHOT_FORMAT} file`);
+  }
+  for (const [name, size] of Object.entries(meta.files)) {
+    let actual: number;
+    try {
+      actual = (await fsp.stat(path.join(dir, name))).size;
+    } catch {
+      throw failedPrecondition(`snapshot ${dir} is unusable: ${name} is missing`);
+    }
+    if (actual !== size) throw failedPrecondition(`snapshot ${dir} is unusable: ${name} is ${actual} bytes, expected ${size} (truncated or corrupt)`);
+  }
+  return meta;
+}
+
+async function fsyncPath(p: string): Promise<void> {
+  const fh = await fsp.open(p, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** rename(tmp → dest); an existing dest is moved aside first and removed after the new one is in place. */
+async function replaceDir(tmp: string, dest: string): Promise<void> {
+  let aside: string | undefined;
+  if (fs.existsSync(dest)) {
+    aside = `${dest}.old-${randomBytes(4).toString('hex')}`;
+    await fsp.rename(dest, aside);
+  }
+  await fsp.rename(tmp, dest);
+  await fsyncPath(path.dirname(dest));
+  if (aside) await fsp.rm(aside, { recursive: true, force: true });
+}
+
+function lastLines(s: string, n = 6): string {
+  return s.trim().split('\n').slice(-n).join(' | ');
+}
+
+async function logTail(file: string, from: number): Promise<string> {
+  try {
+    const fh = await fsp.open(file, 'r');
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.max(from, size - 2048);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      return lastLines(buf.toString('utf8'));
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+async function tailSuffix(file: string, from: number): Promise<string> {
+  const t = await logTail(file, from);
+  return t ? `: ${t}` : '';
+}
+
+// ---- forwarder client ------------------------------------------------------------------------------------------
+
+/** Reads one '\n'-terminated line without switching the socket to flowing mode; extra bytes are unshifted. */
+export function readLine(sock: Socket, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => done(new Error('timed out waiting for the forwarder')), timeoutMs);
+    const done = (err: Error | null, line?: string) => {
+      clearTimeout(timer);
+      sock.off('readable', onReadable);
+      sock.off('error', onErr);
+      sock.off('end', onEnd);
+      if (err) {
+        sock.destroy();
+        reject(err);
+      } else resolve(line!);
+    };
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = sock.read() as Buffer | null) !== null) {
+        buf = Buffer.concat([buf, chunk]);
+        const i = buf.indexOf(10);
+        if (i >= 0) {
+          const rest = buf.subarray(i + 1);
+          if (rest.length) sock.unshift(rest);
+          done(null, buf.subarray(0, i).toString('utf8'));
+          return;
+        }
+        if (buf.length > 4096) {
+          done(new Error('forwarder reply too long'));
+          return;
+        }
+      }
+    };
+    const onErr = (e: Error) => done(e);
+    const onEnd = () => done(new Error('forwarder closed the connection'));
+    sock.on('readable', onReadable);
+    sock.on('error', onErr);
+    sock.on('end', onEnd);
+  });
+}
+
+async function forwarderConnect(sockPath: string, line: string): Promise<Socket> {
+  const sock = net.connect(sockPath);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', () => resolve());
+    sock.once('error', (e) => reject(unavailableErr(`hub forwarder at ${sockPath} is not reachable: ${e.message}`)));
+  });
+  sock.write(line + '\n');
+  const reply = await readLine(sock, 15_000);
+  if (reply === 'OK' || reply.startsWith('OK ')) return sock;
+  sock.destroy();
+  const what = line.split(' ').slice(0, 2).join(' ');
+  throw unavailableErr(`${what}: ${reply.replace(/^ERR /, '')}`);
+}
+
+const unavailableErr = (m: string) => unavailable(m);
+
+function pipeBoth(a: Socket, b: Socket): void {
+  a.pipe(b);
+  b.pipe(a);
+  const kill = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.on('error', kill);
+  b.on('error', kill);
+}
