@@ -1,0 +1,78 @@
+// Types for kind-plan.mjs.
+export declare const ATE_NAMESPACE: string;
+export declare const API_SERVER_NAME: string;
+export declare const CA_TRUST_BUNDLE: string;
+export declare const CLIENT_SERVICE_ACCOUNT: string;
+export declare const REGISTRY_CONTAINER: string;
+export declare const COMPONENTS: ReadonlyArray<{ readonly kind: 'deployment' | 'statefulset' | 'daemonset'; readonly name: string }>;
+export declare const SUBSTRATE_SCRIPTS: readonly string[];
+export declare const KIND_UP_DEFAULTS: Readonly<{
+  clusterName: string;
+  outDir: string;
+  authMode: 'jwt' | 'mtls';
+  namespace: string;
+  apiPort: number;
+  routerPort: number;
+  tokenDuration: string;
+  timeout: string;
+}>;
+export declare const KIND_UP_HELP: string;
+export declare const KIND_DOWN_HELP: string;
+
+export interface KindUpOptions {
+  substrateDir: string;
+  clusterName: string;
+  outDir: string;
+  authMode: 'jwt' | 'mtls';
+  namespace: string;
+  apiPort: number;
+  routerPort: number;
+  tokenDuration: string;
+  timeout: string;
+  dryRun: boolean;
+}
+export interface KindDownOptions {
+  clusterName: string;
+  outDir: string;
+  keepRegistry: boolean;
+  dryRun: boolean;
+}
+export type Step =
+  | { type: 'mkdir'; path: string; mode: number; desc: string }
+  | {
+      type: 'run';
+      argv: string[];
+      cwd?: string;
+      env?: Record<string, string>;
+      stdoutTo?: { path: string; mode: number; nonEmpty?: boolean };
+      allowFail?: boolean;
+      desc: string;
+    }
+  | { type: 'background'; argv: string[]; logPath: string; pidPath: string; desc: string }
+  | { type: 'wait-tcp'; host: string; port: number; timeoutSecs: number; logPath?: string; desc: string }
+  | { type: 'write'; path: string; mode: number; content: string; desc: string }
+  | { type: 'kill-pidfile'; pidPath: string; match: string; desc: string }
+  | { type: 'remove'; paths: string[]; desc: string };
+
+export declare function durationSeconds(s: string): number | null;
+export declare function substrateCheckoutProblem(dir: string): string | null;
+export declare function parseKindUpArgs(args: string[], ctx?: { cwd?: string }): { help: true } | ({ help: false } & KindUpOptions);
+export declare function parseKindDownArgs(args: string[], ctx?: { cwd?: string }): { help: true } | ({ help: false } & KindDownOptions);
+export declare function outFiles(outDir: string): {
+  kubeconfig: string;
+  caPath: string;
+  tokenPath: string;
+  namespaceManifest: string;
+  driverConfig: string;
+  apiPid: string;
+  apiLog: string;
+  routerPid: string;
+  routerLog: string;
+};
+export declare function kubeContext(clusterName: string): string;
+export declare function renderDriverConfig(o: KindUpOptions): string;
+export declare function buildKindUpPlan(o: KindUpOptions): Step[];
+export declare function buildKindDownPlan(o: KindDownOptions): Step[];
+export declare function shellQuote(s: string): string;
+export declare function formatStep(s: Step): string;
+export declare function formatPlan(steps: Step[]): string;
