@@ -33,6 +33,7 @@ import {
   internal,
   invalid,
   notFound,
+  unavailable,
 } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { Catalog, toWireWorker, VersionConflict, type WorkerRow } from './catalog.js';
@@ -120,6 +121,11 @@ export class LocalControl {
   /** Live sandboxes by worker index. Not persisted: a restart releases them (see reconcile). */
   private readonly running = new Map<number, Running>();
   private monitor: NodeJS.Timeout | undefined;
+  private closing = false;
+  /** Slots whose namespace this run has prepared. */
+  private readonly prepared = new Set<number>();
+  /** Where an actor's sandbox last died: its next resume goes elsewhere when another worker is free. */
+  private readonly diedOn = new Map<string, number>();
   /** Listeners told about every actor write (the template controller, the router's caches, tests). */
   private readonly listeners = new Set<(a: Actor | { deleted: { atespace: string; name: string } }) => void>();
 
@@ -155,7 +161,10 @@ export class LocalControl {
   }
 
   async stop(): Promise<void> {
+    this.closing = true;
     if (this.monitor) clearInterval(this.monitor);
+    // Let workflows already running finish (each is bounded), so nothing is cut off half-way.
+    for (let i = 0; i < 600 && this.locks.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
     // A clean stop keeps every actor: running ones are suspended first, so nothing is lost.
     for (const [idx, r] of [...this.running.entries()]) {
       try {
@@ -191,7 +200,14 @@ export class LocalControl {
         for (const r of free) this.catalog.db.prepare('DELETE FROM workers WHERE idx = ?').run(r.idx);
       }
     }
-    for (const r of this.catalog.listWorkers()) await this.runtime.prepareWorker(this.opts.slotOf(r));
+    // Prepare new slots only: re-preparing a slot with a live sandbox would re-add its address on the hub
+    // side and break the sandbox's connectivity. start() prepares every slot before anything runs.
+    for (const r of this.catalog.listWorkers()) {
+      if (!this.prepared.has(r.idx)) {
+        await this.runtime.prepareWorker(this.opts.slotOf(r));
+        this.prepared.add(r.idx);
+      }
+    }
   }
 
   private async pools(): Promise<PoolObj[]> {
@@ -262,8 +278,11 @@ export class LocalControl {
     const w = this.catalog.getWorker(idx);
     if (!w || !w.actorName) return;
     const a = this.catalog.getActor(w.actorAtespace, w.actorName);
+    this.diedOn.set(this.lockKey(w.actorAtespace, w.actorName), idx);
     this.catalog.tx(() => {
       this.catalog.releaseWorker(idx);
+      // The slot comes back as a new worker (a replaced pod upstream): a new uid.
+      this.catalog.db.prepare('UPDATE workers SET uid = ? WHERE idx = ?').run(randomUUID(), idx);
       if (a) {
         const next = this.clearPod({
           ...a,
@@ -274,6 +293,19 @@ export class LocalControl {
         this.emit(written);
       }
     });
+  }
+
+  /**
+   * The router's resume: if the actor's sandbox died and the monitor has not noticed yet, release it first,
+   * so the request resumes the actor from its last snapshot instead of connecting to a dead sandbox.
+   */
+  async resumeForRequest(atespace: string, name: string): Promise<Actor> {
+    for (const [idx, r] of this.running) {
+      if (r.atespace === atespace && r.name === name && !this.runtime.isAlive(r.handle) && !this.locks.has(this.lockKey(atespace, name))) {
+        await this.releaseDeadWorker(idx);
+      }
+    }
+    return this.resumeActor({ actorRef: { atespace, name } });
   }
 
   /** Test and operator hook: the sandbox handle of a running actor. */
@@ -460,6 +492,7 @@ export class LocalControl {
   }
 
   private async withLock<T>(atespace: string, name: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closing) throw unavailable('the local Substrate is shutting down; retry once it is back');
     const key = this.lockKey(atespace, name);
     if (this.locks.has(key)) throw aborted('another operation is in progress for this actor');
     this.locks.add(key);
@@ -564,7 +597,11 @@ export class LocalControl {
       .listWorkers()
       .filter((w) => !w.actorName && inPool(w) && (pinned.length === 0 || pinned.includes(w.node)));
     if (free.length === 0) throw failedPrecondition('no free workers available');
-    return free[Math.floor(Math.random() * free.length)]!;
+    const died = this.diedOn.get(this.lockKey(a.atespace, a.actorId));
+    const elsewhere = free.filter((w) => w.idx !== died);
+    const pool = elsewhere.length > 0 ? elsewhere : free;
+    this.diedOn.delete(this.lockKey(a.atespace, a.actorId));
+    return pool[Math.floor(Math.random() * pool.length)]!;
   }
 
   private async workloadOf(tpl: TemplateObj): Promise<WorkloadSpec> {

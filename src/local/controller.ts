@@ -15,7 +15,8 @@ const log = logger('local.templates');
 const GOLDEN_DELAY_MS = 20_000;
 
 export class TemplateController {
-  private readonly busy = new Set<string>();
+  private readonly busy = new Map<string, Promise<void>>();
+  private readonly abort = new AbortController();
   private readonly backoff = new Map<string, { until: number; delay: number }>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -38,9 +39,12 @@ export class TemplateController {
     this.timer = setTimeout(tick, 0);
   }
 
-  stop(): void {
+  /** Stops reconciling: cancels waits, and resolves once in-flight reconciles have returned. */
+  async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     if (this.timer) clearTimeout(this.timer);
+    await Promise.allSettled([...this.busy.values()]);
   }
 
   /** Called when a template changes, so reconciliation does not wait for the next sweep. */
@@ -49,15 +53,19 @@ export class TemplateController {
   }
 
   private async sweep(): Promise<void> {
+    if (this.stopped) return;
     for (const t of await this.resources.listTemplates()) {
+      if (this.stopped) return;
       if (t.status?.phase === 'Ready') continue;
       const key = `${t.metadata.namespace}/${t.metadata.name}`;
       const b = this.backoff.get(key);
       if (this.busy.has(key) || (b && Date.now() < b.until)) continue;
-      this.busy.add(key);
-      void this.reconcile(t)
-        .then(() => this.backoff.delete(key))
+      const run = this.reconcile(t)
+        .then(() => {
+          this.backoff.delete(key);
+        })
         .catch(async (e) => {
+          if (this.stopped) return;
           const delay = Math.min(30_000, (b?.delay ?? 500) * 2);
           this.backoff.set(key, { until: Date.now() + delay, delay });
           log.warn('template reconcile failed; retrying', { template: key, error: messageOf(e), retryInMs: delay });
@@ -72,10 +80,12 @@ export class TemplateController {
           }
         })
         .finally(() => this.busy.delete(key));
+      this.busy.set(key, run);
     }
   }
 
   private async reconcile(t: TemplateObj): Promise<void> {
+    if (this.stopped) return;
     const ns = t.metadata.namespace;
     const name = t.metadata.name;
     const status = { ...(t.status ?? {}) };
@@ -105,7 +115,8 @@ export class TemplateController {
     }
     if (phase === 'WaitGoldenActor') {
       const wait = Date.parse(status.takeGoldenSnapshotAt ?? '') - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (wait > 0) await abortableSleep(wait, this.abort.signal);
+      if (this.stopped) return;
       const golden = await this.control.suspendActor({ actorRef: { atespace: GOLDEN_ATESPACE, name: status.goldenActorID! } });
       if (golden.status !== Actor_Status.STATUS_SUSPENDED || golden.latestSnapshotInfo?.data?.$case !== 'external') {
         throw new Error('golden actor has no external snapshot after suspend');
@@ -119,6 +130,16 @@ export class TemplateController {
     }
     throw new Error(`unrecognized phase ${phase}`);
   }
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
 }
 
 function cond(statusValue: 'True' | 'False', reason: string, message: string) {

@@ -90,7 +90,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult[]> {
   }
 
   // netns + veth, created and removed again.
-  const ns = `sbx-doctor-${randomBytes(3).toString('hex')}`;
+  const ns = `sbx-doctor-${process.pid}-${randomBytes(2).toString('hex')}`;
   try {
     const steps: string[][] = [
       ['netns', 'add', ns],

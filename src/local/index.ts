@@ -163,7 +163,7 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     cleanups.push(() => grpcServer.close());
     const router = await startRouter(
       {
-        resume: (atespace, name) => control.resumeActor({ actorRef: { atespace, name } }),
+        resume: (atespace, name) => control.resumeForRequest(atespace, name),
         connect: async (atespace, name, port) => {
           const h = control.sandboxOf(atespace, name);
           if (!h) throw new Error('actor is not running');

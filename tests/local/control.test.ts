@@ -276,6 +276,7 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     await viaRouter(s.h.routerUrl, 'demo', 'victim', '/count'); // 2, lost with the worker
     const handle = s.h.control.sandboxOf('demo', 'victim')!;
     expect(handle.pid).toBeGreaterThan(0);
+    const deadWorker = (await s.rpc<{ actor: Actor }>('getActor', ref('victim'))).actor.ateomPodName;
     process.kill(handle.pid, 'SIGKILL');
     let a: Actor | undefined;
     for (let i = 0; i < 100; i++) {
@@ -291,6 +292,8 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     expect(JSON.parse(back.body).n).toBe(2); // from the snapshot at n=1
     const newHandle = s.h.control.sandboxOf('demo', 'victim')!;
     expect(newHandle.pid).not.toBe(handle.pid);
+    // Another worker was free, so the actor came back elsewhere.
+    expect((await s.rpc<{ actor: Actor }>('getActor', ref('victim'))).actor.ateomPodName).not.toBe(deadWorker);
     await s.rpc('suspendActor', ref('victim'));
   });
 

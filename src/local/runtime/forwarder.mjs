@@ -10,6 +10,7 @@
 //   EGRESS-SET <sandbox-ip> <p1,p2,..|->\n
 //                                 -> "OK\n". Allows that sandbox to reach <hub-ip>:<p> (relayed to the host
 //                                    through <egress.sock> as "EGRESS <sandbox-ip> <p>\n"); "-" revokes all.
+//   DROP <sandbox-ip>\n            -> "OK <n>\n": closes every piped connection to that address (its sandbox is gone).
 //   PING\n                        -> "OK <pid>\n"
 // The process exits when its stdin closes (the runtime that started it is gone) or on SIGTERM.
 import net from 'node:net';
@@ -140,6 +141,9 @@ function setEgress(ip, portsSpec) {
   syncListeners();
 }
 
+/** sandbox ip -> Set of upstream sockets piped through CONNECT */
+const active = new Map();
+
 // ---- control socket ----
 function onControl(sock) {
   sock.on('error', () => {});
@@ -148,6 +152,14 @@ function onControl(sock) {
     const parts = line.split(' ');
     if (parts[0] === 'PING' && parts.length === 1) {
       sock.end(`OK ${process.pid}\n`);
+      return;
+    }
+    if (parts[0] === 'DROP' && parts.length === 2) {
+      const set = active.get(parts[1]);
+      const n = set ? set.size : 0;
+      if (set) for (const s of set) s.destroy();
+      active.delete(parts[1]);
+      sock.end(`OK ${n}\n`);
       return;
     }
     if (parts[0] === 'EGRESS-SET' && parts.length === 3) {
@@ -174,12 +186,27 @@ function onControl(sock) {
       }
       const up = net.connect({ host: ip, port: Number(port) });
       const timer = setTimeout(() => up.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
-      up.once('error', (e) => {
+      const onUpErr = (e) => {
         clearTimeout(timer);
         if (!sock.destroyed) sock.end(`ERR ${e.code || 'EIO'} ${String(e.message).replace(/\n/g, ' ')}\n`);
-      });
+      };
+      up.once('error', onUpErr);
+      const abandon = () => up.destroy();
+      sock.once('close', abandon);
       up.once('connect', () => {
         clearTimeout(timer);
+        up.off('error', onUpErr);
+        sock.off('close', abandon);
+        if (sock.destroyed) {
+          up.destroy();
+          return;
+        }
+        if (!active.has(ip)) active.set(ip, new Set());
+        active.get(ip).add(up);
+        up.once('close', () => {
+          active.get(ip)?.delete(up);
+          if (active.get(ip)?.size === 0) active.delete(ip);
+        });
         sock.write('OK\n');
         pipeBoth(sock, up);
         sock.resume();

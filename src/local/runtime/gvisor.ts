@@ -170,7 +170,7 @@ export class GvisorRuntime implements Runtime {
     this.checkSlot(slot);
     checkSpec(spec);
     return this.withSlot(slot.index, async () => {
-      this.checkSlotFree(slot);
+      await this.clearSlot(slot);
       await this.ensureSlot(slot, false);
       const id = this.newSandboxId();
       const rec = await this.startSandbox('run', id, slot, spec, logFile, []);
@@ -195,16 +195,17 @@ export class GvisorRuntime implements Runtime {
     }
     const abs = path.resolve(snapshotDir);
     return this.withSlot(slot.index, async () => {
-      this.checkSlotFree(slot);
+      await this.clearSlot(slot);
       await this.ensureSlot(slot, false);
       const id = this.newSandboxId();
+      const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
       const rec = await this.startSandbox('restore', id, slot, spec, logFile, ['--image-path', abs]);
       // runsc restore returns 0 even when the restored app dies right away (platform or rootfs mismatch).
       await sleep(this.settleMs);
       const st = await this.state(id);
       if (!pidAlive(rec.pid, rec.startTime) || st?.status !== 'running') {
-        const tail = await logTail(logFile, 0);
-        await this.destroy(id);
+        const tail = await logTail(path.resolve(logFile), logStart);
+        await this.teardown(id, true);
         throw internal(`restore of ${snapshotDir} failed: the sandbox ${st ? `is "${st.status}"` : 'vanished'} right after restore (pid ${rec.pid} ${pidAlive(rec.pid) ? 'alive' : 'dead'})${tail ? `; log tail: ${tail}` : ''}`);
       }
       log.info('sandbox restored', { sandboxId: id, slot: slot.index, pid: rec.pid, snapshotDir: abs });
@@ -221,6 +222,11 @@ export class GvisorRuntime implements Runtime {
     if (meta.runscVersion && meta.runscVersion !== this.version) throw invalid(`checkpoint meta says runsc "${meta.runscVersion}" but this runtime runs "${this.version}"`);
     if (meta.imageDigest !== rec.imageDigest) throw invalid(`checkpoint meta says image ${meta.imageDigest} but sandbox ${rec.sandboxId} runs ${rec.imageDigest}`);
     if (!pidAlive(rec.pid, rec.startTime)) throw failedPrecondition(`sandbox ${rec.sandboxId} is not alive (pid ${rec.pid}); nothing to checkpoint`);
+    return this.withSlot(rec.slot.index, () => this.checkpointLocked(rec, snapshotDir, meta));
+  }
+
+  private async checkpointLocked(rec: SandboxRecord, snapshotDir: string, meta: Omit<SnapshotMeta, 'bytes' | 'createdAt'>): Promise<SnapshotMeta> {
+    if (!this.records.has(rec.sandboxId)) throw failedPrecondition(`sandbox ${rec.sandboxId} was destroyed before its checkpoint started`);
     const dest = path.resolve(snapshotDir);
     await fsp.mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
@@ -229,7 +235,7 @@ export class GvisorRuntime implements Runtime {
     try {
       const r = await run(this.runscPath, [...this.globalFlags(rec.cgroup), 'checkpoint', `--compression=${this.compression}`, '--image-path', tmp, rec.sandboxId], { timeoutMs: 300_000 });
       const tCk = Date.now() - t0;
-      if (r.code !== 0) throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+      if (r.code !== 0) throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${runscErrorOf(r.stderr || r.stdout)}`);
       const files: Record<string, number> = {};
       let bytes = 0;
       for (const name of (await fsp.readdir(tmp)).sort()) {
@@ -258,7 +264,10 @@ export class GvisorRuntime implements Runtime {
   }
 
   async destroy(sandboxId: string): Promise<void> {
-    await this.teardown(sandboxId, true);
+    if (!SANDBOX_ID_RE.test(sandboxId)) throw invalid(`"${sandboxId}" is not a sandbox id of this runtime`);
+    const rec = this.records.get(sandboxId);
+    if (rec) await this.withSlot(rec.slot.index, () => this.teardown(sandboxId, true));
+    else await this.teardown(sandboxId, true);
   }
 
   /**
@@ -292,7 +301,12 @@ export class GvisorRuntime implements Runtime {
     }
     if (rec) {
       this.records.delete(sandboxId);
-      if (rec.egress.length && this.forwarder) await this.setEgress(rec.slot.ip, []).catch(() => undefined);
+      const successor = [...this.records.values()].some((r) => r.slot.index === rec.slot.index);
+      if (this.forwarder && !successor) {
+        // Connections to the gone sandbox would otherwise hang (nothing answers at that address any more).
+        await forwarderConnect(this.paths.forwarderSock, `DROP ${rec.slot.ip}`).then((s) => s.destroy(), () => undefined);
+        if (rec.egress.length) await this.setEgress(rec.slot.ip, []).catch(() => undefined);
+      }
     }
     const p = (async () => {
       const r = await run(this.runscPath, [`--root=${this.paths.runscRoot}`, 'delete', '--force', sandboxId], { timeoutMs: 60_000 });
@@ -308,7 +322,10 @@ export class GvisorRuntime implements Runtime {
   }
 
   isAlive(handle: SandboxHandle): boolean {
-    return pidAlive(handle.pid, this.records.get(handle.sandboxId)?.startTime);
+    const rec = this.records.get(handle.sandboxId);
+    if (rec) return pidAlive(handle.pid, rec.startTime);
+    // Forgotten (destroyed or checkpointed): alive only if that PID is still a runsc process of ours.
+    return pidAlive(handle.pid) && (procCmdline(handle.pid) + ' ').includes(`--root=${this.paths.runscRoot} `);
   }
 
   async connect(slot: WorkerSlot, port: number): Promise<Socket> {
@@ -351,11 +368,14 @@ export class GvisorRuntime implements Runtime {
     }
   }
 
-  private checkSlotFree(slot: WorkerSlot): void {
-    for (const r of this.records.values()) {
-      if (r.slot.index === slot.index && pidAlive(r.pid, r.startTime)) {
+  /** Refuses a slot that hosts a live sandbox; tears down dead ones left on it (kill -9, OOM, exited). */
+  private async clearSlot(slot: WorkerSlot): Promise<void> {
+    for (const r of [...this.records.values()]) {
+      if (r.slot.index !== slot.index) continue;
+      if (pidAlive(r.pid, r.startTime)) {
         throw failedPrecondition(`worker slot ${slot.index} already hosts sandbox ${r.sandboxId}; destroy or checkpoint it first`);
       }
+      await this.teardown(r.sandboxId, false);
     }
   }
 
@@ -424,7 +444,7 @@ export class GvisorRuntime implements Runtime {
       log.debug(`runsc ${kind} phases`, T);
       return rec;
     } catch (e) {
-      await this.destroy(id).catch(() => undefined);
+      await this.teardown(id, true).catch(() => undefined);
       throw e;
     } finally {
       fs.closeSync(fd);
@@ -477,14 +497,16 @@ export class GvisorRuntime implements Runtime {
         (line) => {
           const m = /^EGRESS (\S+) (\d+)$/.exec(line);
           const port = m ? Number(m[2]) : 0;
-          const rec = m ? [...this.records.values()].find((r) => r.slot.ip === m[1]) : undefined;
+          const rec = m ? [...this.records.values()].find((r) => r.slot.ip === m[1] && pidAlive(r.pid, r.startTime)) : undefined;
           if (!rec || !rec.egress.includes(port)) {
             sock.end('ERR not allowed\n');
             return;
           }
           const up = net.connect({ host: '127.0.0.1', port });
-          up.once('error', (e) => sock.end(`ERR ${(e as NodeJS.ErrnoException).code ?? e.message}\n`));
+          const onErr = (e: Error) => sock.end(`ERR ${(e as NodeJS.ErrnoException).code ?? e.message}\n`);
+          up.once('error', onErr);
           up.once('connect', () => {
+            up.off('error', onErr);
             sock.write('OK\n');
             pipeBoth(sock, up);
           });
@@ -808,15 +830,23 @@ function lastLines(s: string, n = 6): string {
   return s.trim().split('\n').slice(-n).join(' | ');
 }
 
+/** The lines of runsc output that say what went wrong (not the Go stack traces that may follow). */
+export function runscErrorOf(text: string): string {
+  const lines = text.split('\n').map((l) => l.trimEnd()).filter(Boolean);
+  const noise = /^\s|^gvisor\.dev\/|^goroutine |^created by |^panic\(|^reflect\.|^runtime\.|^main\.|^:$|^\{|^W\d{4} |^I\d{4} /;
+  const wanted = lines.filter((l) => !noise.test(l) && /error|failed|cannot|unable|refus|mismatch|EOF|no such|denied|invalid|not supported/i.test(l));
+  return (wanted.length ? wanted.slice(0, 3) : lines.slice(-4)).join(' | ').slice(0, 1500);
+}
+
 async function logTail(file: string, from: number): Promise<string> {
   try {
     const fh = await fsp.open(file, 'r');
     try {
       const size = (await fh.stat()).size;
-      const start = Math.max(from, size - 2048);
+      const start = Math.max(from, size - 64 * 1024);
       const buf = Buffer.alloc(size - start);
       await fh.read(buf, 0, buf.length, start);
-      return lastLines(buf.toString('utf8'));
+      return runscErrorOf(buf.toString('utf8'));
     } finally {
       await fh.close();
     }

@@ -42,17 +42,15 @@ async function ipBatch(ns: string, lines: string[]): Promise<void> {
 /** Creates (or repairs) a worker namespace wired to the hub. Idempotent. */
 export async function ensureWorker(hub: string, tag: string, index: number, netns: string, ip: string): Promise<void> {
   const veth = hubVeth(tag, index);
+  const create = `link add ${veth} netns ${hub} type veth peer name eth0 netns ${netns}`;
   if (!existsSync(`/run/netns/${netns}`)) {
-    const r = await run('ip', ['netns', 'add', netns]);
-    if (r.code !== 0 && !/File exists/.test(r.stderr)) throw new Error(`ip netns add ${netns} failed: ${r.stderr.trim()}`);
-  }
-  const hubSide = await ipq(['-n', hub, 'link', 'show', veth]);
-  const sbSide = await ipq(['-n', netns, 'link', 'show', 'eth0']);
-  if (!hubSide || !sbSide) {
-    // Half a pair (hub re-created, or an interrupted setup): start over.
-    if (hubSide) await run('ip', ['-n', hub, 'link', 'del', veth]);
-    if (sbSide) await run('ip', ['-n', netns, 'link', 'del', 'eth0']);
-    await runOk('ip', ['link', 'add', veth, 'netns', hub, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    // Fresh namespace: create it and its veth pair in one ip call.
+    const r = await run('ip', ['-batch', '-'], { input: `netns add ${netns}\n${create}\n` });
+    if (r.code !== 0) throw new Error(`creating worker namespace ${netns} failed: ${(r.stderr || r.stdout).trim()}`);
+  } else if (!(await ipq(['-n', netns, 'link', 'show', 'eth0']))) {
+    // A veth pair lives or dies as a whole (deleting the hub netns destroys both ends), so a missing eth0
+    // means the pair is gone: re-create it.
+    await runOk('ip', create.split(' '));
   }
   await ipBatch(hub, [`link set ${veth} up`, `route replace ${ip}/32 dev ${veth} scope link`]);
   await readdAddress(netns, ip);

@@ -1,0 +1,106 @@
+// `substrate-driver serve`: the ComputeDriver on its Unix socket. With --local it embeds the local Substrate
+// (real gVisor) and still talks to it over real gRPC; without, it talks to the configured ateapi, or to a
+// local Substrate found through <state-dir>/local.json.
+import { ConfigError, loadConfig } from '../common/config.js';
+import { logger, setLogLevel } from '../common/log.js';
+import { runDriver, type LocalEndpoints, type RunningDriver } from '../driver/index.js';
+import { configFlagValues, configFlags, helpText, parseArgs, runCommand, type CommandSpec } from './args.js';
+
+const log = logger('serve');
+
+const SPEC: CommandSpec = {
+  usage: 'substrate-driver serve [--socket PATH] [--config FILE] [--state-dir DIR] [--local] [--metrics-listen HOST:PORT] [flags]',
+  summary: 'Serve the OpenShell ComputeDriver (openshell.compute.v1) for Agent Substrate on a Unix socket.',
+  flags: {
+    socket: { type: 'string', arg: 'PATH', desc: 'driver Unix socket (config socket_path; default <state-dir>/run/driver.sock)' },
+    ...configFlags(),
+  },
+  epilog: [
+    'Every config key is also a flag (--api-endpoint for api_endpoint), an environment variable',
+    '(OPENSHELL_SUBSTRATE_API_ENDPOINT) and a key of the [openshell.drivers.substrate] table of --config.',
+    'Precedence: flag > environment > file > default. Invalid configuration exits with status 2.',
+    '',
+    'Gateway side: [openshell.gateway] compute_drivers = ["substrate"] and',
+    '[openshell.drivers.substrate] socket_path = "<the --socket path>".',
+  ].join('\n'),
+};
+
+export async function main(argv: string[]): Promise<number> {
+  return runCommand('substrate-driver serve', async () => {
+    const p = parseArgs(argv, SPEC);
+    if (p.help) {
+      process.stdout.write(helpText(SPEC));
+      return 0;
+    }
+    const flags = configFlagValues(p.flags);
+    if (typeof p.flags.socket === 'string') flags.socket_path = p.flags.socket;
+    const cfg = loadConfig({ flags });
+    setLogLevel(cfg.logLevel);
+
+    let localStop: (() => Promise<void>) | undefined;
+    let local: LocalEndpoints | undefined;
+    if (cfg.local) {
+      const { startLocalSubstrate } = await import('../local/index.js');
+      const { ensureDefaultImage } = await import('../local/images.js');
+      // router_listen (or else router_url) is where the embedded router listens (default 127.0.0.1:8000).
+      let routerListen: string | undefined = cfg.routerListen || undefined;
+      if (!routerListen && cfg.routerUrl) {
+        const u = new URL(cfg.routerUrl);
+        routerListen = `${u.hostname}:${u.port || '80'}`;
+      }
+      const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined });
+      localStop = () => h.stop();
+      const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
+      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kubeUrl: h.kubeUrl, stateDir: h.stateDir, defaultImage: img?.ref };
+    } else if (!cfg.apiEndpoint) {
+      const { readLocalJson } = await import('../local/index.js');
+      const lj = readLocalJson(cfg.stateDir);
+      if (lj) {
+        const { ensureDefaultImage } = await import('../local/images.js');
+        const img = await ensureDefaultImage(lj.state_dir).catch(() => undefined);
+        local = { apiEndpoint: lj.api_endpoint, apiTls: lj.api_tls, kubeUrl: lj.kube_url, stateDir: lj.state_dir, defaultImage: img?.ref };
+        log.info('using the local Substrate found in the state directory', { pid: lj.pid, api: lj.api_endpoint });
+      }
+    }
+
+    if (!cfg.apiEndpoint && !local) {
+      throw new ConfigError(
+        'api_endpoint',
+        'default',
+        `no ateapi endpoint: set api_endpoint (--api-endpoint, OPENSHELL_SUBSTRATE_API_ENDPOINT or the config file), use --local, or start a local Substrate for ${cfg.stateDir}`,
+      );
+    }
+
+    let running: RunningDriver;
+    try {
+      running = await runDriver({ config: cfg, local });
+    } catch (e) {
+      await localStop?.();
+      throw e;
+    }
+    log.info('serving', {
+      socket: running.server.socketPath,
+      api: running.target.endpoint,
+      tls: !running.target.plaintext,
+      metrics: running.server.metricsAddress ?? '',
+      local: !!local,
+    });
+    // One machine-readable line on stdout for scripts: where to connect.
+    process.stdout.write(
+      JSON.stringify({ socket: running.server.socketPath, api: running.target.endpoint, metrics: running.server.metricsAddress ?? null }) + '\n',
+    );
+
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    log.info('stopping', { signal });
+    // A second signal during shutdown exits at once.
+    const hard = () => process.exit(130);
+    process.once('SIGINT', hard);
+    process.once('SIGTERM', hard);
+    await running.close();
+    await localStop?.();
+    return 0;
+  });
+}

@@ -1,0 +1,421 @@
+// The one configuration loader of the driver and its CLI.
+//
+// Precedence, per key: command-line flag > environment (OPENSHELL_SUBSTRATE_<KEY>) > the
+// `[openshell.drivers.substrate]` table of a TOML file > default. The TOML table is the same one the
+// OpenShell gateway reads `socket_path` from, so one gateway.toml can configure both sides. Every invalid
+// value is a ConfigError naming the key and where the value came from; the CLI exits 2 on it.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { isDnsLabel, labelValueError, qualifiedNameError } from './dns.js';
+
+export type ConfigSource = 'flag' | 'env' | 'file' | 'default';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    readonly source: ConfigSource | 'config',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const ENV_PREFIX = 'OPENSHELL_SUBSTRATE_';
+/** Environment variable naming the TOML file when --config is not given. */
+export const CONFIG_ENV = `${ENV_PREFIX}CONFIG`;
+export const TOML_TABLE = ['openshell', 'drivers', 'substrate'] as const;
+
+type Kind = 'string' | 'path' | 'bool' | 'int' | 'selector' | 'enum';
+interface KeySpec {
+  kind: Kind;
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+}
+
+/** Every key the table may hold (snake_case), with its type. */
+export const CONFIG_KEYS = {
+  socket_path: { kind: 'path' },
+  state_dir: { kind: 'path' },
+  local: { kind: 'bool' },
+  api_endpoint: { kind: 'string' },
+  api_tls_ca_path: { kind: 'path' },
+  api_tls_cert_path: { kind: 'path' },
+  api_tls_key_path: { kind: 'path' },
+  api_tls_server_name: { kind: 'string' },
+  api_plaintext: { kind: 'bool' },
+  api_bearer_token_path: { kind: 'path' },
+  kubeconfig: { kind: 'path' },
+  kube_context: { kind: 'string' },
+  default_namespace: { kind: 'string' },
+  worker_selector: { kind: 'selector' },
+  pause_image: { kind: 'string' },
+  snapshots_location: { kind: 'string' },
+  sandbox_class: { kind: 'enum', values: ['gvisor', 'microvm'] },
+  template_ready_timeout_secs: { kind: 'int', min: 1, max: 86_400 },
+  gateway_endpoint: { kind: 'string' },
+  stop_mode: { kind: 'enum', values: ['suspend', 'pause'] },
+  default_image: { kind: 'string' },
+  metrics_listen: { kind: 'string' },
+  log_level: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] },
+  router_url: { kind: 'string' },
+  poll_interval_ms: { kind: 'int', min: 50, max: 60_000 },
+  router_listen: { kind: 'string' },
+  workers: { kind: 'int', min: 1, max: 1024 },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+export const CONFIG_KEY_NAMES = Object.keys(CONFIG_KEYS) as ConfigKey[];
+
+export interface DriverConfig {
+  socketPath: string;
+  stateDir: string;
+  local: boolean;
+  /** grpc-js target of ateapi ('unix:/abs', 'host:port', 'dns:///host:port'); '' = not configured. */
+  apiEndpoint: string;
+  apiTlsCaPath: string;
+  apiTlsCertPath: string;
+  apiTlsKeyPath: string;
+  apiTlsServerName: string;
+  apiPlaintext: boolean;
+  apiBearerTokenPath: string;
+  kubeconfig: string;
+  kubeContext: string;
+  defaultNamespace: string;
+  workerSelector: Record<string, string>;
+  pauseImage: string;
+  snapshotsLocation: string;
+  sandboxClass: 'gvisor' | 'microvm';
+  templateReadyTimeoutSecs: number;
+  gatewayEndpoint: string;
+  stopMode: 'suspend' | 'pause';
+  defaultImage: string;
+  metricsListen: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  routerUrl: string;
+  /** How often the driver lists actors to detect changes (the pinned ateapi has no watch). */
+  pollIntervalMs: number;
+  /** With --local: where the embedded router listens (host:port; port 0 picks one). '' = default 127.0.0.1:8000. */
+  routerListen: string;
+  /** With --local: worker slots of the embedded Substrate's default pool; 0 = its default from memory. */
+  workers: number;
+  /** Where each key's value came from. */
+  sources: Record<ConfigKey, ConfigSource>;
+  /** The TOML file read, if any. */
+  configPath?: string;
+}
+
+/** $XDG_STATE_HOME/openshell-driver-substrate or ~/.local/state/openshell-driver-substrate. */
+export function defaultStateDirFor(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_STATE_HOME;
+  const base = xdg && isAbsolute(xdg) ? xdg : join(env.HOME || homedir(), '.local', 'state');
+  return join(base, 'openshell-driver-substrate');
+}
+
+export function envVarFor(key: string): string {
+  return ENV_PREFIX + key.toUpperCase();
+}
+
+/** `--api-endpoint` ↔ `api_endpoint`. */
+export function flagNameFor(key: string): string {
+  return key.replace(/_/g, '-');
+}
+
+export interface LoadConfigOptions {
+  /** Values from flags, keyed by config key (snake_case); undefined = not given. `config` names the file. */
+  flags?: Partial<Record<ConfigKey | 'config', string | boolean | undefined>>;
+  env?: NodeJS.ProcessEnv;
+  /** Base for relative paths given by flag or env (default process.cwd()). */
+  cwd?: string;
+}
+
+type Raw = { value: unknown; source: ConfigSource };
+
+function describe(source: ConfigSource | 'config', key: string, configPath?: string): string {
+  switch (source) {
+    case 'flag':
+      return `flag --${flagNameFor(key)}`;
+    case 'env':
+      return `env ${envVarFor(key)}`;
+    case 'file':
+      return `file ${configPath ?? '?'}`;
+    default:
+      return 'default';
+  }
+}
+
+function fail(key: string, raw: Raw, why: string, configPath?: string): never {
+  throw new ConfigError(key, raw.source, `invalid config ${key} (from ${describe(raw.source, key, configPath)}): ${why}`);
+}
+
+function readTable(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('config', 'config', `cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError('config', 'config', `config file ${path} is not valid TOML: ${(e as Error).message}`);
+  }
+  let cur: unknown = doc;
+  for (const part of TOML_TABLE) {
+    if (typeof cur !== 'object' || cur === null || !(part in cur)) {
+      throw new ConfigError('config', 'config', `config file ${path} has no [openshell.drivers.substrate] table`);
+    }
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) {
+    throw new ConfigError('config', 'config', `config file ${path}: openshell.drivers.substrate must be a table`);
+  }
+  const table = cur as Record<string, unknown>;
+  const unknown = Object.keys(table).filter((k) => !(k in CONFIG_KEYS));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      unknown[0]!,
+      'file',
+      `config file ${path}: unknown key${unknown.length > 1 ? 's' : ''} in [openshell.drivers.substrate]: ${unknown.join(', ')} (known: ${CONFIG_KEY_NAMES.join(', ')})`,
+    );
+  }
+  return table;
+}
+
+function expandHome(p: string, env: NodeJS.ProcessEnv): string {
+  if (p === '~') return env.HOME || homedir();
+  if (p.startsWith('~/')) return join(env.HOME || homedir(), p.slice(2));
+  return p;
+}
+
+/** Parses "k=v,k=v" or a table into a validated selector. */
+export function parseSelector(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof v === 'string') {
+    for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      if (eq <= 0) throw new Error(`"${part}" is not k=v`);
+      out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+    }
+  } else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    for (const [k, val] of Object.entries(v)) {
+      if (typeof val !== 'string') throw new Error(`value of "${k}" must be a string`);
+      out[k] = val;
+    }
+  } else {
+    throw new Error('must be "k=v,k=v" or a table of strings');
+  }
+  const keys = Object.keys(out);
+  if (keys.length > 10) throw new Error(`has ${keys.length} entries; ateapi allows at most 10`);
+  for (const [k, val] of Object.entries(out)) {
+    const ke = qualifiedNameError(k);
+    if (ke) throw new Error(`invalid label key "${k}": ${ke}`);
+    const ve = labelValueError(val);
+    if (ve) throw new Error(`invalid label value "${val}" for key "${k}": ${ve}`);
+  }
+  return out;
+}
+
+function coerce(key: ConfigKey, raw: Raw, baseDir: string, env: NodeJS.ProcessEnv, configPath?: string): unknown {
+  const spec: KeySpec = CONFIG_KEYS[key];
+  const v = raw.value;
+  switch (spec.kind) {
+    case 'string':
+    case 'enum': {
+      if (typeof v !== 'string') fail(key, raw, 'must be a string', configPath);
+      const s = v.trim();
+      if (spec.kind === 'enum' && !spec.values!.includes(s)) {
+        fail(key, raw, `"${s}" is not one of ${spec.values!.join(', ')}`, configPath);
+      }
+      return s;
+    }
+    case 'path': {
+      if (typeof v !== 'string') fail(key, raw, 'must be a path string', configPath);
+      const s = v.trim();
+      if (s === '') return '';
+      return resolve(baseDir, expandHome(s, env));
+    }
+    case 'bool': {
+      if (typeof v === 'boolean') return v;
+      if (typeof v === 'string') {
+        const s = v.trim().toLowerCase();
+        if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+        if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+      }
+      fail(key, raw, `"${String(v)}" is not a boolean (true/false)`, configPath);
+    }
+    case 'int': {
+      let n: number;
+      if (typeof v === 'number') n = v;
+      else if (typeof v === 'bigint') n = Number(v);
+      else if (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v)) n = Number(v);
+      else fail(key, raw, `"${String(v)}" is not an integer`, configPath);
+      if (!Number.isInteger(n)) fail(key, raw, `${n} is not an integer`, configPath);
+      if (spec.min !== undefined && n < spec.min) fail(key, raw, `${n} is below the minimum ${spec.min}`, configPath);
+      if (spec.max !== undefined && n > spec.max) fail(key, raw, `${n} is above the maximum ${spec.max}`, configPath);
+      return n;
+    }
+    case 'selector':
+      try {
+        return parseSelector(v);
+      } catch (e) {
+        fail(key, raw, (e as Error).message, configPath);
+      }
+  }
+  return v;
+}
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[?::1\]?)$/i;
+
+/** True for grpc-js targets on a Unix socket. */
+export function isUnixTarget(target: string): boolean {
+  return target.startsWith('unix:') || target.startsWith('unix-abstract:');
+}
+
+/** Host of a grpc-js target ('dns:///h:p', 'h:p', '[::1]:p'), or '' for unix targets. */
+export function targetHost(target: string): string {
+  if (isUnixTarget(target)) return '';
+  let t = target.replace(/^dns:(\/\/[^/]*)?\/?/, '').replace(/^ipv[46]:/, '');
+  t = t.replace(/^[a-z]+:\/\//i, '');
+  if (t.startsWith('[')) return t.slice(1, t.indexOf(']'));
+  const i = t.lastIndexOf(':');
+  return i >= 0 ? t.slice(0, i) : t;
+}
+
+export function isLoopbackTarget(target: string): boolean {
+  return LOOPBACK_HOST.test(targetHost(target));
+}
+
+/**
+ * Loads and validates the configuration. Throws ConfigError naming the key and the source of the offending
+ * value.
+ */
+export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const flags = opts.flags ?? {};
+
+  let configPath: string | undefined;
+  const cfgFlag = flags.config;
+  if (typeof cfgFlag === 'string' && cfgFlag.trim() !== '') configPath = resolve(cwd, expandHome(cfgFlag.trim(), env));
+  else if (env[CONFIG_ENV] && env[CONFIG_ENV]!.trim() !== '') configPath = resolve(cwd, expandHome(env[CONFIG_ENV]!.trim(), env));
+  const table = configPath ? readTable(configPath) : {};
+  const fileDir = configPath ? dirname(configPath) : cwd;
+
+  const values = {} as Record<ConfigKey, unknown>;
+  const sources = {} as Record<ConfigKey, ConfigSource>;
+  const raws = {} as Record<ConfigKey, Raw>;
+  for (const key of CONFIG_KEY_NAMES) {
+    let raw: Raw | undefined;
+    let base = cwd;
+    const f = flags[key];
+    const e = env[envVarFor(key)];
+    if (f !== undefined) raw = { value: f, source: 'flag' };
+    else if (e !== undefined) raw = { value: e, source: 'env' };
+    else if (key in table) {
+      raw = { value: table[key], source: 'file' };
+      base = fileDir;
+    }
+    if (raw) {
+      values[key] = coerce(key, raw, base, env, configPath);
+      sources[key] = raw.source;
+      raws[key] = raw;
+    } else {
+      sources[key] = 'default';
+    }
+  }
+
+  const str = (k: ConfigKey, d = ''): string => (values[k] as string | undefined) ?? d;
+  const stateDir = str('state_dir') || defaultStateDirFor(env);
+  const cfg: DriverConfig = {
+    socketPath: str('socket_path') || join(stateDir, 'run', 'driver.sock'),
+    stateDir,
+    local: (values.local as boolean | undefined) ?? false,
+    apiEndpoint: str('api_endpoint'),
+    apiTlsCaPath: str('api_tls_ca_path'),
+    apiTlsCertPath: str('api_tls_cert_path'),
+    apiTlsKeyPath: str('api_tls_key_path'),
+    apiTlsServerName: str('api_tls_server_name'),
+    apiPlaintext: (values.api_plaintext as boolean | undefined) ?? false,
+    apiBearerTokenPath: str('api_bearer_token_path'),
+    kubeconfig: str('kubeconfig'),
+    kubeContext: str('kube_context'),
+    defaultNamespace: str('default_namespace', 'default'),
+    workerSelector: (values.worker_selector as Record<string, string> | undefined) ?? {},
+    pauseImage: str('pause_image'),
+    snapshotsLocation: str('snapshots_location'),
+    sandboxClass: str('sandbox_class', 'gvisor') as DriverConfig['sandboxClass'],
+    templateReadyTimeoutSecs: (values.template_ready_timeout_secs as number | undefined) ?? 300,
+    gatewayEndpoint: str('gateway_endpoint'),
+    stopMode: str('stop_mode', 'suspend') as DriverConfig['stopMode'],
+    defaultImage: str('default_image'),
+    metricsListen: str('metrics_listen'),
+    logLevel: str('log_level', 'info') as DriverConfig['logLevel'],
+    routerUrl: str('router_url'),
+    pollIntervalMs: (values.poll_interval_ms as number | undefined) ?? 500,
+    routerListen: str('router_listen'),
+    workers: (values.workers as number | undefined) ?? 0,
+    sources,
+    configPath,
+  };
+
+  // Cross-field and format rules.
+  const bad = (k: ConfigKey, why: string): never => fail(k, raws[k] ?? { value: undefined, source: 'default' }, why, configPath);
+  if (cfg.routerListen && !/^(\[[^\]]+\]|[^:\s]+):\d{1,5}$/.test(cfg.routerListen)) bad('router_listen', `"${cfg.routerListen}" is not host:port`);
+  if (!isDnsLabel(cfg.defaultNamespace)) bad('default_namespace', `"${cfg.defaultNamespace}" is not a DNS-1123 label (a Kubernetes namespace name)`);
+  if ((cfg.apiTlsCertPath === '') !== (cfg.apiTlsKeyPath === '')) {
+    const given: ConfigKey = cfg.apiTlsCertPath ? 'api_tls_cert_path' : 'api_tls_key_path';
+    const missing = given === 'api_tls_cert_path' ? 'api_tls_key_path' : 'api_tls_cert_path';
+    bad(given, `mTLS needs both api_tls_cert_path and api_tls_key_path, or neither; ${missing} is not set`);
+  }
+  if (cfg.apiPlaintext) {
+    for (const k of ['api_tls_ca_path', 'api_tls_cert_path', 'api_tls_key_path', 'api_tls_server_name'] as const) {
+      if (values[k]) bad(k, 'conflicts with api_plaintext = true (TLS settings on a plaintext connection)');
+    }
+  }
+  if (cfg.apiEndpoint) {
+    if (/^https?:\/\//i.test(cfg.apiEndpoint)) {
+      bad('api_endpoint', `"${cfg.apiEndpoint}" is a URL; give a gRPC target such as host:443, dns:///host:443 or unix:/abs/path`);
+    }
+    if (isUnixTarget(cfg.apiEndpoint)) {
+      const p = cfg.apiEndpoint.replace(/^unix:(\/\/)?/, '');
+      if (cfg.apiEndpoint.startsWith('unix:') && !isAbsolute(p)) bad('api_endpoint', `unix socket path "${p}" must be absolute`);
+    } else if (!/:\d+$/.test(cfg.apiEndpoint)) {
+      bad('api_endpoint', `"${cfg.apiEndpoint}" has no port (use host:port)`);
+    }
+  }
+  if (cfg.apiTlsServerName && !/^[A-Za-z0-9.-]+$/.test(cfg.apiTlsServerName)) {
+    bad('api_tls_server_name', `"${cfg.apiTlsServerName}" is not a DNS name`);
+  }
+  for (const k of ['pause_image', 'default_image'] as const) {
+    const v = values[k] as string | undefined;
+    if (v && !v.includes('@')) bad(k, `"${v}" is not pinned; use name@sha256:<digest> (changing an image invalidates snapshots)`);
+  }
+  for (const k of ['gateway_endpoint', 'router_url'] as const) {
+    const v = values[k] as string | undefined;
+    if (v) {
+      let u: URL | undefined;
+      try {
+        u = new URL(v);
+      } catch {
+        bad(k, `"${v}" is not a URL`);
+      }
+      if (u && u.protocol !== 'http:' && u.protocol !== 'https:') bad(k, `"${v}" must be an http:// or https:// URL`);
+    }
+  }
+  if (cfg.metricsListen && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(cfg.metricsListen)) {
+    bad('metrics_listen', `"${cfg.metricsListen}" is not host:port`);
+  }
+  if (cfg.metricsListen) {
+    const port = Number(cfg.metricsListen.slice(cfg.metricsListen.lastIndexOf(':') + 1));
+    if (port > 65535) bad('metrics_listen', `port ${port} is out of range`);
+  }
+  if (values.snapshots_location !== undefined && cfg.snapshotsLocation === '') {
+    bad('snapshots_location', 'must not be empty');
+  }
+  return cfg;
+}

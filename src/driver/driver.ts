@@ -1,0 +1,936 @@
+// The Substrate compute driver: every RPC of openshell.compute.v1.ComputeDriver (pinned upstream
+// 2f7fb65, shared/reference/compute-driver.md) translated into ActorTemplates and ateapi.Control actions.
+//
+// - A sandbox is an actor named by the gateway's id in the atespace named by its workspace.
+// - Every sandbox has a record (a labelled Secret, see records.ts) written before CreateSandbox returns;
+//   after a restart the driver lists, starts, stops and deletes every sandbox from those records.
+// - CreateSandbox never blocks on a golden snapshot: it returns once the record is durable, and provisioning
+//   (ensure atespace → apply template → wait Ready → CreateActor → ResumeActor) runs in the background with
+//   progress and failures surfacing through Get/List/Watch and platform events.
+// - Stop/Start return only once the actor is SUSPENDED (or PAUSED) / RUNNING, and are idempotent.
+// - Change detection polls ListActors (default every 500 ms) and diffs, because the pinned ateapi has no
+//   watch RPC (upstream dropped WatchActors; see ateapi.md). Changes made through this driver are published
+//   immediately; the poll catches the rest (idle suspends, the router's implicit resumes, operators).
+import { Actor_Status, type Actor, type ActorRef } from '../gen/ateapi.js';
+import type {
+  DriverCondition,
+  DriverPlatformEvent,
+  DriverSandbox,
+  GetCapabilitiesResponse,
+  WatchSandboxesEvent,
+} from '../gen/compute_driver.js';
+import {
+  ApiError,
+  Code,
+  alreadyExists,
+  failedPrecondition,
+  grpcCodeOf,
+  invalid,
+  mapBackendError,
+  notFound,
+} from '../common/errors.js';
+import { dnsLabelError, isDnsLabel, isDnsSubdomain } from '../common/dns.js';
+import { parseSelector } from '../common/config.js';
+import { logger } from '../common/log.js';
+import { conditionsFor, derivePhase, stampTransitions, type Op } from './conditions.js';
+import { RecordStore, stripToken, type SandboxRecord } from './records.js';
+import type { ControlPort, StorePort, TemplatePort } from './ports.js';
+import { WatchHub, type EventSink } from './hub.js';
+
+const log = logger('driver');
+
+export const DRIVER_NAME = 'substrate';
+export const EVENT_SOURCE = 'substrate';
+/** template.driver_config keys this driver understands (snake_case, as the gateway docs ask). */
+export const DRIVER_CONFIG_KEYS = ['actor_template', 'worker_selector'] as const;
+/** platform_config.annotations key naming a pre-provisioned template (as the seed driver read it). */
+export const TEMPLATE_ANNOTATION = 'substrate_actor_template';
+/** Atespace of the template controller's golden actors (ateapi.md §3.2). */
+export const GOLDEN_ATESPACE = 'ate-golden';
+
+export interface DriverOptions {
+  control: ControlPort;
+  store: StorePort;
+  templates: TemplatePort;
+  /** Namespace of synthesized templates and of the record Secrets. */
+  namespace: string;
+  stopMode: 'suspend' | 'pause';
+  defaultImage: string;
+  version: string;
+  /** Worker selector from config, merged under each sandbox's driver_config selector. */
+  workerSelector: Record<string, string>;
+  templateReadyTimeoutMs: number;
+  pollIntervalMs: number;
+  /** Live events a watch consumer may fall behind before its stream ends with ABORTED. */
+  watchBufferLimit?: number;
+  /** Called after each poll with whether the backend answered. */
+  onPoll?: (ok: boolean) => void;
+  /** Called when a watch stream is ended with ABORTED (metrics). */
+  onWatchAborted?: () => void;
+}
+
+interface Plan {
+  atespace: string;
+  templateNamespace: string;
+  template: string;
+  owned: boolean;
+  workerSelector: Record<string, string>;
+}
+
+interface Live {
+  op?: Op;
+  progress?: string;
+  actor?: Actor;
+  actorMissing?: boolean;
+  deleting?: boolean;
+  conds?: DriverCondition[];
+  lastKey?: string;
+  provisioning?: { abort: AbortController; done: Promise<void> };
+}
+
+const PROGRESS = {
+  requesting: 'requesting_sandbox',
+  starting: 'starting_sandbox',
+} as const;
+
+function isCode(e: unknown, c: Code): boolean {
+  return grpcCodeOf(e) === c;
+}
+
+function isStopped(a: Actor | undefined): boolean {
+  return a?.status === Actor_Status.STATUS_SUSPENDED || a?.status === Actor_Status.STATUS_PAUSED;
+}
+
+function statusName(a: Actor | undefined): string {
+  return a ? (Actor_Status[a.status] ?? String(a.status)) : 'absent';
+}
+
+export class SubstrateDriver {
+  readonly hub: WatchHub;
+  readonly records: RecordStore;
+  private readonly live = new Map<string, Live>();
+  private readonly locks = new Map<string, Promise<void>>();
+  private pollTimer?: NodeJS.Timeout;
+  private pollRunning?: Promise<void>;
+  private stopped = false;
+  private started = false;
+  backendHealthy = false;
+
+  constructor(private readonly o: DriverOptions) {
+    this.hub = new WatchHub(o.watchBufferLimit ?? 1024, o.onWatchAborted);
+    this.records = new RecordStore(o.store, o.namespace, (id) => o.templates.tokenSecretNameFor(id), o.templates.tokenSecretKey);
+  }
+
+  // ------------------------------------------------------------------------------------------- lifecycle
+
+  /** Loads the records, resumes unfinished provisioning and starts change detection. */
+  async start(): Promise<void> {
+    try {
+      await this.o.store.ensureNamespace(this.o.namespace);
+    } catch (e) {
+      throw mapBackendError(e, `ensure namespace ${this.o.namespace}`);
+    }
+    let problems: string[];
+    try {
+      problems = await this.records.load();
+    } catch (e) {
+      throw mapBackendError(e, `load sandbox records from namespace ${this.o.namespace}`);
+    }
+    for (const p of problems) log.warn('ignoring an unreadable sandbox record', { problem: p });
+    log.info('sandbox records loaded', { count: this.records.size, namespace: this.o.namespace });
+    for (const r of this.records.all()) {
+      if (!r.provisioned && !r.failureReason) this.startProvisioning(r.id);
+    }
+    this.started = true;
+    await this.pollOnce();
+    this.schedulePoll();
+  }
+
+  /** Stops change detection and background work, and ends every watch stream. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.hub.closeAll();
+    const pending: Promise<void>[] = [];
+    for (const l of this.live.values()) {
+      if (l.provisioning) {
+        l.provisioning.abort.abort();
+        pending.push(l.provisioning.done);
+      }
+    }
+    if (this.pollRunning) pending.push(this.pollRunning);
+    await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, 3000).unref())]);
+  }
+
+  get ready(): boolean {
+    return this.started && !this.stopped && this.backendHealthy;
+  }
+
+  private schedulePoll(): void {
+    if (this.stopped) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollRunning = this.pollOnce().finally(() => {
+        this.pollRunning = undefined;
+        this.schedulePoll();
+      });
+    }, this.o.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  private liveOf(id: string): Live {
+    let l = this.live.get(id);
+    if (!l) {
+      l = {};
+      this.live.set(id, l);
+    }
+    return l;
+  }
+
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = prev.then(() => mine);
+    this.locks.set(id, chained);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.locks.get(id) === chained) this.locks.delete(id);
+    }
+  }
+
+  /**
+   * Takes a read of the actor unless it is older than what we hold: every ateapi store write bumps
+   * `version`, so a list that started before an operation finished cannot roll its result back.
+   */
+  private seeActor(l: Live, a: Actor): void {
+    if (!l.actor || a.version >= l.actor.version) l.actor = a;
+    l.actorMissing = false;
+  }
+
+  private refOf(r: SandboxRecord): ActorRef {
+    return { atespace: r.atespace, name: r.id };
+  }
+
+  // ------------------------------------------------------------------------------------------ projection
+
+  private project(r: SandboxRecord): DriverSandbox {
+    const l = this.liveOf(r.id);
+    const conds = conditionsFor({
+      actor: l.actor,
+      actorMissing: l.actorMissing,
+      desired: r.desired,
+      op: l.op,
+      provisioned: r.provisioned,
+      failure: r.failureReason ? { reason: r.failureReason, message: r.failureMessage ?? '' } : undefined,
+      progress: l.progress,
+    });
+    l.conds = stampTransitions(l.conds, conds, new Date().toISOString());
+    const running = l.actor?.status === Actor_Status.STATUS_RUNNING || l.actor?.status === Actor_Status.STATUS_RESUMING;
+    return {
+      id: r.id,
+      name: r.name,
+      namespace: this.o.namespace,
+      workspace: r.workspace,
+      spec: undefined,
+      status: {
+        sandboxName: r.name,
+        instanceId: running ? (l.actor?.ateomPodName ?? '') : '',
+        agentFd: '',
+        sandboxFd: '',
+        conditions: l.conds,
+        deleting: !!l.deleting,
+      },
+    };
+  }
+
+  /** Publishes a sandbox event when its projection changed since the last one published. */
+  private emitIfChanged(id: string): void {
+    const r = this.records.get(id);
+    if (!r) return;
+    const sb = this.project(r);
+    const key = JSON.stringify({
+      c: sb.status!.conditions.map((c) => [c.type, c.status, c.reason, c.message]),
+      d: sb.status!.deleting,
+      i: sb.status!.instanceId,
+    });
+    const l = this.liveOf(id);
+    if (l.lastKey === key) return;
+    l.lastKey = key;
+    this.hub.publish({ payload: { $case: 'sandbox', value: { sandbox: sb } } });
+  }
+
+  private platformEvent(
+    id: string,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+    metadata: Record<string, string> = {},
+  ): void {
+    const event: DriverPlatformEvent = { timestampMs: Date.now(), source: EVENT_SOURCE, type, reason, message, metadata };
+    this.hub.publish({ payload: { $case: 'platformEvent', value: { sandboxId: id, event } } });
+  }
+
+  private setProgress(id: string, step: string, detail: string): void {
+    const l = this.liveOf(id);
+    l.progress = detail;
+    this.emitIfChanged(id);
+    this.platformEvent(id, 'Normal', 'Progress', detail, {
+      'openshell.progress.active_step': step,
+      'openshell.progress.active_detail': detail,
+    });
+  }
+
+  /** Counts of sandboxes by the phase the gateway would derive (metrics). */
+  countByPhase(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.records.all()) {
+      const l = this.liveOf(r.id);
+      const conds = l.conds ?? this.project(r).status!.conditions;
+      const p = derivePhase(conds, !!l.deleting);
+      out[p] = (out[p] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------ polling
+
+  /** One change-detection pass: list the actors of every atespace that holds a sandbox, diff, publish. */
+  async pollOnce(): Promise<void> {
+    const recs = this.records.all();
+    const atespaces = [...new Set(recs.map((r) => r.atespace))];
+    const seen = new Map<string, Actor>();
+    try {
+      const lists = await Promise.all(atespaces.map((a) => this.o.control.listAllActors(a)));
+      for (const list of lists) for (const a of list) seen.set(`${a.atespace}/${a.actorId}`, a);
+      this.backendHealthy = true;
+      this.o.onPoll?.(true);
+    } catch (e) {
+      if (this.backendHealthy) log.warn('listing actors failed; sandbox states may be stale', { error: mapBackendError(e).message });
+      this.backendHealthy = false;
+      this.o.onPoll?.(false);
+      return;
+    }
+    for (const r of recs) {
+      if (!this.records.get(r.id)) continue;
+      const l = this.liveOf(r.id);
+      if (l.deleting) continue;
+      const a = seen.get(`${r.atespace}/${r.id}`);
+      if (a) {
+        this.seeActor(l, a);
+      } else if (r.provisioned && !l.op) {
+        // ListActors pages are soft (an item can be missed): confirm before calling the actor missing.
+        try {
+          const again = await this.o.control.findActor(this.refOf(r));
+          if (again) this.seeActor(l, again);
+          else if (!l.op) {
+            l.actor = undefined;
+            l.actorMissing = true;
+          }
+        } catch {
+          continue;
+        }
+      }
+      this.emitIfChanged(r.id);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ RPCs
+
+  capabilities(): GetCapabilitiesResponse {
+    return {
+      driverName: DRIVER_NAME,
+      driverVersion: this.o.version,
+      defaultImage: this.o.defaultImage,
+      gatewayManagesLifecycle: false,
+    };
+  }
+
+  /** All validation of a sandbox about to be created; returns where it will live. */
+  async validate(sb: DriverSandbox | undefined): Promise<Plan> {
+    if (!sb) throw invalid('sandbox is required');
+    if (!sb.id) throw invalid('sandbox.id is required (the gateway sandbox UUID)');
+    const idErr = dnsLabelError('actor_id', sb.id);
+    if (idErr) throw invalid(`sandbox.id "${sb.id}" cannot be a Substrate actor name: ${idErr}`);
+    if (!sb.name) throw invalid('sandbox.name is required');
+    const workspace = sb.workspace || 'default';
+    const wsErr = dnsLabelError('atespace', workspace);
+    if (wsErr) throw invalid(`workspace "${workspace}" cannot be a Substrate atespace name: ${wsErr}`);
+
+    const spec = sb.spec;
+    if (spec?.resourceRequirements?.gpu !== undefined) {
+      throw failedPrecondition(
+        'GPU requests are not supported by the substrate driver: the pinned Substrate API (ateapi 86e138f6) has no GPU field; create the sandbox without a GPU',
+      );
+    }
+    const tmpl = spec?.template;
+    const platform = (tmpl?.platformConfig ?? {}) as Record<string, unknown>;
+    const raw = platform.resources_raw;
+    if (raw && typeof raw === 'object' && JSON.stringify(raw).toLowerCase().includes('gpu')) {
+      throw failedPrecondition('GPU resources (platform_config.resources_raw) are not supported: the pinned Substrate API has no GPU field');
+    }
+
+    const dc = (tmpl?.driverConfig ?? {}) as Record<string, unknown>;
+    const unknownKeys = Object.keys(dc).filter((k) => !(DRIVER_CONFIG_KEYS as readonly string[]).includes(k));
+    if (unknownKeys.length > 0) {
+      throw invalid(
+        `unknown template.driver_config key${unknownKeys.length > 1 ? 's' : ''} ${unknownKeys.map((k) => `"${k}"`).join(', ')} for the substrate driver; known keys: ${DRIVER_CONFIG_KEYS.join(', ')}`,
+      );
+    }
+    let sandboxSelector: Record<string, string> = {};
+    if (dc.worker_selector !== undefined) {
+      try {
+        sandboxSelector = parseSelector(dc.worker_selector);
+      } catch (e) {
+        throw invalid(`template.driver_config.worker_selector: ${(e as Error).message}`);
+      }
+    }
+    const workerSelector = { ...this.o.workerSelector, ...sandboxSelector };
+    if (Object.keys(workerSelector).length > 10) {
+      throw invalid(`the worker selector has ${Object.keys(workerSelector).length} entries (config plus driver_config); ateapi allows at most 10`);
+    }
+
+    let named: string | undefined;
+    let namedFrom = '';
+    if (dc.actor_template !== undefined) {
+      if (typeof dc.actor_template !== 'string' || dc.actor_template.trim() === '') {
+        throw invalid('template.driver_config.actor_template must be a non-empty string: "name" or "namespace/name"');
+      }
+      named = dc.actor_template.trim();
+      namedFrom = 'template.driver_config.actor_template';
+    }
+    const ann = platform.annotations as Record<string, unknown> | undefined;
+    const annValue = ann && typeof ann === 'object' ? ann[TEMPLATE_ANNOTATION] : undefined;
+    if (annValue !== undefined) {
+      if (typeof annValue !== 'string' || annValue.trim() === '') {
+        throw invalid(`template annotation ${TEMPLATE_ANNOTATION} must be a non-empty string: "name" or "namespace/name"`);
+      }
+      if (named !== undefined && named !== annValue.trim()) {
+        throw invalid(
+          `template.driver_config.actor_template ("${named}") and the annotation ${TEMPLATE_ANNOTATION} ("${annValue.trim()}") name different templates; give one`,
+        );
+      }
+      named = annValue.trim();
+      namedFrom ||= `annotation ${TEMPLATE_ANNOTATION}`;
+    }
+
+    if (named !== undefined) {
+      const parts = named.split('/');
+      const [ns, name] = parts.length === 2 ? [parts[0]!, parts[1]!] : [this.o.namespace, named];
+      if (parts.length > 2 || !isDnsLabel(ns) || !isDnsSubdomain(name)) {
+        throw invalid(`${namedFrom} "${named}" is not "name" or "namespace/name" (namespace a DNS-1123 label, name a DNS-1123 subdomain)`);
+      }
+      let t;
+      try {
+        t = await this.o.store.getTemplate(ns, name);
+      } catch (e) {
+        throw mapBackendError(e, `look up ActorTemplate ${ns}/${name}`);
+      }
+      if (!t) {
+        throw failedPrecondition(`ActorTemplate ${ns}/${name} named by ${namedFrom} does not exist; create it first, or leave the key out to let the driver make one`);
+      }
+      return { atespace: workspace, templateNamespace: ns, template: name, owned: false, workerSelector };
+    }
+
+    if (!tmpl?.image) {
+      throw invalid(
+        this.o.defaultImage
+          ? 'template.image is empty; give a digest-pinned image (image@sha256:<digest>)'
+          : 'template.image is empty and the driver has no default_image; give a digest-pinned image (image@sha256:<digest>)',
+      );
+    }
+    // Pinned image, env and command limits, env names, labels: everything synthesis enforces.
+    this.o.templates.validate(sb);
+    return {
+      atespace: workspace,
+      templateNamespace: this.o.namespace,
+      template: this.o.templates.templateNameFor(sb.id),
+      owned: true,
+      workerSelector,
+    };
+  }
+
+  async create(sb: DriverSandbox | undefined): Promise<void> {
+    const plan = await this.validate(sb);
+    const s = sb!;
+    await this.withLock(s.id, async () => {
+      if (this.records.get(s.id)) throw alreadyExists(`sandbox ${s.id} already exists`);
+      const rec: SandboxRecord = {
+        id: s.id,
+        name: s.name,
+        workspace: s.workspace || 'default',
+        atespace: plan.atespace,
+        templateNamespace: plan.templateNamespace,
+        template: plan.template,
+        owned: plan.owned,
+        desired: 'running',
+        token: s.spec?.sandboxToken ?? '',
+        createdAt: new Date().toISOString(),
+        provisioned: false,
+        workerSelector: plan.workerSelector,
+        sandbox: stripToken({ ...s, status: undefined }),
+      };
+      try {
+        await this.records.put(rec);
+      } catch (e) {
+        throw mapBackendError(e, `record sandbox ${s.id}`);
+      }
+      const l = this.liveOf(s.id);
+      l.op = 'provisioning';
+      l.progress = 'accepted; provisioning the sandbox';
+      log.info('sandbox accepted', { sandbox_id: s.id, sandbox_name: s.name, workspace: rec.workspace, template: `${rec.templateNamespace}/${rec.template}`, owned: rec.owned });
+      this.emitIfChanged(s.id);
+      this.platformEvent(s.id, 'Normal', 'Accepted', 'sandbox accepted by the substrate driver', {
+        'openshell.progress.active_step': PROGRESS.requesting,
+        'openshell.progress.active_detail': 'accepted',
+      });
+      this.startProvisioning(s.id);
+    });
+  }
+
+  private startProvisioning(id: string): void {
+    const l = this.liveOf(id);
+    if (l.provisioning) return;
+    const abort = new AbortController();
+    l.op = 'provisioning';
+    const done = this.provision(id, abort.signal).finally(() => {
+      if (l.provisioning?.abort === abort) l.provisioning = undefined;
+    });
+    l.provisioning = { abort, done };
+  }
+
+  private async provision(id: string, signal: AbortSignal): Promise<void> {
+    const l = this.liveOf(id);
+    let step = 'ensure atespace';
+    let reason = 'AtespaceFailed';
+    const check = () => {
+      if (signal.aborted) throw new ApiError(Code.CANCELLED, 'provisioning cancelled');
+    };
+    try {
+      let r = this.records.get(id)!;
+      const ref = this.refOf(r);
+      this.setProgress(id, PROGRESS.requesting, `ensuring atespace ${r.atespace}`);
+      await this.o.control.ensureAtespace(r.atespace);
+      check();
+
+      if (r.owned) {
+        step = `apply ActorTemplate ${r.templateNamespace}/${r.template}`;
+        reason = 'TemplateRejected';
+        this.setProgress(id, PROGRESS.requesting, `applying ActorTemplate ${r.template}`);
+        const t = this.o.templates.synthesize({ ...r.sandbox, id: r.id, name: r.name, workspace: r.workspace }, r.token !== '');
+        await this.o.store.applyTemplate(t);
+        check();
+        step = `wait for ActorTemplate ${r.templateNamespace}/${r.template} to be Ready`;
+        reason = 'TemplateNotReady';
+        this.setProgress(id, PROGRESS.requesting, `waiting for ActorTemplate ${r.template} (golden snapshot)`);
+        await this.o.store.waitTemplateReady(r.templateNamespace, r.template, {
+          timeoutMs: this.o.templateReadyTimeoutMs,
+          signal,
+          onProgress: (p) => this.setProgress(id, PROGRESS.requesting, `ActorTemplate ${r.template}: ${p.phase || 'pending'}${p.message ? ` (${p.message})` : ''}`),
+        });
+        check();
+      }
+
+      step = `CreateActor ${r.atespace}/${r.id}`;
+      reason = 'ActorCreateFailed';
+      this.setProgress(id, PROGRESS.requesting, 'creating the actor');
+      let actor: Actor | undefined;
+      try {
+        actor = await this.o.control.createActor({
+          actorRef: ref,
+          actorTemplateNamespace: r.templateNamespace,
+          actorTemplateName: r.template,
+          workerSelector: Object.keys(r.workerSelector).length > 0 ? { matchLabels: r.workerSelector } : undefined,
+        });
+      } catch (e) {
+        // A retry after a driver restart finds the actor it created before.
+        if (!isCode(e, Code.ALREADY_EXISTS)) throw e;
+        actor = await this.o.control.getActor(ref);
+      }
+      l.actor = actor;
+      r = await this.records.update(id, { provisioned: true });
+      this.platformEvent(id, 'Normal', 'ActorCreated', `actor ${r.atespace}/${r.id} created from ActorTemplate ${r.templateNamespace}/${r.template}`, {
+        'openshell.progress.complete_step': PROGRESS.requesting,
+        'openshell.progress.complete_label': 'Sandbox requested',
+      });
+      check();
+
+      if (this.records.get(id)?.desired === 'running') {
+        step = `ResumeActor ${r.atespace}/${r.id}`;
+        reason = 'ActorResumeFailed';
+        this.setProgress(id, PROGRESS.starting, 'starting the actor');
+        const a = await this.o.control.resumeActor(ref);
+        l.actor = a;
+        if (a.status !== Actor_Status.STATUS_RUNNING) {
+          throw new ApiError(Code.INTERNAL, `ResumeActor returned status ${statusName(a)} instead of STATUS_RUNNING`);
+        }
+        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`, {
+          'openshell.progress.complete_step': PROGRESS.starting,
+          'openshell.progress.complete_label': 'Sandbox started',
+        });
+      }
+      l.op = undefined;
+      l.progress = undefined;
+      this.emitIfChanged(id);
+      log.info('sandbox provisioned', { sandbox_id: id, status: statusName(l.actor) });
+    } catch (e) {
+      l.op = undefined;
+      l.progress = undefined;
+      if (signal.aborted || !this.records.get(id)) {
+        log.info('provisioning stopped', { sandbox_id: id, step });
+        return;
+      }
+      const mapped = mapBackendError(e);
+      const message = `${step} failed: ${mapped.message}`;
+      log.warn('provisioning failed', { sandbox_id: id, reason, error: message });
+      try {
+        await this.records.update(id, { failureReason: reason, failureMessage: message });
+      } catch (pe) {
+        log.error('could not persist a provisioning failure', { sandbox_id: id, error: mapBackendError(pe).message });
+        const r = this.records.get(id);
+        if (r) Object.assign(r, { failureReason: reason, failureMessage: message });
+      }
+      this.platformEvent(id, 'Warning', reason, message);
+      this.emitIfChanged(id);
+    }
+  }
+
+  private mustRecord(id: string): SandboxRecord {
+    if (!id) throw invalid('sandbox_id is required');
+    const r = this.records.get(id);
+    if (!r) throw notFound(`sandbox ${id} not found`);
+    return r;
+  }
+
+  /** StopSandbox: returns once the actor is SUSPENDED (or PAUSED in pause mode). Idempotent. */
+  async stopSandbox(id: string): Promise<void> {
+    this.mustRecord(id);
+    await this.withLock(id, async () => {
+      let r = this.mustRecord(id);
+      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      const l = this.liveOf(id);
+      const before = r.desired;
+      r = await this.persist(id, { desired: 'stopped' });
+      if (l.provisioning) await l.provisioning.done;
+      r = this.mustRecord(id);
+      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      if (!r.provisioned) {
+        // Nothing was started: the actor does not exist yet, so nothing runs.
+        this.emitIfChanged(id);
+        return;
+      }
+      l.op = 'stopping';
+      this.emitIfChanged(id);
+      try {
+        const wasStopped = isStopped(l.actor);
+        const a = await this.bringToStopped(r);
+        l.actor = a;
+        l.actorMissing = false;
+        if (!wasStopped) this.platformEvent(id, 'Normal', 'Stopped', `actor ${statusName(a)}; memory kept in its snapshot`);
+      } catch (e) {
+        // Leave the gateway a consistent picture: if the actor still runs, the sandbox still wants to run.
+        const now = await this.o.control.findActor(this.refOf(r)).catch(() => undefined);
+        if (now) l.actor = now;
+        if (!isStopped(now) && before === 'running') await this.persist(id, { desired: 'running' }).catch(() => undefined);
+        if (isCode(e, Code.NOT_FOUND)) {
+          l.actorMissing = true;
+          throw notFound(`sandbox ${id}: its actor ${r.atespace}/${r.id} no longer exists`);
+        }
+        throw mapBackendError(e, `stop sandbox ${id}`);
+      } finally {
+        l.op = undefined;
+        this.emitIfChanged(id);
+      }
+    });
+  }
+
+  /** Drives an existing actor to SUSPENDED (PAUSED in pause mode, unless `forDelete`). */
+  private async bringToStopped(r: SandboxRecord | ActorRef, forDelete = false): Promise<Actor> {
+    const ref = 'atespace' in r && 'name' in r && !('id' in r) ? (r as ActorRef) : this.refOf(r as SandboxRecord);
+    const pause = this.o.stopMode === 'pause' && !forDelete;
+    let a = await this.o.control.getActor(ref);
+    for (let i = 0; i < 6; i++) {
+      const s = a.status;
+      if (s === Actor_Status.STATUS_SUSPENDED) return a;
+      if (s === Actor_Status.STATUS_PAUSED && !forDelete) return a;
+      switch (s) {
+        case Actor_Status.STATUS_RUNNING:
+          a = pause ? await this.o.control.pauseActor(ref) : await this.o.control.suspendActor(ref);
+          break;
+        case Actor_Status.STATUS_SUSPENDING:
+          a = await this.o.control.suspendActor(ref);
+          break;
+        case Actor_Status.STATUS_PAUSING:
+          a = await this.o.control.pauseActor(ref);
+          break;
+        case Actor_Status.STATUS_RESUMING:
+        case Actor_Status.STATUS_PAUSED:
+          // A PAUSED actor cannot be suspended (or deleted) directly: resume, then suspend.
+          a = await this.o.control.resumeActor(ref);
+          break;
+        default:
+          a = await this.o.control.getActor(ref);
+      }
+    }
+    if (a.status === Actor_Status.STATUS_SUSPENDED || (a.status === Actor_Status.STATUS_PAUSED && !forDelete)) return a;
+    throw new ApiError(Code.ABORTED, `actor ${ref.atespace}/${ref.name} did not settle in SUSPENDED (last status ${statusName(a)}); retry`);
+  }
+
+  /** StartSandbox: returns once the actor is RUNNING. Idempotent; NOT_FOUND when gone. */
+  async startSandbox(id: string): Promise<void> {
+    this.mustRecord(id);
+    await this.withLock(id, async () => {
+      let r = this.mustRecord(id);
+      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      const l = this.liveOf(id);
+      const before = r.desired;
+      r = await this.persist(id, { desired: 'running' });
+      if (l.provisioning) {
+        await l.provisioning.done;
+        r = this.mustRecord(id);
+        if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+        if (l.actor?.status === Actor_Status.STATUS_RUNNING) return;
+      }
+      if (!r.provisioned) {
+        this.startProvisioning(id);
+        await this.liveOf(id).provisioning?.done;
+        r = this.mustRecord(id);
+        if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+        return;
+      }
+      l.op = 'starting';
+      this.emitIfChanged(id);
+      try {
+        const a = await this.o.control.resumeActor(this.refOf(r));
+        l.actor = a;
+        l.actorMissing = false;
+        if (a.status !== Actor_Status.STATUS_RUNNING) {
+          throw new ApiError(Code.ABORTED, `actor ${r.atespace}/${r.id} is ${statusName(a)} after ResumeActor; retry`);
+        }
+        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`);
+      } catch (e) {
+        if (isCode(e, Code.NOT_FOUND)) {
+          l.actorMissing = true;
+          l.actor = undefined;
+          throw notFound(`sandbox ${id}: its actor ${r.atespace}/${r.id} no longer exists`);
+        }
+        const now = await this.o.control.findActor(this.refOf(r)).catch(() => undefined);
+        if (now) l.actor = now;
+        if (now && now.status !== Actor_Status.STATUS_RUNNING && before === 'stopped') {
+          await this.persist(id, { desired: 'stopped' }).catch(() => undefined);
+        }
+        throw mapBackendError(e, `start sandbox ${id}`);
+      } finally {
+        l.op = undefined;
+        this.emitIfChanged(id);
+      }
+    });
+  }
+
+  private async persist(id: string, change: Partial<SandboxRecord>): Promise<SandboxRecord> {
+    const r = this.records.get(id);
+    if (r && Object.entries(change).every(([k, v]) => (r as unknown as Record<string, unknown>)[k] === v)) return r;
+    try {
+      return await this.records.update(id, change);
+    } catch (e) {
+      throw mapBackendError(e, `update the record of sandbox ${id}`);
+    }
+  }
+
+  /**
+   * DeleteSandbox: brings the actor to SUSPENDED, deletes it, removes the owned template and the record,
+   * then publishes a Watch `deleted` event. `false` when the sandbox was already absent.
+   */
+  async deleteSandbox(id: string): Promise<boolean> {
+    if (!id) throw invalid('sandbox_id is required');
+    if (!this.records.get(id)) return false;
+    return this.withLock(id, async () => {
+      const r = this.records.get(id);
+      if (!r) return false;
+      const l = this.liveOf(id);
+      l.deleting = true;
+      l.op = 'deleting';
+      this.emitIfChanged(id);
+      if (l.provisioning) {
+        l.provisioning.abort.abort();
+        await l.provisioning.done;
+      }
+      const ref = this.refOf(r);
+      try {
+        const a = await this.o.control.findActor(ref);
+        if (a) {
+          if (a.status !== Actor_Status.STATUS_SUSPENDED) await this.bringToStopped(r, true);
+          try {
+            await this.o.control.deleteActor(ref);
+          } catch (e) {
+            if (!isCode(e, Code.NOT_FOUND)) throw e;
+          }
+        }
+        if (r.owned) {
+          await this.removeGoldenActor(r);
+          try {
+            await this.o.store.deleteOwnedTemplate(r.templateNamespace, r.template);
+          } catch (e) {
+            if (!isCode(e, Code.NOT_FOUND) && (e as { code?: unknown }).code !== 404) throw e;
+          }
+        }
+        await this.records.remove(id);
+      } catch (e) {
+        l.deleting = false;
+        l.op = undefined;
+        this.emitIfChanged(id);
+        throw mapBackendError(e, `delete sandbox ${id}`);
+      }
+      this.live.delete(id);
+      log.info('sandbox deleted', { sandbox_id: id });
+      this.hub.publish({ payload: { $case: 'deleted', value: { sandboxId: id } } });
+      return true;
+    });
+  }
+
+  /**
+   * Removes the golden actor the template controller made for a template the driver owns (it lives in
+   * atespace `ate-golden`). Upstream never deletes golden actors, and one that is still running when its
+   * template goes can no longer be suspended (its template is gone) and holds a worker forever; with one
+   * template per sandbox they would pile up. It must be SUSPENDED to be deleted, and that needs the
+   * template, so this runs before the template is deleted. Best effort: a failure is logged, not returned.
+   */
+  private async removeGoldenActor(r: SandboxRecord): Promise<void> {
+    try {
+      const t = await this.o.store.getTemplate(r.templateNamespace, r.template);
+      const golden = t?.status?.goldenActorID;
+      if (!golden) return;
+      const ref = { atespace: GOLDEN_ATESPACE, name: golden };
+      const a = await this.o.control.findActor(ref);
+      if (!a) return;
+      if (a.status !== Actor_Status.STATUS_SUSPENDED) await this.bringToStopped(ref, true);
+      await this.o.control.deleteActor(ref).catch((e) => {
+        if (!isCode(e, Code.NOT_FOUND)) throw e;
+      });
+    } catch (e) {
+      log.warn('could not remove the golden actor of a deleted sandbox template', {
+        sandbox_id: r.id,
+        template: `${r.templateNamespace}/${r.template}`,
+        error: mapBackendError(e).message,
+      });
+    }
+  }
+
+  /** GetSandbox: a fresh read of the actor. */
+  async getSandbox(id: string): Promise<DriverSandbox> {
+    const r = this.mustRecord(id);
+    const l = this.liveOf(id);
+    if (!l.deleting) {
+      try {
+        const a = await this.o.control.findActor(this.refOf(r));
+        if (a) this.seeActor(l, a);
+        else if (r.provisioned && !l.op) {
+          l.actor = undefined;
+          l.actorMissing = true;
+        }
+      } catch (e) {
+        throw mapBackendError(e, `read actor ${r.atespace}/${r.id}`);
+      }
+    }
+    const cur = this.records.get(id);
+    if (!cur) throw notFound(`sandbox ${id} not found`);
+    this.emitIfChanged(id);
+    return this.project(cur);
+  }
+
+  /** ListSandboxes: every sandbox the driver manages, with fresh actor states. */
+  async listSandboxes(): Promise<DriverSandbox[]> {
+    await this.refreshAll();
+    return this.records.all().map((r) => this.project(r));
+  }
+
+  private async refreshAll(): Promise<void> {
+    const recs = this.records.all();
+    const atespaces = [...new Set(recs.map((r) => r.atespace))];
+    const seen = new Map<string, Actor>();
+    try {
+      const lists = await Promise.all(atespaces.map((a) => this.o.control.listAllActors(a)));
+      for (const list of lists) for (const a of list) seen.set(`${a.atespace}/${a.actorId}`, a);
+    } catch (e) {
+      throw mapBackendError(e, 'list actors');
+    }
+    const confirm: Promise<void>[] = [];
+    for (const r of recs) {
+      const l = this.liveOf(r.id);
+      if (l.deleting) continue;
+      const a = seen.get(`${r.atespace}/${r.id}`);
+      if (a) {
+        this.seeActor(l, a);
+      } else if (r.provisioned && !l.op) {
+        confirm.push(
+          this.o.control.findActor(this.refOf(r)).then(
+            (x) => {
+              if (x) this.seeActor(l, x);
+              else if (!l.op) {
+                l.actor = undefined;
+                l.actorMissing = true;
+              }
+            },
+            () => undefined,
+          ),
+        );
+      }
+    }
+    await Promise.all(confirm);
+    // Every open watch learns what this read saw.
+    for (const r of recs) this.emitIfChanged(r.id);
+  }
+
+  /** WatchSandboxes: subscribe first, then the full snapshot, then changes. */
+  async watch(sink: EventSink): Promise<void> {
+    const sub = this.hub.subscribe(sink);
+    if (this.stopped) {
+      sub.end();
+      return;
+    }
+    let snapshot: DriverSandbox[];
+    try {
+      snapshot = await this.listSandboxes();
+    } catch (e) {
+      // The snapshot could not be read (the backend is down): end the stream so the gateway retries.
+      const m = mapBackendError(e, 'watch snapshot');
+      sink.emit('error', { code: m.code, details: m.message });
+      sub.end();
+      return;
+    }
+    const events: WatchSandboxesEvent[] = snapshot.map((sb) => ({ payload: { $case: 'sandbox', value: { sandbox: sb } } }));
+    sub.bootstrap(events);
+  }
+
+  async ensureWorkspace(workspace: string): Promise<void> {
+    if (!workspace) throw invalid('workspace is required');
+    const err = dnsLabelError('atespace', workspace);
+    if (err) throw invalid(`workspace "${workspace}" cannot be a Substrate atespace name: ${err}`);
+    try {
+      await this.o.control.ensureAtespace(workspace);
+    } catch (e) {
+      throw mapBackendError(e, `create atespace ${workspace}`);
+    }
+  }
+
+  async deleteWorkspace(workspace: string): Promise<void> {
+    if (!workspace) throw invalid('workspace is required');
+    const err = dnsLabelError('atespace', workspace);
+    if (err) throw invalid(`workspace "${workspace}" cannot be a Substrate atespace name: ${err}`);
+    const remaining = this.records.all().filter((r) => r.atespace === workspace);
+    if (remaining.length > 0) {
+      const names = remaining.slice(0, 5).map((r) => r.name);
+      throw failedPrecondition(
+        `workspace ${workspace} still has ${remaining.length} sandbox${remaining.length > 1 ? 'es' : ''} (${names.join(', ')}${remaining.length > 5 ? ', ...' : ''}); delete them first`,
+      );
+    }
+    try {
+      await this.o.control.deleteAtespace(workspace);
+    } catch (e) {
+      if (isCode(e, Code.NOT_FOUND)) return;
+      throw mapBackendError(e, `delete atespace ${workspace}`);
+    }
+  }
+}

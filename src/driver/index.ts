@@ -1,0 +1,141 @@
+// Composition of the driver process: config → ateapi client → TemplateStore → SubstrateDriver → gRPC server
+// on the Unix socket (+ metrics). Used by `substrate-driver serve` and by the contract tests.
+import { readFileSync } from 'node:fs';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ConfigError, type DriverConfig } from '../common/config.js';
+import { clientFromConfig, resolveApiTarget, type ApiTarget, type SubstrateClient } from '../substrate/client.js';
+import { kubeConfigFor, kubeTemplateStore } from '../template/store.js';
+import type { SynthesisConfig } from '../template/synthesize.js';
+import { storePort, templatePort } from './adapters.js';
+import { SubstrateDriver } from './driver.js';
+import { DriverMetrics } from './metrics.js';
+import { serveDriver, type DriverServer } from './server.js';
+
+export { SubstrateDriver } from './driver.js';
+export { DriverMetrics } from './metrics.js';
+export { serveDriver } from './server.js';
+
+/** Pinned pause image used when none is configured for a local Substrate (which does not pull images). */
+export const LOCAL_PAUSE_IMAGE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
+
+/** A local Substrate to talk to (embedded, or found through <state-dir>/local.json). */
+export interface LocalEndpoints {
+  apiEndpoint: string;
+  /** The local Substrate serves TLS (it does on a non-loopback address). */
+  apiTls?: boolean;
+  kubeUrl: string;
+  stateDir: string;
+  /** The local Substrate's default image reference, used when default_image is not configured. */
+  defaultImage?: string;
+}
+
+export interface RunDriverOptions {
+  config: DriverConfig;
+  local?: LocalEndpoints;
+  watchBufferLimit?: number;
+  shutdownGraceMs?: number;
+  /** Include Node process metrics (default true). */
+  processMetrics?: boolean;
+}
+
+export interface RunningDriver {
+  driver: SubstrateDriver;
+  server: DriverServer;
+  client: SubstrateClient;
+  metrics: DriverMetrics;
+  target: ApiTarget;
+  close(): Promise<void>;
+}
+
+/** The driver's version: package.json's, found from this file in src/ or dist/src/. */
+export function driverVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'openshell-driver-substrate' && pkg.version) return pkg.version;
+    } catch {
+      /* next */
+    }
+  }
+  return '0.0.0';
+}
+
+/** The KubeConfig of the resource API: the local Substrate's, or the configured / default one. */
+export function kubeConfigOf(cfg: DriverConfig, local?: LocalEndpoints): KubeConfig {
+  if (local) return kubeConfigFor(local.kubeUrl);
+  const kc = new KubeConfig();
+  try {
+    if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (e) {
+    const src = cfg.sources.kubeconfig === 'default' ? 'default' : cfg.sources.kubeconfig;
+    throw new ConfigError('kubeconfig', src, `cannot load the Kubernetes config${cfg.kubeconfig ? ` ${cfg.kubeconfig}` : ''}: ${(e as Error).message}`);
+  }
+  if (cfg.kubeContext) {
+    if (!kc.getContextObject(cfg.kubeContext)) {
+      throw new ConfigError('kube_context', cfg.sources.kube_context, `invalid config kube_context: "${cfg.kubeContext}" is not a context of the Kubernetes config`);
+    }
+    kc.setCurrentContext(cfg.kubeContext);
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new ConfigError('kubeconfig', cfg.sources.kubeconfig, 'no Kubernetes cluster configured: set kubeconfig (and kube_context), run in a cluster, or use a local Substrate');
+  }
+  return kc;
+}
+
+export function synthesisConfigOf(cfg: DriverConfig, local?: LocalEndpoints): SynthesisConfig {
+  return {
+    namespace: cfg.defaultNamespace,
+    pauseImage: cfg.pauseImage || (local ? LOCAL_PAUSE_IMAGE : ''),
+    snapshotsLocation: cfg.snapshotsLocation || (local ? `file://${local.stateDir}/snapshots/` : ''),
+    sandboxClass: cfg.sandboxClass,
+    gatewayEndpoint: cfg.gatewayEndpoint,
+  };
+}
+
+export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
+  const cfg = o.config;
+  const target = resolveApiTarget(cfg, o.local?.apiEndpoint, o.local?.apiTls);
+  const metrics = new DriverMetrics({ defaultMetrics: o.processMetrics ?? true });
+  const client = clientFromConfig(cfg, target, (m, c, s) => metrics.observeBackend(m, c, s));
+  try {
+    const store = kubeTemplateStore(kubeConfigOf(cfg, o.local));
+    const driver = new SubstrateDriver({
+      control: client,
+      store: storePort(store),
+      templates: templatePort(synthesisConfigOf(cfg, o.local)),
+      namespace: cfg.defaultNamespace,
+      stopMode: cfg.stopMode,
+      defaultImage: cfg.defaultImage || o.local?.defaultImage || '',
+      version: driverVersion(),
+      workerSelector: cfg.workerSelector,
+      templateReadyTimeoutMs: cfg.templateReadyTimeoutSecs * 1000,
+      pollIntervalMs: cfg.pollIntervalMs,
+      watchBufferLimit: o.watchBufferLimit,
+      onWatchAborted: () => metrics.watchAborted.inc(),
+    });
+    const server = await serveDriver({
+      driver,
+      socketPath: cfg.socketPath,
+      metrics,
+      metricsListen: cfg.metricsListen || undefined,
+      shutdownGraceMs: o.shutdownGraceMs,
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      driver,
+      server,
+      client,
+      metrics,
+      target,
+      close: () =>
+        (closing ??= (async () => {
+          await server.close();
+          client.close();
+        })()),
+    };
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+}

@@ -1,0 +1,343 @@
+// Contract tests: the OpenShell gateway's call sequences (compute-driver.md §2, §4, §5, §7) over the driver's
+// real Unix socket with the generated ComputeDriverClient, against the real local Substrate (gVisor
+// checkpoint/restore behind ateapi.Control). Nothing is stubbed: the gateway's calls are made as the
+// gateway makes them, and the workload is a real process whose memory must survive Stop → Start.
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Actor_Status } from '../../src/gen/ateapi.js';
+import type { DriverSandbox } from '../../src/gen/compute_driver.js';
+import { derivePhase } from '../../src/driver/conditions.js';
+import { driverVersion } from '../../src/driver/index.js';
+import { templateNameFor, tokenSecretNameFor, OWNER_ANNOTATION } from '../../src/template/synthesize.js';
+import {
+  COUNTER_JS,
+  expectGrpcError,
+  operatorTemplate,
+  readyOf,
+  routerGet,
+  sandboxOf,
+  startEnv,
+  suspendedOf,
+  waitSandbox,
+  WatchRecorder,
+  type TestEnv,
+} from './helpers.js';
+
+const phase = (sb: DriverSandbox) => derivePhase(sb.status?.conditions, sb.status?.deleting);
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+describe('ComputeDriver contract against the local Substrate', () => {
+  let env: TestEnv;
+  let watch: WatchRecorder;
+  /** Every sandbox the test created: id → name. */
+  const names = new Map<string, string>();
+  const TOKEN = `test-token-${randomUUID()}`;
+  let s1: DriverSandbox;
+
+  beforeAll(async () => {
+    env = await startEnv({ flags: { gateway_endpoint: 'http://127.0.0.1:9' } });
+    // An operator's pre-provisioned template (with readyz: its golden snapshot is taken at once).
+    await env.store.apply(operatorTemplate('ops-counter', env.image) as never);
+    await env.store.waitReady('default', 'ops-counter', 120_000);
+    watch = new WatchRecorder(env.client);
+  });
+
+  afterAll(async () => {
+    watch?.cancel();
+    await env?.close();
+  });
+
+  it('answers the startup probes', async () => {
+    const caps = await env.client.getCapabilities();
+    expect(caps).toEqual({
+      driverName: 'substrate',
+      driverVersion: driverVersion(),
+      defaultImage: env.image,
+      gatewayManagesLifecycle: false,
+    });
+    expect(caps.driverVersion).toMatch(/^\d+\.\d+\.\d+/);
+    expect(await env.client.getGatewayListenerRequirements()).toEqual([]);
+  });
+
+  it('serves on a private socket: directory 0700, socket 0600', () => {
+    expect(statSync(env.cfg.socketPath).isSocket()).toBe(true);
+    expect(statSync(env.cfg.socketPath).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(env.cfg.socketPath)).mode & 0o777).toBe(0o700);
+  });
+
+  it('rejects what cannot run, with an actionable code and message', async () => {
+    const ok = sandboxOf({ image: env.image });
+    await env.client.validateSandboxCreate(ok);
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: 'ubuntu:24.04' })), status.INVALID_ARGUMENT, /not pinned.*@sha256/);
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, id: 'Not_An_Actor_Name' })), status.INVALID_ARGUMENT, /cannot be a Substrate actor name/);
+    await expectGrpcError(env.client.validateSandboxCreate({ ...ok, id: '' }), status.INVALID_ARGUMENT, /sandbox\.id is required/);
+    const manyEnv = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`V${i}`, 'x']));
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, env: manyEnv })), status.INVALID_ARGUMENT, /at most 32/);
+    const longCmd = Array.from({ length: 70 }, (_, i) => `a${i}`);
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, command: longCmd })), status.INVALID_ARGUMENT, /at most 64/);
+    await expectGrpcError(
+      env.client.validateSandboxCreate(sandboxOf({ image: env.image, driverConfig: { actor_templat: 'x', cpu: 2 } })),
+      status.INVALID_ARGUMENT,
+      /unknown template\.driver_config keys "actor_templat", "cpu".*known keys: actor_template, worker_selector/,
+    );
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, gpu: true })), status.FAILED_PRECONDITION, /GPU/);
+    await expectGrpcError(
+      env.client.validateSandboxCreate(sandboxOf({ image: env.image, driverConfig: { actor_template: 'no-such-template' } })),
+      status.FAILED_PRECONDITION,
+      /ActorTemplate default\/no-such-template .* does not exist/,
+    );
+    await expectGrpcError(
+      env.client.validateSandboxCreate(sandboxOf({ image: env.image, platformConfig: { annotations: { substrate_actor_template: 'missing-too' } } })),
+      status.FAILED_PRECONDITION,
+      /missing-too/,
+    );
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, workspace: 'Bad_WS' })), status.INVALID_ARGUMENT, /atespace/);
+    // Nothing was recorded by any of these.
+    expect(await env.client.listSandboxes()).toEqual([]);
+  });
+
+  it('deletes a sandbox while its template waits for the golden snapshot: nothing is left running', async () => {
+    const d1 = sandboxOf({ image: env.image, name: 'early-gone' });
+    names.set(d1.id, d1.name);
+    await env.client.createSandbox(d1);
+    // Wait until the template controller runs the template's golden actor (the wait before its snapshot).
+    let golden = '';
+    for (let i = 0; i < 200 && !golden; i++) {
+      const t = await env.store.get('default', templateNameFor(d1.id));
+      if (t?.status?.phase === 'WaitGoldenActor') golden = t.status.goldenActorID ?? '';
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(golden).not.toBe('');
+    expect((await env.ateapi.getActor({ atespace: 'ate-golden', name: golden })).status).toBe(Actor_Status.STATUS_RUNNING);
+    const from = watch.events.length;
+    expect(await env.client.deleteSandbox(d1.id, d1.name)).toBe(true);
+    await watch.waitFor((e) => e.payload?.$case === 'deleted' && e.payload.value.sandboxId === d1.id, 10_000, from);
+    expect(await env.store.get('default', templateNameFor(d1.id))).toBeNull();
+    expect(await env.store.getSecret('default', tokenSecretNameFor(d1.id))).toBeNull();
+    expect(await env.ateapi.findActor({ atespace: 'default', name: d1.id })).toBeUndefined();
+    // The golden actor of the driver's own template is gone too: it no longer holds a worker.
+    expect(await env.ateapi.findActor({ atespace: 'ate-golden', name: golden })).toBeUndefined();
+    expect(await env.client.listSandboxes()).toEqual([]);
+  });
+
+  it('validate → create returns before the sandbox runs, then provisioning shows through watch', async () => {
+    s1 = sandboxOf({ image: env.image, name: 'first', token: TOKEN, env: { USER_VAR: 'u1' } });
+    names.set(s1.id, s1.name);
+    await env.client.validateSandboxCreate({ ...s1, spec: { ...s1.spec!, sandboxToken: '' } });
+    await env.client.createSandbox(s1);
+    // Accepted and durable, not running yet: the golden snapshot of its new template takes a while.
+    const early = await env.client.getSandbox(s1.id, s1.name);
+    expect(early.id).toBe(s1.id);
+    expect(early.name).toBe('first');
+    expect(early.workspace).toBe('default');
+    expect(readyOf(early)?.status).toBe('Unknown');
+    expect(phase(early)).toBe('PROVISIONING');
+    await expectGrpcError(env.client.createSandbox(s1), status.ALREADY_EXISTS, /already exists/);
+
+    const ready = await watch.waitFor((e) => e.payload?.$case === 'sandbox' && e.payload.value.sandbox?.id === s1.id && readyOf(e.payload.value.sandbox)?.status === 'True', 180_000);
+    const sb = (ready.payload as { value: { sandbox: DriverSandbox } }).value.sandbox;
+    expect(sb.status!.instanceId).not.toBe('');
+    expect(phase(sb)).toBe('READY');
+    // Progress reached the gateway as platform events with the progress metadata keys.
+    const pe = watch.events.filter((e) => e.payload?.$case === 'platformEvent' && e.payload.value.sandboxId === s1.id);
+    expect(pe.some((e) => e.payload?.$case === 'platformEvent' && e.payload.value.event?.metadata['openshell.progress.active_step'] === 'requesting_sandbox')).toBe(true);
+    expect(pe.every((e) => e.payload?.$case === 'platformEvent' && e.payload.value.event?.source === 'substrate')).toBe(true);
+    // No provisioning step ever read as an error.
+    expect(watch.sandboxEvents(s1.id).every((x) => phase(x) !== 'ERROR')).toBe(true);
+  });
+
+  it('gives the workload the supervisor environment, with the token only through a secret reference', async () => {
+    const r = await routerGet(env.local.routerUrl, s1.id, 'default', '/env');
+    expect(r.status).toBe(200);
+    const e = JSON.parse(r.body) as Record<string, string | null>;
+    expect(e.id).toBe(s1.id);
+    expect(e.name).toBe('first');
+    expect(e.endpoint).toBe('http://127.0.0.1:9');
+    expect(e.user).toBe('u1');
+    expect(JSON.parse(e.spec!)).toEqual({ version: 1, command: ['/usr/bin/node', '-e', COUNTER_JS], tty: false });
+    expect(e.tokenSha).toBe(sha(TOKEN));
+    const t = await env.store.get('default', templateNameFor(s1.id));
+    expect(t).not.toBeNull();
+    expect(t!.metadata.annotations?.[OWNER_ANNOTATION]).toBeDefined();
+    expect(JSON.stringify(t)).not.toContain(TOKEN);
+    const tokEnv = t!.spec.containers![0]!.env!.find((v) => v.name === 'OPENSHELL_SANDBOX_TOKEN');
+    expect(tokEnv?.valueFrom?.secretKeyRef?.name).toBe(tokenSecretNameFor(s1.id));
+  });
+
+  it('keeps the workload memory across Stop → Start, each idempotent', async () => {
+    const a = JSON.parse((await routerGet(env.local.routerUrl, s1.id, 'default', '/count')).body);
+    const b = JSON.parse((await routerGet(env.local.routerUrl, s1.id, 'default', '/count')).body);
+    expect(b.n).toBe(a.n + 1);
+
+    await env.client.stopSandbox(s1.id, s1.name);
+    const stopped = await env.client.getSandbox(s1.id, s1.name);
+    expect(suspendedOf(stopped)).toMatchObject({ status: 'True' });
+    expect(phase(stopped)).toBe('STOPPED');
+    expect((await env.ateapi.getActor({ atespace: 'default', name: s1.id })).status).toBe(Actor_Status.STATUS_SUSPENDED);
+    await env.client.stopSandbox(s1.id, s1.name); // idempotent
+    expect(phase(await env.client.getSandbox(s1.id))).toBe('STOPPED');
+
+    await env.client.startSandbox(s1.id, s1.name);
+    const running = await env.client.getSandbox(s1.id, s1.name);
+    expect(phase(running)).toBe('READY');
+    await env.client.startSandbox(s1.id, s1.name); // idempotent
+    const c = JSON.parse((await routerGet(env.local.routerUrl, s1.id, 'default', '/count')).body);
+    expect(c.n).toBe(b.n + 1);
+  });
+
+  it('reports a stop in progress as Suspended=False PodTerminating before Suspended=True', async () => {
+    const from = watch.events.length;
+    await env.client.stopSandbox(s1.id, s1.name);
+    await watch.waitFor((e) => e.payload?.$case === 'sandbox' && e.payload.value.sandbox?.id === s1.id && suspendedOf(e.payload.value.sandbox)?.status === 'True', 30_000, from);
+    const seq = watch.sandboxEvents(s1.id).slice(-5);
+    const iTerm = seq.findIndex((x) => suspendedOf(x)?.reason === 'PodTerminating');
+    const iDone = seq.findIndex((x) => suspendedOf(x)?.status === 'True');
+    expect(iTerm).toBeGreaterThanOrEqual(0);
+    expect(iDone).toBeGreaterThan(iTerm);
+    await env.client.startSandbox(s1.id, s1.name);
+  });
+
+  it('an actor suspended outside the gateway reads as resuming on demand, never ERROR or STOPPED', async () => {
+    const from = watch.events.length;
+    await env.ateapi.suspendActor({ atespace: 'default', name: s1.id }); // idle suspend / an operator
+    const ev = await watch.waitFor(
+      (e) => e.payload?.$case === 'sandbox' && e.payload.value.sandbox?.id === s1.id && readyOf(e.payload.value.sandbox)?.reason === 'ResumesOnDemand',
+      30_000,
+      from,
+    );
+    const sb = (ev.payload as { value: { sandbox: DriverSandbox } }).value.sandbox;
+    expect(readyOf(sb)?.status).toBe('Unknown');
+    expect(suspendedOf(sb)).toBeUndefined();
+    expect(phase(sb)).toBe('PROVISIONING');
+    const got = await env.client.getSandbox(s1.id, s1.name);
+    expect(phase(got)).toBe('PROVISIONING');
+    // A request resumes it (the router), and the driver sees it running again.
+    const r = await routerGet(env.local.routerUrl, s1.id, 'default', '/count');
+    expect(r.status).toBe(200);
+    await watch.waitFor((e) => e.payload?.$case === 'sandbox' && e.payload.value.sandbox?.id === s1.id && readyOf(e.payload.value.sandbox)?.status === 'True', 30_000, from);
+    expect(watch.sandboxEvents(s1.id).every((x) => phase(x) !== 'ERROR')).toBe(true);
+  });
+
+  it('answers NOT_FOUND for an unknown id, INVALID_ARGUMENT for none, and deleted=false for an absent sandbox', async () => {
+    const unknown = randomUUID();
+    await expectGrpcError(env.client.getSandbox(unknown, 'nope'), status.NOT_FOUND, /not found/);
+    await expectGrpcError(env.client.stopSandbox(unknown, 'nope'), status.NOT_FOUND);
+    await expectGrpcError(env.client.startSandbox(unknown, 'nope'), status.NOT_FOUND);
+    expect(await env.client.deleteSandbox(unknown, 'nope')).toBe(false);
+    await expectGrpcError(env.client.getSandbox(''), status.INVALID_ARGUMENT);
+    await expectGrpcError(env.client.deleteSandbox(''), status.INVALID_ARGUMENT);
+  });
+
+  it('bootstraps a new watch with a snapshot of every sandbox, echoing id and name', async () => {
+    const w2 = new WatchRecorder(env.client);
+    try {
+      const first = await w2.waitFor(() => true, 10_000);
+      expect(first.payload?.$case).toBe('sandbox');
+      const sb = (first.payload as { value: { sandbox: DriverSandbox } }).value.sandbox;
+      expect(sb.id).toBe(s1.id);
+      expect(sb.name).toBe('first');
+      expect(sb.status?.sandboxName).toBe('first');
+      expect(sb.workspace).toBe('default');
+    } finally {
+      w2.cancel();
+    }
+  });
+
+  it('uses a pre-provisioned template without creating, changing or deleting it', async () => {
+    const before = await env.store.get('default', 'ops-counter');
+    const p1 = sandboxOf({ image: env.image, name: 'preprov', driverConfig: { actor_template: 'ops-counter' } });
+    names.set(p1.id, p1.name);
+    await env.client.validateSandboxCreate(p1);
+    await env.client.createSandbox(p1);
+    const sb = await waitSandbox(env.client, p1.id, (x) => readyOf(x)?.status === 'True' || readyOf(x)?.status === 'False');
+    expect(phase(sb)).toBe('READY');
+    expect((await env.ateapi.getActor({ atespace: 'default', name: p1.id })).actorTemplateName).toBe('ops-counter');
+    expect(await env.store.get('default', templateNameFor(p1.id))).toBeNull();
+    expect(await env.client.deleteSandbox(p1.id, p1.name)).toBe(true);
+    const after = await env.store.get('default', 'ops-counter');
+    expect(after?.metadata.uid).toBe(before?.metadata.uid);
+    expect(after?.spec).toEqual(before?.spec);
+  });
+
+  it('surfaces a provisioning failure as Ready=False with a descriptive reason and a Warning event', async () => {
+    const broken = operatorTemplate('ops-broken', `local/nope@sha256:${'0'.repeat(64)}`, { readyz: false });
+    await env.store.apply(broken as never);
+    const b1 = sandboxOf({ image: env.image, name: 'broken', driverConfig: { actor_template: 'ops-broken' } });
+    names.set(b1.id, b1.name);
+    await env.client.createSandbox(b1);
+    const sb = await waitSandbox(env.client, b1.id, (x) => readyOf(x)?.status === 'False');
+    expect(readyOf(sb)?.reason).toBe('ActorResumeFailed');
+    expect(readyOf(sb)?.message).toMatch(/nope/);
+    expect(phase(sb)).toBe('ERROR');
+    const warn = await watch.waitFor((e) => e.payload?.$case === 'platformEvent' && e.payload.value.sandboxId === b1.id && e.payload.value.event?.type === 'Warning', 10_000);
+    expect(warn.payload?.$case === 'platformEvent' && warn.payload.value.event?.reason).toBe('ActorResumeFailed');
+    await expectGrpcError(env.client.stopSandbox(b1.id, b1.name), status.FAILED_PRECONDITION, /delete it/);
+    expect(await env.client.deleteSandbox(b1.id, b1.name)).toBe(true);
+    expect(await env.ateapi.findActor({ atespace: 'default', name: b1.id })).toBeUndefined();
+  });
+
+  it('keeps every sandbox across a driver restart, and Start works without the token being resent', async () => {
+    await env.client.stopSandbox(s1.id, s1.name);
+    await env.restartDriver();
+    const list = await env.client.listSandboxes();
+    expect(list.map((x) => [x.id, x.name, x.workspace])).toEqual([[s1.id, 'first', 'default']]);
+    expect(phase(list[0]!)).toBe('STOPPED');
+    await env.client.startSandbox(s1.id, s1.name);
+    expect(phase(await env.client.getSandbox(s1.id, s1.name))).toBe('READY');
+    const e = JSON.parse((await routerGet(env.local.routerUrl, s1.id, 'default', '/env')).body);
+    expect(e.tokenSha).toBe(sha(TOKEN));
+    // The old watch stream ended with the old process; a new one bootstraps from the restarted driver.
+    watch.cancel();
+    watch = new WatchRecorder(env.client);
+    await watch.waitFor((ev) => ev.payload?.$case === 'sandbox' && ev.payload.value.sandbox?.id === s1.id, 10_000);
+  });
+
+  it('creates and deletes atespaces for workspaces, refusing to delete one that still has sandboxes', async () => {
+    await env.client.ensureWorkspace('team-a');
+    await env.client.ensureWorkspace('team-a'); // idempotent
+    expect((await env.ateapi.getAtespace('team-a')).name).toBe('team-a');
+    await expectGrpcError(env.client.deleteWorkspace('default'), status.FAILED_PRECONDITION, /still has 1 sandbox \(first\)/);
+    await env.client.deleteWorkspace('team-a');
+    await env.client.deleteWorkspace('team-a'); // already gone: fine
+    await expectGrpcError(env.ateapi.getAtespace('team-a'), status.NOT_FOUND);
+    await expectGrpcError(env.client.ensureWorkspace('Bad Name'), status.INVALID_ARGUMENT);
+  });
+
+  it('deletes: actor, owned template (with its golden actor) and record go, a deleted event follows, then deleted=false', async () => {
+    const s1Golden = (await env.store.get('default', templateNameFor(s1.id)))!.status!.goldenActorID!;
+    expect((await env.ateapi.getActor({ atespace: 'ate-golden', name: s1Golden })).status).toBe(Actor_Status.STATUS_SUSPENDED);
+    const from = watch.events.length;
+    expect(await env.client.deleteSandbox(s1.id, s1.name)).toBe(true);
+    await watch.waitFor((e) => e.payload?.$case === 'deleted' && e.payload.value.sandboxId === s1.id, 10_000, from);
+    // deleting=true was reported before the deleted event, never for other sandboxes.
+    expect(watch.sandboxEvents(s1.id).some((x) => x.status?.deleting)).toBe(true);
+    expect(await env.client.deleteSandbox(s1.id, s1.name)).toBe(false);
+    await expectGrpcError(env.client.getSandbox(s1.id, s1.name), status.NOT_FOUND);
+    expect(await env.ateapi.findActor({ atespace: 'default', name: s1.id })).toBeUndefined();
+    expect(await env.store.get('default', templateNameFor(s1.id))).toBeNull();
+    expect(await env.store.getSecret('default', tokenSecretNameFor(s1.id))).toBeNull();
+    expect(await env.ateapi.findActor({ atespace: 'ate-golden', name: s1Golden })).toBeUndefined();
+    expect(await env.client.listSandboxes()).toEqual([]);
+  });
+
+  it('echoed the gateway name with the id in every snapshot it sent', () => {
+    const all = watch.sandboxEvents();
+    expect(all.length).toBeGreaterThan(0);
+    for (const sb of all) {
+      expect(sb.name).toBe(names.get(sb.id));
+      expect(sb.status?.sandboxName).toBe(names.get(sb.id));
+    }
+  });
+
+  it('shuts down promptly with a watch stream open, removing its socket', async () => {
+    const w = new WatchRecorder(env.client);
+    await new Promise((r) => setTimeout(r, 200));
+    await env.driver.close();
+    expect(existsSync(env.cfg.socketPath)).toBe(false);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(w.ended || !!w.error).toBe(true);
+  });
+});

@@ -1,0 +1,264 @@
+// Shared pieces of the driver's contract tests. Everything is real: the local Substrate on gVisor (its
+// ateapi over gRPC, its Kubernetes-shaped resource API, its router), the driver serving on a real Unix
+// socket, and the generated ComputeDriverClient dialing it the way the gateway does.
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { loadConfig, type DriverConfig } from '../../src/common/config.js';
+import { setLogLevel } from '../../src/common/log.js';
+import type { DriverSandbox, WatchSandboxesEvent } from '../../src/gen/compute_driver.js';
+import { DriverClient } from '../../src/driver/client.js';
+import { runDriver, type LocalEndpoints, type RunningDriver } from '../../src/driver/index.js';
+import { ensureDefaultImage } from '../../src/local/images.js';
+import { startLocalSubstrate, type LocalSubstrateHandle } from '../../src/local/index.js';
+import { kubeConfigFor, kubeTemplateStore, type TemplateStore } from '../../src/template/store.js';
+import { clientFromConfig, resolveApiTarget, type SubstrateClient } from '../../src/substrate/client.js';
+
+export const ROUTER_SUFFIX = 'actors.resources.substrate.ate.dev';
+
+/**
+ * A workload for the node image: an HTTP server on port 80 whose /count keeps a counter in memory, /readyz
+ * answers 200 and /env reports what the supervisor environment carries (the token only as a boolean match
+ * against EXPECT_TOKEN_SHA, never echoed).
+ */
+export const COUNTER_JS = `
+const http = require('http'), crypto = require('crypto');
+let n = 0;
+http.createServer((q, s) => {
+  if (q.url === '/readyz') return s.end('ok');
+  if (q.url === '/count') { n++; return s.end(JSON.stringify({ n })); }
+  if (q.url === '/env') {
+    const e = process.env, tok = e.OPENSHELL_SANDBOX_TOKEN;
+    return s.end(JSON.stringify({
+      id: e.OPENSHELL_SANDBOX_ID, name: e.OPENSHELL_SANDBOX, spec: e.OPENSHELL_MAIN_PROCESS_SPEC,
+      endpoint: e.OPENSHELL_ENDPOINT, user: e.USER_VAR,
+      tokenSha: tok ? crypto.createHash('sha256').update(tok).digest('hex') : null,
+    }));
+  }
+  s.end('hello');
+}).listen(80);
+`;
+
+export interface TestEnv {
+  dir: string;
+  local: LocalSubstrateHandle;
+  endpoints: LocalEndpoints;
+  image: string;
+  store: TemplateStore;
+  ateapi: SubstrateClient;
+  cfg: DriverConfig;
+  driver: RunningDriver;
+  client: DriverClient;
+  /** Restarts the driver process part (same config, same state) and reconnects the client. */
+  restartDriver(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startEnv(opts: { flags?: Record<string, string | boolean>; watchBufferLimit?: number } = {}): Promise<TestEnv> {
+  setLogLevel((process.env.TEST_LOG_LEVEL as 'debug') ?? 'error');
+  const dir = mkdtempSync(join(tmpdir(), 'drv-contract-'));
+  let local: LocalSubstrateHandle | undefined;
+  try {
+    local = await startLocalSubstrate({ stateDir: dir, workers: 2, routerListen: '127.0.0.1:0' });
+    const image = (await ensureDefaultImage(dir)).ref;
+    const endpoints: LocalEndpoints = { apiEndpoint: local.apiEndpoint, apiTls: local.apiTls, kubeUrl: local.kubeUrl, stateDir: dir, defaultImage: image };
+    const cfg = loadConfig({ env: {}, flags: { state_dir: dir, poll_interval_ms: '200', ...opts.flags } });
+    const store = kubeTemplateStore(kubeConfigFor(local.kubeUrl));
+    const ateapi = clientFromConfig(cfg, resolveApiTarget(cfg, local.apiEndpoint, local.apiTls));
+    const env: TestEnv = {
+      dir,
+      local,
+      endpoints,
+      image,
+      store,
+      ateapi,
+      cfg,
+      driver: await runDriver({ config: cfg, local: endpoints, watchBufferLimit: opts.watchBufferLimit, processMetrics: false }),
+      client: new DriverClient(cfg.socketPath),
+      async restartDriver() {
+        env.client.close();
+        await env.driver.close();
+        env.driver = await runDriver({ config: cfg, local: endpoints, watchBufferLimit: opts.watchBufferLimit, processMetrics: false });
+        env.client = new DriverClient(cfg.socketPath);
+      },
+      async close() {
+        env.client.close();
+        await env.driver.close().catch(() => undefined);
+        ateapi.close();
+        await local!.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+    return env;
+  } catch (e) {
+    await local?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export function sandboxOf(o: {
+  image: string;
+  name?: string;
+  id?: string;
+  workspace?: string;
+  command?: string[];
+  env?: Record<string, string>;
+  token?: string;
+  driverConfig?: Record<string, unknown>;
+  platformConfig?: Record<string, unknown>;
+  gpu?: boolean;
+}): DriverSandbox {
+  return {
+    id: o.id ?? randomUUID(),
+    name: o.name ?? `sb-${randomUUID().slice(0, 8)}`,
+    namespace: '',
+    workspace: o.workspace ?? 'default',
+    spec: {
+      logLevel: '',
+      environment: o.env ?? {},
+      template: {
+        image: o.image,
+        agentSocketPath: '',
+        labels: {},
+        environment: {},
+        driverConfig: o.driverConfig,
+        platformConfig: o.platformConfig,
+      },
+      resourceRequirements: o.gpu ? { gpu: {} } : undefined,
+      sandboxToken: o.token ?? '',
+      command: o.command ?? ['/usr/bin/node', '-e', COUNTER_JS],
+      tty: false,
+    },
+  };
+}
+
+/** GET through the local Substrate's router (which resumes the actor on demand, as upstream's does). */
+export function routerGet(routerUrl: string, actor: string, atespace: string, path: string): Promise<{ status: number; body: string }> {
+  const u = new URL(routerUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, path, method: 'GET', headers: { host: `${actor}.${atespace}.${ROUTER_SUFFIX}` }, timeout: 60_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Records a WatchSandboxes stream. */
+export class WatchRecorder {
+  readonly events: WatchSandboxesEvent[] = [];
+  error?: grpc.ServiceError;
+  ended = false;
+  private waiters: Array<() => void> = [];
+  readonly stream: grpc.ClientReadableStream<WatchSandboxesEvent>;
+
+  constructor(client: DriverClient) {
+    this.stream = client.watch();
+    this.stream.on('data', (ev: WatchSandboxesEvent) => {
+      this.events.push(ev);
+      this.wake();
+    });
+    this.stream.on('error', (e: grpc.ServiceError) => {
+      this.error = e;
+      this.wake();
+    });
+    this.stream.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
+  }
+
+  private wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves with the first event (from index `from`) that matches. */
+  async waitFor(pred: (ev: WatchSandboxesEvent) => boolean, timeoutMs = 120_000, from = 0): Promise<WatchSandboxesEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.events.slice(from).find(pred);
+      if (hit) return hit;
+      if (this.error || this.ended) throw new Error(`watch ended before the event came: ${this.error?.details ?? 'end'}`);
+      if (Date.now() > deadline) throw new Error(`no matching watch event within ${timeoutMs} ms; got ${this.events.length} events`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 500);
+      });
+    }
+  }
+
+  sandboxEvents(id?: string): DriverSandbox[] {
+    return this.events
+      .map((e) => (e.payload?.$case === 'sandbox' ? e.payload.value.sandbox : undefined))
+      .filter((s): s is DriverSandbox => !!s && (!id || s.id === id));
+  }
+
+  cancel(): void {
+    this.stream.cancel();
+  }
+}
+
+export function readyOf(sb: DriverSandbox | undefined) {
+  return sb?.status?.conditions.find((c) => c.type === 'Ready');
+}
+
+export function suspendedOf(sb: DriverSandbox | undefined) {
+  return sb?.status?.conditions.find((c) => c.type === 'Suspended');
+}
+
+/** Polls GetSandbox until `pred` holds. */
+export async function waitSandbox(client: DriverClient, id: string, pred: (sb: DriverSandbox) => boolean, timeoutMs = 120_000): Promise<DriverSandbox> {
+  const deadline = Date.now() + timeoutMs;
+  let last: DriverSandbox | undefined;
+  for (;;) {
+    last = await client.getSandbox(id);
+    if (pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`sandbox ${id} did not reach the expected state: ${JSON.stringify(last.status)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function expectGrpcError(p: Promise<unknown>, code: number, message?: RegExp): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    const se = e as grpc.ServiceError;
+    if (se.code !== code) throw new Error(`expected gRPC code ${code}, got ${se.code}: ${se.details ?? se.message}`);
+    if (message && !message.test(se.details)) throw new Error(`expected message ${message}, got "${se.details}"`);
+    return se;
+  }
+  throw new Error(`expected gRPC code ${code}, but the call succeeded`);
+}
+
+/** An ActorTemplate the operator pre-provisions (not made by the driver), with readyz so its golden snapshot is immediate. */
+export function operatorTemplate(name: string, image: string, opts: { readyz?: boolean } = {}) {
+  return {
+    apiVersion: 'ate.dev/v1alpha1' as const,
+    kind: 'ActorTemplate' as const,
+    metadata: { name, namespace: 'default' },
+    spec: {
+      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
+      containers: [
+        {
+          name: 'app',
+          image,
+          command: ['/usr/bin/node', '-e', COUNTER_JS],
+          ...(opts.readyz === false ? {} : { readyz: { httpGet: { path: '/readyz', port: 80 } } }),
+        },
+      ],
+      snapshotsConfig: { location: 'file:///unused/' },
+    },
+  };
+}
