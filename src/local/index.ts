@@ -123,7 +123,17 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     }
   };
   try {
-    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 } });
+    // The resource API keeps its port across restarts when it can, so clients configured with its URL (a
+    // running driver, a kubeconfig) keep working after the local Substrate restarts.
+    const previousPort = Number(catalog.getMeta('kube_port') ?? 0);
+    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: previousPort } }).catch((e: NodeJS.ErrnoException) => {
+      if (previousPort && e.code === 'EADDRINUSE') {
+        log.warn('the resource API port of the previous run is taken; using a new one', { port: previousPort });
+        return startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 } });
+      }
+      throw e;
+    });
+    catalog.setMeta('kube_port', new URL(api.url).port);
     cleanups.push(() => api.close());
     // Namespaces every cluster with Substrate installed has.
     for (const ns of ['default', 'ate-system']) {
