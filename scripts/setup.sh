@@ -27,7 +27,9 @@ fi
 bash scripts/install-runsc.sh
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` with the committed lock file: the versions are the lock's. (npm 11's `npm ci` rejects a lock
+  # that leaves out other platforms' optional packages, which is how npm writes it on this machine.)
+  say "installing npm packages (better-sqlite3 builds from source: about 2 minutes on 2 cores)"
+  npm install --no-audit --no-fund --loglevel=error
 fi
 say "done. Try: node bin/substrate-driver.js local doctor"
