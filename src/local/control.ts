@@ -36,7 +36,7 @@ import {
   unavailable,
 } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import { Catalog, toWireWorker, VersionConflict, type WorkerRow } from './catalog.js';
+import { Catalog, type SnapshotRow, toWireWorker, type WorkerRow } from './catalog.js';
 import { type PoolObj, type Resources, selectorMatches, type TemplateObj } from './resources.js';
 import type { EgressRule, Runtime, SandboxHandle, WorkerSlot, WorkloadSpec } from './runtime/types.js';
 
@@ -74,6 +74,8 @@ interface Running {
   handle: SandboxHandle;
   atespace: string;
   name: string;
+  /** Digest of the image the sandbox runs, recorded with its snapshots. */
+  imageDigest: string;
 }
 
 function refOf(req: { actorRef?: { atespace: string; name: string } | undefined }): { atespace: string; name: string } {
@@ -406,14 +408,10 @@ export class LocalControl {
     validateSelector(req.workerSelector);
     const a = this.mustGet(atespace, name);
     const sel = req.workerSelector && Object.keys(req.workerSelector.matchLabels).length ? req.workerSelector : undefined;
-    try {
-      const written = this.catalog.casActor({ ...a, workerSelector: sel }, a.version);
-      this.emit(written);
-      return written;
-    } catch (e) {
-      if (e instanceof VersionConflict) throw aborted('concurrent update conflict, please retry');
-      throw e;
-    }
+    // A lost compare-and-set throws VersionConflict: ABORTED "concurrent update conflict, please retry".
+    const written = this.catalog.casActor({ ...a, workerSelector: sel }, a.version);
+    this.emit(written);
+    return written;
   }
 
   async deleteActor(req: { actorRef?: { atespace: string; name: string } }): Promise<void> {
@@ -529,9 +527,8 @@ export class LocalControl {
       this.emit(cur);
       // Start: restore from the actor's own snapshot, else the template's golden one, else boot.
       try {
-        const handle = await this.startOn(w, cur, tpl, !!req.boot);
-        this.running.set(w.idx, { handle, atespace, name });
-        this.catalog.setWorkerSandbox(w.idx, handle.sandboxId, handle.pid);
+        const { handle, imageDigest } = await this.startOn(w, cur, tpl, !!req.boot);
+        this.running.set(w.idx, { handle, atespace, name, imageDigest });
       } catch (e) {
         const back = this.catalog.getActor(atespace, name);
         if (back) {
@@ -544,7 +541,11 @@ export class LocalControl {
         throw e;
       }
       const started = this.mustGet(atespace, name);
-      cur = this.catalog.casActor({ ...started, status: Actor_Status.STATUS_RUNNING }, started.version);
+      const run = this.running.get(w.idx)!;
+      cur = this.catalog.tx(() => {
+        this.catalog.setWorkerSandbox(w.idx, run.handle.sandboxId, run.handle.pid);
+        return this.catalog.casActor({ ...started, status: Actor_Status.STATUS_RUNNING }, started.version);
+      });
       this.emit(cur);
       return cur;
     });
@@ -647,7 +648,7 @@ export class LocalControl {
     return { command: c.command, env, rootfs: image.rootfs, imageDigest: image.digest, egress };
   }
 
-  private async startOn(w: WorkerRow, a: Actor, tpl: TemplateObj, boot: boolean): Promise<SandboxHandle> {
+  private async startOn(w: WorkerRow, a: Actor, tpl: TemplateObj, boot: boolean): Promise<{ handle: SandboxHandle; imageDigest: string }> {
     const spec = await this.workloadOf(tpl);
     const slot = this.opts.slotOf(w);
     const logDir = join(this.opts.stateDir, 'logs', a.atespace);
@@ -677,7 +678,7 @@ export class LocalControl {
       await this.runtime.destroy(handle.sandboxId).catch(() => undefined);
       throw e;
     }
-    return handle;
+    return { handle, imageDigest: spec.imageDigest };
   }
 
   private async restoreOrExplain(slot: WorkerSlot, spec: WorkloadSpec, dir: string, logFile: string, a: Actor): Promise<SandboxHandle> {
@@ -697,13 +698,16 @@ export class LocalControl {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     if (!probe) {
       await new Promise((r) => setTimeout(r, 150));
-      if (!this.runtime.isAlive(handle)) throw failedPrecondition('the workload exited right after it started; see its log under the state directory');
+      if (!(await this.runtime.verifyRunning(handle))) throw failedPrecondition('the workload exited right after it started; see its log under the state directory');
       return;
     }
     const path = probe.path ?? '/readyz';
+    const started = Date.now();
     let last = '';
     while (Date.now() < deadline) {
-      if (!this.runtime.isAlive(handle)) throw failedPrecondition(`the workload exited before ${path} answered; see its log under the state directory`);
+      if (!this.runtime.isAlive(handle) || (Date.now() - started > 1000 && !(await this.runtime.verifyRunning(handle)))) {
+        throw failedPrecondition(`the workload exited before ${path} answered; see its log under the state directory`);
+      }
       try {
         const code = await this.httpStatus(slot, probe.port, path, 2_000);
         if (code === 200) return;
@@ -711,7 +715,7 @@ export class LocalControl {
       } catch (e) {
         last = (e as Error).message;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 10));
     }
     throw new ApiError(4, `readyz ${path} on port ${probe.port} did not answer 200 within ${READY_TIMEOUT_MS / 1000}s (last: ${last})`);
   }
@@ -769,16 +773,15 @@ export class LocalControl {
     this.emit(marked);
     const run = this.running.get(w.idx);
     const dir = this.snapshotDir(kind, a, id, w.node);
+    let snapshot: SnapshotRow | undefined;
     if (run && this.runtime.isAlive(run.handle)) {
       mkdirSync(join(dir, '..'), { recursive: true });
-      const tpl = await this.loadTemplate(a);
-      const spec = await this.workloadOf(tpl);
       const meta = await this.runtime.checkpoint(run.handle, dir, {
-        imageDigest: spec.imageDigest,
+        imageDigest: run.imageDigest,
         platform: this.opts.platform ?? 'ptrace',
         runscVersion: this.opts.runscVersion ?? '',
       });
-      this.catalog.addSnapshot({
+      snapshot = {
         id: `${atespace}/${name}/${id}`,
         atespace,
         actor: name,
@@ -788,7 +791,7 @@ export class LocalControl {
         imageDigest: meta.imageDigest,
         bytes: meta.bytes,
         createdAt: meta.createdAt,
-      });
+      };
     } else if (run) {
       // The sandbox died under us: no checkpoint; fall back to the last snapshot (upstream's dangling-pod case,
       // without promoting a snapshot that was never written).
@@ -798,6 +801,7 @@ export class LocalControl {
     const wrote = run && existsSync(join(dir, 'meta.json'));
     const cur = this.mustGet(atespace, name);
     const done = this.catalog.tx(() => {
+      if (snapshot) this.catalog.addSnapshot(snapshot);
       this.catalog.releaseWorker(w.idx);
       return this.catalog.casActor(
         this.clearPod({

@@ -51,7 +51,7 @@ export interface RuntimeOptions {
    * sandboxId, see list()); dead ones are removed either way. Default false: init() removes all leftovers.
    */
   adoptLeftovers?: boolean;
-  /** Wait after `restore -detach` before the liveness check (ms); default 100. */
+  /** Wait after `restore -detach` before the liveness check (ms); default 0 (the caller probes readiness next). */
   restoreSettleMs?: number;
   /** Node binary for the hub forwarder; default process.execPath. */
   nodePath?: string;
@@ -118,7 +118,7 @@ export class GvisorRuntime implements Runtime {
     this.platform = opts.platform ?? 'ptrace';
     this.compression = opts.compression ?? 'none';
     this.adopt = opts.adoptLeftovers ?? false;
-    this.settleMs = opts.restoreSettleMs ?? 100;
+    this.settleMs = opts.restoreSettleMs ?? 0;
     this.nodePath = opts.nodePath ?? process.execPath;
     for (const p of [this.paths.forwarderSock, this.paths.egressSock]) {
       if (Buffer.byteLength(p) > 100) throw invalid(`runtime stateDir "${opts.stateDir}" is too long: Unix socket path ${p} exceeds 100 bytes`);
@@ -201,8 +201,9 @@ export class GvisorRuntime implements Runtime {
       const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
       const rec = await this.startSandbox('restore', id, slot, spec, logFile, ['--image-path', abs]);
       // runsc restore returns 0 even when the restored app dies right away (platform or rootfs mismatch).
-      await sleep(this.settleMs);
-      const st = await this.state(id);
+      // Without a settle time only the sandbox process is checked here: the caller probes the workload's
+      // readiness next (and verifyRunning() asks runsc about the container when there is no probe).
+      const st = this.settleMs > 0 ? (await sleep(this.settleMs), await this.state(id)) : { pid: rec.pid, status: 'running' };
       if (!pidAlive(rec.pid, rec.startTime) || st?.status !== 'running') {
         const tail = await logTail(path.resolve(logFile), logStart);
         await this.teardown(id, true);
@@ -248,7 +249,7 @@ export class GvisorRuntime implements Runtime {
       const out: SnapshotMeta = { imageDigest: meta.imageDigest, platform: this.platform, runscVersion: this.version, createdAt: new Date().toISOString(), bytes };
       const file: SnapshotFile = { format: SNAPSHOT_FORMAT, ...out, compression: this.compression, files };
       await fsp.writeFile(path.join(tmp, 'meta.json'), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
-      for (const name of [...Object.keys(files), 'meta.json']) await fsyncPath(path.join(tmp, name));
+      await Promise.all([...Object.keys(files), 'meta.json'].map((name) => fsyncPath(path.join(tmp, name))));
       await fsyncPath(tmp);
       await replaceDir(tmp, dest);
       log.info('sandbox checkpointed', { sandboxId: rec.sandboxId, snapshotDir: dest, bytes, runscMs: tCk, totalMs: Date.now() - t0 });
@@ -257,8 +258,8 @@ export class GvisorRuntime implements Runtime {
       await fsp.rm(tmp, { recursive: true, force: true });
       throw e;
     } finally {
-      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it).
-      for (let i = 0; i < 300 && pidAlive(rec.pid, rec.startTime); i++) await sleep(10);
+      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it);
+      // the image is complete once runsc returns, so teardown kills whatever is left instead of waiting.
       await this.teardown(rec.sandboxId, false);
     }
   }
@@ -297,7 +298,14 @@ export class GvisorRuntime implements Runtime {
       } catch {
         /* gone */
       }
-      for (let i = 0; i < 500 && pidAlive(pid, startTime); i++) await sleep(10);
+      const died = async () => {
+        for (let i = 0; i < 500 && pidAlive(pid, startTime); i++) await sleep(10);
+      };
+      // The next sandbox on this slot must wait until this one is gone (it holds the slot's interface).
+      // A caller that does not wait (a checkpoint, whose image is complete) gets its answer now; the slot's
+      // queue carries the wait instead.
+      if (wait || !rec) await died();
+      else void this.withSlot(rec.slot.index, died);
     }
     if (rec) {
       this.records.delete(sandboxId);
@@ -319,6 +327,12 @@ export class GvisorRuntime implements Runtime {
     this.pendingDeletes.set(sandboxId, p);
     if (wait) await p;
     else p.catch((e: unknown) => log.warn('background delete failed', { sandboxId, error: e }));
+  }
+
+  /** Asks runsc whether the container is still running (a restore can succeed and its app die right after). */
+  async verifyRunning(handle: SandboxHandle): Promise<boolean> {
+    if (!this.isAlive(handle)) return false;
+    return (await this.state(handle.sandboxId))?.status === 'running';
   }
 
   isAlive(handle: SandboxHandle): boolean {
@@ -429,15 +443,18 @@ export class GvisorRuntime implements Runtime {
       await this.setEgress(slot.ip, egress);
       mark('egress');
       await readdAddress(slot.netns, slot.ip);
-      const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.runscPath, ...this.globalFlags(cgroup), kind, ...extra, '-detach', '--bundle', bundle, id];
+      const pidFile = path.join(bundle, 'pid');
+      const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.runscPath, ...this.globalFlags(cgroup), kind, ...extra, '-detach', '--pid-file', pidFile, '--bundle', bundle, id];
       mark('readd');
       const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: { ...process.env, SBX_PROCSYS: this.paths.procsysScratch } });
       mark('runsc');
       if (code !== 0) throw internal(`runsc ${kind} failed (exit ${code})${await tailSuffix(logPath, logStart)}`);
-      const st = await this.state(id);
-      if (!st || !st.pid) throw internal(`runsc ${kind} returned but runsc state knows no sandbox ${id}${await tailSuffix(logPath, logStart)}`);
-      rec.pid = st.pid;
-      rec.startTime = procStat(st.pid)?.startTime;
+      // runsc writes the sandbox process id to --pid-file (the same pid `runsc state` reports), which saves a
+      // `runsc state` round trip on every start.
+      const pid = Number((await fsp.readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (!pid) throw internal(`runsc ${kind} returned but wrote no sandbox pid for ${id}${await tailSuffix(logPath, logStart)}`);
+      rec.pid = pid;
+      rec.startTime = procStat(pid)?.startTime;
       if (!pidAlive(rec.pid, rec.startTime)) throw internal(`sandbox ${id} died right after runsc ${kind}${await tailSuffix(logPath, logStart)}`);
       await fsp.writeFile(path.join(bundle, 'sandbox.json'), JSON.stringify(rec), { mode: 0o600 });
       mark('state');

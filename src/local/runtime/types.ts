@@ -75,6 +75,8 @@ export interface Runtime {
   destroy(sandboxId: string): Promise<void>;
   /** Liveness by PID (runsc's own state is not trusted after a kill -9). */
   isAlive(handle: SandboxHandle): boolean;
+  /** Liveness by PID and runsc's container status (catches a restored app that died inside a live sandbox). */
+  verifyRunning(handle: SandboxHandle): Promise<boolean>;
   /** A TCP connection to ip:port inside a worker namespace, through the hub forwarder. */
   connect(slot: WorkerSlot, port: number): Promise<Socket>;
   /** Sandboxes runsc knows under this runtime's root (for reconciliation after a crash). */
