@@ -193,7 +193,10 @@ export function mapBackendError(e: unknown, what?: string): ApiError {
   }
   if (isGrpcError(e)) {
     const code = GRPC_BACKEND_CODES[e.code] ?? status.INTERNAL;
-    const hint = HINTS[`grpc:${e.code}`];
+    const tls = e.code === status.UNAVAILABLE && /certificate|self[- ]signed|SSL|TLS|handshake|altnames|hostname/i.test(messageOf(e));
+    const hint = tls
+      ? 'the TLS handshake with ateapi failed; check api_tls_ca_path (the CA that signs its certificate) and api_tls_server_name (the name in it, e.g. api.ate-system.svc)'
+      : HINTS[`grpc:${e.code}`];
     const name = status[e.code] ?? String(e.code);
     return new ApiError(code, `${prefix}ateapi ${name}: ${messageOf(e)}${hint ? ` (${hint})` : ''}`);
   }

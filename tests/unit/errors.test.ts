@@ -36,6 +36,14 @@ describe('ateapi gRPC codes', () => {
     });
   }
 
+  it('UNAVAILABLE from a failed TLS handshake names the TLS settings to check', () => {
+    const tls = mapBackendError(grpcErr(Code.UNAVAILABLE, 'No connection established. Last error: Error: self-signed certificate'), 'create atespace default');
+    expect(tls.code).toBe(Code.UNAVAILABLE);
+    expect(tls.message).toMatch(/check api_tls_ca_path .* api_tls_server_name/);
+    const plain = mapBackendError(grpcErr(Code.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1'));
+    expect(plain.message).not.toMatch(/api_tls_ca_path/);
+  });
+
   it('covers every gRPC code', () => {
     for (let c = 1; c <= 16; c++) expect(GRPC_BACKEND_CODES[c]).toBeDefined();
   });
