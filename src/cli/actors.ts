@@ -2,10 +2,9 @@
 // configured api_endpoint and TLS settings, or a running local Substrate found through
 // <state-dir>/local.json without extra flags).
 import { ConfigError, loadConfig, parseSelector, type ConfigKey } from '../common/config.js';
-import { setLogLevel } from '../common/log.js';
 import { Actor, Actor_Status, type Worker } from '../gen/ateapi.js';
 import { clientFromConfig, resolveApiTarget, type SubstrateClient } from '../substrate/client.js';
-import { configFlagValues, configFlags, helpText, parseArgs, runCommand, table, UsageError, type CommandSpec, type FlagSpec } from './args.js';
+import { configFlagValues, configFlags, runSubcommand, table, UsageError, type CommandSpec, type FlagSpec } from './args.js';
 
 const API_KEYS: ConfigKey[] = [
   'state_dir',
@@ -119,23 +118,7 @@ function printActor(a: Actor, json: boolean): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
-    process.stdout.write(USAGE);
-    return sub ? 0 : 2;
-  }
-  const spec = SPECS[sub];
-  if (!spec) {
-    process.stderr.write(`substrate-driver actors: unknown command "${sub}"\n\n${USAGE}`);
-    return 2;
-  }
-  return runCommand(`substrate-driver actors ${sub}`, async () => {
-    const p = parseArgs(rest, spec);
-    if (p.help) {
-      process.stdout.write(helpText(spec));
-      return 0;
-    }
-    setLogLevel('warn');
+  return runSubcommand('actors', argv, USAGE, SPECS, async (sub, p) => {
     const json = p.flags.json === true;
     const atespace = (p.flags.atespace as string | undefined) ?? 'default';
     let selector: Record<string, string> | undefined;

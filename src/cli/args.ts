@@ -3,6 +3,7 @@
 // Unknown flags and missing values are UsageErrors (exit 2).
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { CONFIG_KEYS, CONFIG_KEY_NAMES, ConfigError, flagNameFor, type ConfigKey } from '../common/config.js';
+import { setLogLevel } from '../common/log.js';
 
 export interface FlagSpec {
   type: 'string' | 'boolean';
@@ -185,6 +186,38 @@ const GRPC_NAMES = [
   'DATA_LOSS',
   'UNAUTHENTICATED',
 ];
+
+/**
+ * `substrate-driver <group> <sub> [flags]`: the group's usage (exit 2 without a subcommand), an unknown
+ * subcommand (exit 2), each subcommand's --help, then `body` with the parsed flags under runCommand.
+ */
+export async function runSubcommand(
+  group: string,
+  argv: string[],
+  usage: string,
+  specs: Record<string, CommandSpec>,
+  body: (sub: string, p: Parsed) => Promise<number>,
+): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
+    process.stdout.write(usage);
+    return sub ? 0 : 2;
+  }
+  const spec = specs[sub];
+  if (!spec) {
+    process.stderr.write(`substrate-driver ${group}: unknown command "${sub}"\n\n${usage}`);
+    return 2;
+  }
+  return runCommand(`substrate-driver ${group} ${sub}`, async () => {
+    const p = parseArgs(rest, spec);
+    if (p.help) {
+      process.stdout.write(helpText(spec));
+      return 0;
+    }
+    setLogLevel('warn');
+    return body(sub, p);
+  });
+}
 
 export function grpcName(code: number): string {
   return GRPC_NAMES[code] ?? String(code);

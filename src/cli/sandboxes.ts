@@ -3,11 +3,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadConfig } from '../common/config.js';
-import { setLogLevel } from '../common/log.js';
 import { DriverSandbox, WatchSandboxesEvent } from '../gen/compute_driver.js';
 import { DriverClient } from '../driver/client.js';
 import { derivePhase } from '../driver/conditions.js';
-import { helpText, parseArgs, runCommand, table, UsageError, type CommandSpec, type FlagSpec } from './args.js';
+import { runSubcommand, table, UsageError, type CommandSpec, type FlagSpec } from './args.js';
 
 const COMMON: Record<string, FlagSpec> = {
   socket: { type: 'string', arg: 'PATH', desc: 'driver socket (default: socket_path from config, or <state-dir>/run/driver.sock)' },
@@ -154,23 +153,7 @@ async function waitRunning(c: DriverClient, id: string, timeoutSecs: number): Pr
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (!sub || sub === '-h' || sub === '--help' || sub === 'help') {
-    process.stdout.write(USAGE);
-    return sub ? 0 : 2;
-  }
-  const spec = SPECS[sub];
-  if (!spec) {
-    process.stderr.write(`substrate-driver sandboxes: unknown command "${sub}"\n\n${USAGE}`);
-    return 2;
-  }
-  return runCommand(`substrate-driver sandboxes ${sub}`, async () => {
-    const p = parseArgs(rest, spec);
-    if (p.help) {
-      process.stdout.write(helpText(spec));
-      return 0;
-    }
-    setLogLevel('warn');
+  return runSubcommand('sandboxes', argv, USAGE, SPECS, async (sub, p) => {
     const json = p.flags.json === true;
     const c = new DriverClient(socketOf(p.flags));
     try {
