@@ -609,13 +609,13 @@ export class SubstrateDriver {
     this.mustRecord(id);
     await this.withLock(id, async () => {
       let r = this.mustRecord(id);
-      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      assertNotFailed(r);
       const l = this.liveOf(id);
       const before = r.desired;
       r = await this.persist(id, { desired: 'stopped' });
       if (l.provisioning) await l.provisioning.done;
       r = this.mustRecord(id);
-      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      assertNotFailed(r);
       if (!r.provisioned) {
         // Nothing was started: the actor does not exist yet, so nothing runs.
         this.emitIfChanged(id);
@@ -683,21 +683,21 @@ export class SubstrateDriver {
     this.mustRecord(id);
     await this.withLock(id, async () => {
       let r = this.mustRecord(id);
-      if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+      assertNotFailed(r);
       const l = this.liveOf(id);
       const before = r.desired;
       r = await this.persist(id, { desired: 'running' });
       if (l.provisioning) {
         await l.provisioning.done;
         r = this.mustRecord(id);
-        if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+        assertNotFailed(r);
         if (l.actor?.status === Actor_Status.STATUS_RUNNING) return;
       }
       if (!r.provisioned) {
         this.startProvisioning(id);
         await this.liveOf(id).provisioning?.done;
         r = this.mustRecord(id);
-        if (r.failureReason) throw failedPrecondition(`sandbox ${id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+        assertNotFailed(r);
         return;
       }
       l.op = 'starting';
@@ -933,4 +933,9 @@ export class SubstrateDriver {
       throw mapBackendError(e, `delete atespace ${workspace}`);
     }
   }
+}
+
+/** A sandbox whose provisioning failed stays failed: only DeleteSandbox applies to it. */
+function assertNotFailed(r: SandboxRecord): void {
+  if (r.failureReason) throw failedPrecondition(`sandbox ${r.id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
 }
