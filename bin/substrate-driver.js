@@ -4,5 +4,12 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// A reader that goes away (`| head`) ends the output; it is not an error of the command.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

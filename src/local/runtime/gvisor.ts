@@ -611,7 +611,10 @@ export async function runscVersionOf(runscPath: string): Promise<string> {
   if (!fs.existsSync(runscPath)) throw failedPrecondition(`runsc not found at ${runscPath}; ${remedy}`);
   const r = await run(runscPath, ['--version'], { timeoutMs: 10_000 }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
   const m = /runsc version (\S+)/.exec(r.stdout);
-  if (r.code !== 0 || !m) throw failedPrecondition(`${runscPath} --version failed: ${(r.stderr || r.stdout).trim()}; ${remedy}`);
+  if (r.code !== 0 || !m) {
+    const said = (r.stderr || r.stdout).trim().split('\n')[0] || `exit ${r.code}`;
+    throw failedPrecondition(`${runscPath} is not a working runsc (--version said: ${said}); ${remedy}`);
+  }
   if (!m[1].startsWith(REQUIRED_RUNSC_VERSION)) {
     throw failedPrecondition(`runsc at ${runscPath} is version ${m[1]}, need ${REQUIRED_RUNSC_VERSION} (older releases cannot checkpoint TCP listeners); ${remedy}`);
   }
