@@ -85,6 +85,10 @@ interface Live {
   deleting?: boolean;
   conds?: DriverCondition[];
   lastKey?: string;
+  /** The last projection and the inputs it was made from: an unchanged sandbox is not projected again. */
+  projected?: { inputs: string; sandbox: DriverSandbox };
+  /** The projection last published on the watch hub. */
+  published?: DriverSandbox;
   provisioning?: { abort: AbortController; done: Promise<void> };
 }
 
@@ -218,6 +222,20 @@ export class SubstrateDriver {
 
   private project(r: SandboxRecord): DriverSandbox {
     const l = this.liveOf(r.id);
+    // Everything the projection depends on; the actor's version changes with every write to it.
+    const a = l.actor;
+    const inputs = [
+      a ? `${a.version}/${a.status}/${a.ateomPodName}` : '-',
+      l.actorMissing ? 1 : 0,
+      r.desired,
+      l.op ?? '',
+      r.provisioned ? 1 : 0,
+      r.failureReason ?? '',
+      r.failureMessage ?? '',
+      l.progress ?? '',
+      l.deleting ? 1 : 0,
+    ].join('|');
+    if (l.projected?.inputs === inputs) return l.projected.sandbox;
     const conds = conditionsFor({
       actor: l.actor,
       actorMissing: l.actorMissing,
@@ -229,7 +247,7 @@ export class SubstrateDriver {
     });
     l.conds = stampTransitions(l.conds, conds, new Date().toISOString());
     const running = l.actor?.status === Actor_Status.STATUS_RUNNING || l.actor?.status === Actor_Status.STATUS_RESUMING;
-    return {
+    const sb: DriverSandbox = {
       id: r.id,
       name: r.name,
       namespace: this.o.namespace,
@@ -244,6 +262,8 @@ export class SubstrateDriver {
         deleting: !!l.deleting,
       },
     };
+    l.projected = { inputs, sandbox: sb };
+    return sb;
   }
 
   /** Publishes a sandbox event when its projection changed since the last one published. */
@@ -251,12 +271,14 @@ export class SubstrateDriver {
     const r = this.records.get(id);
     if (!r) return;
     const sb = this.project(r);
+    const l = this.liveOf(id);
+    if (l.published === sb) return; // the same projection object: nothing changed since it was published
+    l.published = sb;
     const key = JSON.stringify({
       c: sb.status!.conditions.map((c) => [c.type, c.status, c.reason, c.message]),
       d: sb.status!.deleting,
       i: sb.status!.instanceId,
     });
-    const l = this.liveOf(id);
     if (l.lastKey === key) return;
     l.lastKey = key;
     this.hub.publish({ payload: { $case: 'sandbox', value: { sandbox: sb } } });
