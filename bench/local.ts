@@ -19,7 +19,7 @@ import { ControlClient, type Actor } from '../src/gen/ateapi.js';
 import { setLogLevel, setLogSink, type Level } from '../src/common/log.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../src/local/index.js';
 import { ensureDefaultImage } from '../src/local/images.js';
-import { createRuntime, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
+import { createRuntime, MASK_SCRIPT, ociConfig, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
 import { pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
 import { listNetns, readdAddress } from '../src/local/runtime/netns.js';
 import { instancePaths } from '../src/local/runtime/paths.js';
@@ -187,47 +187,10 @@ async function until200(get: () => Promise<HttpResult>, timeoutMs = 60_000): Pro
 
 const counterOf = (body: string) => (JSON.parse(body) as { n: number; born: number });
 
-// ---- raw runsc, the same way src/local/runtime/gvisor.ts calls it ------------------------------------------------
-// Replicated from gvisor.ts because they are private there (kept identical on purpose; if gvisor.ts changes its
-// flags, change them here too): MASK_SCRIPT, globalFlags(cgroup=false), ociConfig() without cgroups.
+// ---- raw runsc, the same way src/local/runtime/gvisor.ts calls it: its exported MASK_SCRIPT, global flags and
+// bundle config, so both sides run identical runsc commands.
 
-const MASK_SCRIPT = [
-  'mount --bind /proc/sys "$SBX_PROCSYS"',
-  'mount -t tmpfs -o size=16k,mode=555 sbx-mask /proc/sys',
-  'for d in kernel vm fs; do mkdir /proc/sys/$d; mount --bind "$SBX_PROCSYS/$d" /proc/sys/$d; done',
-  'umount -l "$SBX_PROCSYS"',
-  'exec "$0" "$@"',
-].join('\n');
-
-function globalFlags(rt: GvisorRuntime): string[] {
-  return [`--root=${rt.paths.runscRoot}`, `--platform=${rt.platform}`, '--net-disconnect-ok', '--network=sandbox', '--overlay2=none', '--ignore-cgroups'];
-}
-
-function ociConfig(spec: WorkloadSpec, netns: string): object {
-  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
-  if (!('PATH' in spec.env)) env.push('PATH=/usr/local/bin:/usr/bin:/bin');
-  const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
-  return {
-    ociVersion: '1.0.0',
-    process: {
-      user: { uid: 0, gid: 0 },
-      args: spec.command,
-      env,
-      cwd: '/',
-      capabilities: { bounding: caps, effective: caps, inheritable: caps, permitted: caps },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 65536, soft: 65536 }],
-    },
-    root: { path: path.resolve(spec.rootfs), readonly: true },
-    hostname: 'sandbox',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs' },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
-    ],
-    linux: { namespaces: [{ type: 'pid' }, { type: 'network', path: `/var/run/netns/${netns}` }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
-  };
-}
+const globalFlags = (rt: GvisorRuntime): string[] => rt.globalFlags(false);
 
 /**
  * A sandbox driven with plain runsc commands on a worker slot of its own runtime instance (its own hub, netns and

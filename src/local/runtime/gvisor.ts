@@ -81,7 +81,8 @@ interface SnapshotFile {
 
 const SNAPSHOT_FORMAT = 'substrate-gvisor-snapshot/v1';
 const SANDBOX_ID_RE = /^s[0-9a-f]{6}-[0-9a-f]{16}$/;
-const MASK_SCRIPT = [
+/** Runs runsc in a private mount namespace with /proc/sys/net hidden (see gvisor-local.md §0). */
+export const MASK_SCRIPT = [
   'mount --bind /proc/sys "$SBX_PROCSYS"',
   'mount -t tmpfs -o size=16k,mode=555 sbx-mask /proc/sys',
   'for d in kernel vm fs; do mkdir /proc/sys/$d; mount --bind "$SBX_PROCSYS/$d" /proc/sys/$d; done',
@@ -415,7 +416,8 @@ export class GvisorRuntime implements Runtime {
     return `s${this.tag}-${randomBytes(8).toString('hex')}`;
   }
 
-  private globalFlags(cgroup: boolean): string[] {
+  /** runsc's global flags for every command of this runtime (exported for benchmarks that call runsc directly). */
+  globalFlags(cgroup: boolean): string[] {
     const f = [`--root=${this.paths.runscRoot}`, `--platform=${this.platform}`, '--net-disconnect-ok', '--network=sandbox', '--overlay2=none'];
     if (!cgroup) f.push('--ignore-cgroups');
     return f;
@@ -753,7 +755,8 @@ function checkSpec(spec: WorkloadSpec): void {
   }
 }
 
-function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: string): object {
+/** The OCI bundle config of a sandbox (exported for benchmarks that call runsc directly). */
+export function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: string): object {
   const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
   if (!('PATH' in spec.env)) env.push('PATH=/usr/local/bin:/usr/bin:/bin');
   const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
