@@ -762,6 +762,7 @@ export class LocalControl {
 
   /** Checkpoint the actor's sandbox (external: durable snapshot store; local: its node), then free the worker. */
   private async suspendRunning(atespace: string, name: string, kind: 'external' | 'local'): Promise<Actor> {
+    const t0 = performance.now();
     const a = this.mustGet(atespace, name);
     const w = this.catalog.workerOfActor(atespace, name);
     if (!w) throw internal(`internal server error: actor is in ${kind === 'local' ? 'PAUSING' : 'SUSPENDING'} state but has no active worker`);
@@ -774,13 +775,16 @@ export class LocalControl {
     const run = this.running.get(w.idx);
     const dir = this.snapshotDir(kind, a, id, w.node);
     let snapshot: SnapshotRow | undefined;
+    let tCheckpoint = 0;
     if (run && this.runtime.isAlive(run.handle)) {
       mkdirSync(join(dir, '..'), { recursive: true });
+      const tc = performance.now();
       const meta = await this.runtime.checkpoint(run.handle, dir, {
         imageDigest: run.imageDigest,
         platform: this.opts.platform ?? 'ptrace',
         runscVersion: this.opts.runscVersion ?? '',
       });
+      tCheckpoint = Math.round(performance.now() - tc);
       snapshot = {
         id: `${atespace}/${name}/${id}`,
         atespace,
@@ -814,6 +818,7 @@ export class LocalControl {
       );
     });
     this.emit(done);
+    log.debug('actor suspended', { actor: `${atespace}/${name}`, kind, checkpointMs: tCheckpoint, totalMs: Math.round(performance.now() - t0) });
     return done;
   }
 

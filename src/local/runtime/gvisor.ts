@@ -234,9 +234,13 @@ export class GvisorRuntime implements Runtime {
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
     await fsp.mkdir(tmp, { mode: 0o700 });
     const t0 = Date.now();
+    let teardown: Promise<void> | undefined;
     try {
       const r = await run(this.runscPath, [...this.globalFlags(rec.cgroup), 'checkpoint', `--compression=${this.compression}`, '--image-path', tmp, rec.sandboxId], { timeoutMs: 300_000 });
       const tCk = Date.now() - t0;
+      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it):
+      // tear it down while the image is made durable below.
+      teardown = this.teardown(rec.sandboxId, false);
       if (r.code !== 0) throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${runscErrorOf(r.stderr || r.stdout)}`);
       const files: Record<string, number> = {};
       let bytes = 0;
@@ -259,9 +263,7 @@ export class GvisorRuntime implements Runtime {
       await fsp.rm(tmp, { recursive: true, force: true });
       throw e;
     } finally {
-      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it);
-      // the image is complete once runsc returns, so teardown kills whatever is left instead of waiting.
-      await this.teardown(rec.sandboxId, false);
+      await (teardown ?? this.teardown(rec.sandboxId, false));
     }
   }
 
