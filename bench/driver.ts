@@ -60,6 +60,7 @@ import {
   sleep,
   timed,
   UsageError,
+  finishSuite,
 } from './lib.js';
 
 export const description = 'the ComputeDriver: unary overhead vs ateapi direct, ListSandboxes/watch bootstrap over N sandboxes, watch latency';
@@ -1018,16 +1019,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
     }
     if (latency.length) tables.push(latencyTable(ctx, latency, changes));
   } finally {
-    await cleanup();
-    const bad = await leftovers();
-    fs.rmSync(tmp, { recursive: true, force: true });
-    unregister();
-    const last = tables.at(-1);
-    const note = `Suite wall time ${((performance.now() - t0) / 1000).toFixed(0)} s. Cleanup checked: ${bad.length ? 'leftovers found' : 'no driver or Substrate process, runsc process, network namespace or state directory left'}.`;
-    if (last) {
-      (last.notes ??= []).push(note);
-      if (bad.length) (last.failures ??= []).push(...bad);
-    }
+    await finishSuite(tables, { t0, tmp, cleanup, leftovers, unregister, clean: 'no driver or Substrate process, runsc process, network namespace or state directory left' });
   }
   return tables;
 }

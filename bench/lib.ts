@@ -311,3 +311,21 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const v = await fn();
   return [performance.now() - t0, v];
 }
+
+/**
+ * The end of every suite: clean up, check nothing was left behind, and note the suite's wall time and the
+ * cleanup check under its last table (leftovers become failures).
+ */
+export async function finishSuite(
+  tables: Table[],
+  o: { t0: number; tmp: string; cleanup: () => Promise<void>; leftovers: () => Promise<string[]>; unregister: () => void; clean: string },
+): Promise<void> {
+  await o.cleanup();
+  const bad = await o.leftovers();
+  fs.rmSync(o.tmp, { recursive: true, force: true });
+  o.unregister();
+  const last = tables.at(-1);
+  if (!last) return;
+  (last.notes ??= []).push(`Suite wall time ${((performance.now() - o.t0) / 1000).toFixed(0)} s. Cleanup checked: ${bad.length ? 'leftovers found' : o.clean}.`);
+  if (bad.length) (last.failures ??= []).push(...bad);
+}

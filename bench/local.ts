@@ -43,6 +43,7 @@ import {
   isInterrupted,
   timed,
   UsageError,
+  finishSuite,
 } from './lib.js';
 
 export const description = 'local Substrate on gVisor: suspend/resume vs raw runsc, cold vs golden, router, per-actor cost, multiplexing';
@@ -751,16 +752,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       }
     }
   } finally {
-    await cleanup();
-    const bad = await leftovers();
-    fs.rmSync(tmp, { recursive: true, force: true });
-    unregister();
-    const last = tables.at(-1);
-    const note = `Suite wall time ${((performance.now() - t0) / 1000).toFixed(0)} s. Cleanup checked: ${bad.length ? 'leftovers found' : 'no runsc process, network namespace or state directory left'}.`;
-    if (last) {
-      (last.notes ??= []).push(note);
-      if (bad.length) (last.failures ??= []).push(...bad);
-    }
+    await finishSuite(tables, { t0, tmp, cleanup, leftovers, unregister, clean: 'no runsc process, network namespace or state directory left' });
   }
   return tables;
 }

@@ -65,6 +65,7 @@ import {
   type GetCapabilitiesResponse,
   type WatchSandboxesEvent,
 } from '../../../src/gen/compute_driver.js';
+import type { LocalJson } from '../../../src/local/index.js';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
 export const DRIVER_BIN = join(REPO_ROOT, 'bin', 'substrate-driver.js');
@@ -959,14 +960,7 @@ export class DriverProcess {
 
 // ------------------------------------------------------------------------------------------------ local Substrate
 
-export interface LocalJson {
-  pid: number;
-  api_endpoint: string;
-  api_tls: boolean;
-  router_url: string;
-  kube_url: string;
-  state_dir: string;
-}
+export type { LocalJson };
 
 /** <state-dir>/local.json of the running local Substrate. */
 export function readLocalJson(stateDir: string): LocalJson {
