@@ -39,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
 
     let localStop: (() => Promise<void>) | undefined;
     let local: LocalEndpoints | undefined;
+    let relocateLocal: (() => LocalEndpoints | undefined) | undefined;
     if (cfg.local) {
       const { startLocalSubstrate } = await import('../local/index.js');
       const { ensureDefaultImage } = await import('../local/images.js');
@@ -56,6 +57,11 @@ export async function main(argv: string[]): Promise<number> {
       const { readLocalJson } = await import('../local/index.js');
       const lj = readLocalJson(cfg.stateDir);
       if (lj) {
+        // That local Substrate may restart, and its resource API then listens on another port if its old one is taken.
+        relocateLocal = () => {
+          const now = readLocalJson(cfg.stateDir);
+          return now && local ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kubeUrl: now.kube_url } : undefined;
+        };
         const { ensureDefaultImage } = await import('../local/images.js');
         const img = await ensureDefaultImage(lj.state_dir).catch(() => undefined);
         local = { apiEndpoint: lj.api_endpoint, apiTls: lj.api_tls, kubeUrl: lj.kube_url, stateDir: lj.state_dir, defaultImage: img?.ref };
@@ -73,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
 
     let running: RunningDriver;
     try {
-      running = await runDriver({ config: cfg, local });
+      running = await runDriver({ config: cfg, local, relocateLocal });
     } catch (e) {
       await localStop?.();
       throw e;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type DriverConfig } from '../common/config.js';
 import { clientFromConfig, resolveApiTarget, type ApiTarget, type SubstrateClient } from '../substrate/client.js';
-import { kubeConfigFor, kubeTemplateStore } from '../template/store.js';
+import { kubeConfigFor, kubeTemplateStore, reconnectingStore } from '../template/store.js';
 import type { SynthesisConfig } from '../template/synthesize.js';
 import { storePort, templatePort } from './adapters.js';
 import { SubstrateDriver } from './driver.js';
@@ -36,6 +36,11 @@ export interface RunDriverOptions {
   shutdownGraceMs?: number;
   /** Include Node process metrics (default true). */
   processMetrics?: boolean;
+  /**
+   * For a local Substrate the driver found (not embedded): where its endpoints are now, read again when its
+   * resource API stops answering (it restarted on another port).
+   */
+  relocateLocal?: () => LocalEndpoints | undefined;
 }
 
 export interface RunningDriver {
@@ -99,7 +104,14 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
   const metrics = new DriverMetrics({ defaultMetrics: o.processMetrics ?? true });
   const client = clientFromConfig(cfg, target, (m, c, s) => metrics.observeBackend(m, c, s));
   try {
-    const store = kubeTemplateStore(kubeConfigOf(cfg, o.local));
+    let store = kubeTemplateStore(kubeConfigOf(cfg, o.local));
+    if (o.relocateLocal) {
+      const relocate = o.relocateLocal;
+      store = reconnectingStore(store, () => {
+        const now = relocate();
+        return now ? kubeTemplateStore(kubeConfigFor(now.kubeUrl)) : null;
+      });
+    }
     const driver = new SubstrateDriver({
       control: client,
       store: storePort(store),

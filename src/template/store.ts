@@ -397,3 +397,37 @@ export function kubeConfigFor(url: string): KubeConfig {
   });
   return kc;
 }
+
+/**
+ * A store whose API server can move: when a call finds nothing listening (ECONNREFUSED), `reconnect` is asked
+ * for a fresh store (for example from a restarted local Substrate's local.json) and the call is made once
+ * more. Any other error, or a second refusal, is returned as it is.
+ */
+export function reconnectingStore(initial: TemplateStore, reconnect: () => TemplateStore | null): TemplateStore {
+  let current = initial;
+  const refused = (e: unknown) => /ECONNREFUSED/.test(e instanceof Error ? e.message : String(e));
+  const call =
+    <A extends unknown[], R>(pick: (s: TemplateStore) => (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await pick(current).apply(current, args);
+      } catch (e) {
+        if (!refused(e)) throw e;
+        const next = reconnect();
+        if (!next) throw e;
+        current = next;
+        return pick(current).apply(current, args);
+      }
+    };
+  return {
+    apply: call((s) => s.apply),
+    get: call((s) => s.get),
+    deleteOwned: call((s) => s.deleteOwned),
+    waitReady: call((s) => s.waitReady),
+    putSecret: call((s) => s.putSecret),
+    getSecret: call((s) => s.getSecret),
+    listSecrets: call((s) => s.listSecrets),
+    deleteSecret: call((s) => s.deleteSecret),
+    ensureNamespace: call((s) => s.ensureNamespace),
+  };
+}
