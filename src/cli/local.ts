@@ -1,10 +1,10 @@
 // `substrate-driver local ...`: run and inspect the embedded local Substrate.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Catalog } from '../local/catalog.js';
 import { defaultStateDir, defaultWorkers, readLocalJson, startLocalSubstrate } from '../local/index.js';
-import { ensureDefaultImage, listImages } from '../local/images.js';
+import { buildImageFromDir, ensureDefaultImage, listImages } from '../local/images.js';
 import { runDoctor } from '../local/doctor.js';
 import { parseManifests } from '../template/manifests.js';
 import { setLogLevel } from '../common/log.js';
@@ -47,9 +47,12 @@ Substrate, exactly what \`kubectl apply -f\` would send a cluster. -f - reads st
 until every applied ActorTemplate is Ready (its golden snapshot taken), up to --timeout (default 120).
 `,
   images: `Usage: substrate-driver local images [--json] [--state-dir DIR]
+       substrate-driver local images build --name NAME --from DIR [--json] [--state-dir DIR]
 
 Lists root-filesystem images. References are pinned: local/<name>@sha256:<digest of the image's content>.
 The default image (local/node) holds this machine's Node.js runtime and its libraries; it is built on first use.
+"build" makes an app image: the node image plus DIR's content at /app (run it with command
+["/usr/bin/node", "/app/<your entry point>"]); it prints the pinned reference to put in an ActorTemplate.
 `,
   workers: `Usage: substrate-driver local workers [--json] [--state-dir DIR]
 
@@ -254,6 +257,16 @@ function resourcePath(o: { apiVersion: string; kind: string; metadata: { name: s
 }
 
 async function images(argv: string[]): Promise<number> {
+  if (argv[0] === 'build') {
+    const { values: b } = parse('images', argv.slice(1), { name: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean' } });
+    if (!b.name || !b.from) throw new UsageError(`images build needs --name NAME and --from DIR\n\n${HELP.images}`);
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(b.name as string)) throw new UsageError(`--name must be lower case letters, digits, '.', '_' or '-', starting with a letter or digit; got "${String(b.name)}"`);
+    const from = resolve(b.from as string);
+    if (!existsSync(from) || !statSync(from).isDirectory()) throw new UsageError(`--from ${from} is not a directory`);
+    const img = await buildImageFromDir(stateDirOf(b['state-dir']), b.name as string, from);
+    process.stdout.write(b.json ? JSON.stringify(img, null, 2) + '\n' : `${img.ref}\n`);
+    return 0;
+  }
   const { values: v } = parse('images', argv, { json: { type: 'boolean' } });
   const stateDir = stateDirOf(v['state-dir']);
   await ensureDefaultImage(stateDir);

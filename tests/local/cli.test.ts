@@ -80,6 +80,26 @@ describe('substrate-driver local', () => {
     expect(t.stdout).toMatch(/^NAME\s+REFERENCE/);
   });
 
+  it('images build: makes an app image from a directory and prints its pinned reference', async () => {
+    const app = join(s.stateDir, 'app-src');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(app, { recursive: true });
+    writeFileSync(join(app, 'main.js'), 'console.log(1)\n');
+    const b = await cli(['local', 'images', 'build', '--name', 'myapp', '--from', app, '--state-dir', s.stateDir]);
+    expect(b.exitCode).toBe(0);
+    expect(b.stdout.trim()).toMatch(/^local\/myapp@sha256:[0-9a-f]{64}$/);
+    const list = JSON.parse((await cli(['local', 'images', '--json', '--state-dir', s.stateDir])).stdout) as Array<{ ref: string }>;
+    expect(list.map((i) => i.ref)).toContain(b.stdout.trim());
+    writeFileSync(join(app, 'main.js'), 'console.log(2)\n');
+    const b2 = await cli(['local', 'images', 'build', '--name', 'myapp', '--from', app, '--state-dir', s.stateDir]);
+    expect(b2.stdout.trim()).not.toBe(b.stdout.trim()); // the digest follows the content
+    const bad = await cli(['local', 'images', 'build', '--name', 'Bad Name', '--from', app, '--state-dir', s.stateDir]);
+    expect(bad.exitCode).toBe(2);
+    const missing = await cli(['local', 'images', 'build', '--name', 'x', '--from', join(app, 'nope'), '--state-dir', s.stateDir]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toMatch(/is not a directory/);
+  });
+
   it('workers: shows the running actor and its sandbox process id', async () => {
     const c = controlClient(s.h.apiEndpoint);
     try {
