@@ -9,7 +9,7 @@ import path from 'node:path';
 import { messageOf } from '../common/errors.js';
 import { run } from './runtime/exec.js';
 import { REQUIRED_RUNSC_VERSION, defaultRunscPath, instancePaths } from './runtime/paths.js';
-import { runscVersionOf } from './runtime/gvisor.js';
+import { MASK_SCRIPT, runscVersionOf } from './runtime/gvisor.js';
 
 export interface DoctorResult {
   check: string;
@@ -26,13 +26,6 @@ export interface DoctorOptions {
 }
 
 const INSTALL = 'bash scripts/install-runsc.sh';
-const MASK = [
-  'mount --bind /proc/sys "$SBX_PROCSYS"',
-  'mount -t tmpfs -o size=16k,mode=555 sbx-mask /proc/sys',
-  'for d in kernel vm fs; do mkdir /proc/sys/$d; mount --bind "$SBX_PROCSYS/$d" /proc/sys/$d; done',
-  'umount -l "$SBX_PROCSYS"',
-  'exec "$0" "$@"',
-].join('\n');
 
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult[]> {
   const out: DoctorResult[] = [];
@@ -115,7 +108,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult[]> {
   const scratch = stateOk ? path.join(stateDir, 'run', `.doctor-${randomBytes(3).toString('hex')}`) : fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-doctor-'));
   await fsp.mkdir(scratch, { recursive: true });
   try {
-    const r = await run('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK, '/bin/sh', '-c', 'test ! -e /proc/sys/net/core/rmem_default && test -e /proc/sys/vm/mmap_min_addr && echo masked'], {
+    const r = await run('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, '/bin/sh', '-c', 'test ! -e /proc/sys/net/core/rmem_default && test -e /proc/sys/vm/mmap_min_addr && echo masked'], {
       env: { ...process.env, SBX_PROCSYS: scratch },
       timeoutMs: 15_000,
     });
