@@ -207,6 +207,8 @@ export interface CallRecord {
   at: number;
   /** gRPC code name of the answer ('OK' on success). */
   code?: string;
+  /** The gateway activity that made the call: the background reconcile loop, or anything else. */
+  origin: 'reconcile' | 'gateway';
 }
 
 export interface SupervisorModel {
@@ -298,8 +300,8 @@ export class Gateway {
   }
 
   /** One unary call as the gateway makes it: traceparent, no deadline, recorded. */
-  private rpc<Res>(method: string, request: unknown): Promise<Res> {
-    const rec: CallRecord = { method, request, at: Date.now() };
+  private rpc<Res>(method: string, request: unknown, origin: CallRecord['origin'] = 'gateway'): Promise<Res> {
+    const rec: CallRecord = { method, request, at: Date.now(), origin };
     this.calls.push(rec);
     return new Promise<Res>((resolveCall, reject) => {
       const fn = (this.client as unknown as Record<string, Function>)[method[0]!.toLowerCase() + method.slice(1)]!;
@@ -569,7 +571,7 @@ export class Gateway {
     this.reconciles.push(report);
     let listed: DriverSandbox[];
     try {
-      listed = (await this.rpc<{ sandboxes: DriverSandbox[] }>('ListSandboxes', {})).sandboxes;
+      listed = (await this.rpc<{ sandboxes: DriverSandbox[] }>('ListSandboxes', {}, 'reconcile')).sandboxes;
     } catch (e) {
       report.aborted = `ListSandboxes failed: ${detailsOf(e)}`;
       this.warn(`reconcile skipped: ${report.aborted}`);
@@ -585,7 +587,7 @@ export class Gateway {
       }
       if (row.updatedAtMs > began) continue;
       try {
-        const got = await this.getSandbox(row);
+        const got = await this.getSandbox(row, 'reconcile');
         report.got++;
         if (got) this.applySnapshot(got, 'reconcile');
       } catch (e) {
@@ -600,7 +602,7 @@ export class Gateway {
       if (began - row.createdAtMs < this.opts.orphanGraceMs) continue;
       let got: DriverSandbox | undefined;
       try {
-        got = await this.getSandbox(row);
+        got = await this.getSandbox(row, 'reconcile');
       } catch (e) {
         report.aborted = `GetSandbox ${row.id} (orphan check) failed: ${detailsOf(e)}`;
         this.warn(`reconcile aborted: ${report.aborted}`);
@@ -623,9 +625,9 @@ export class Gateway {
   }
 
   /** GetSandbox(id, name): undefined when absent (NOT_FOUND or no sandbox); throws on other errors. */
-  private async getSandbox(row: { id: string; name: string }): Promise<DriverSandbox | undefined> {
+  private async getSandbox(row: { id: string; name: string }, origin: CallRecord['origin'] = 'gateway'): Promise<DriverSandbox | undefined> {
     try {
-      const r = await this.rpc<{ sandbox?: DriverSandbox }>('GetSandbox', { sandboxId: row.id, sandboxName: row.name });
+      const r = await this.rpc<{ sandbox?: DriverSandbox }>('GetSandbox', { sandboxId: row.id, sandboxName: row.name }, origin);
       if (!r.sandbox) return undefined;
       if (r.sandbox.id !== row.id) throw new Error(`GetSandbox(${row.id}) answered sandbox ${r.sandbox.id}`);
       return r.sandbox;
