@@ -18,6 +18,7 @@
 // and on Ctrl-C too.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { childEnv, spawnOptions } from '../src/common/child-env.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -161,12 +162,11 @@ class Child {
     args: string[],
     readonly logFile: string,
   ) {
-    const env = { ...process.env };
-    // The bench sets every driver setting it relies on by flag; nothing from the user's environment leaks in.
-    for (const k of Object.keys(env)) if (k.startsWith('OPENSHELL_SUBSTRATE_')) delete env[k];
+    // The bench sets every driver setting it relies on by flag; no OPENSHELL_SUBSTRATE_* of the user's leaks in.
+    const env = childEnv({ pass: ['XDG_STATE_HOME', 'SUBSTRATE_RUNSC', 'SUBSTRATE_LOG_LEVEL'] });
     const fd = fs.openSync(logFile, 'a', 0o600);
     try {
-      this.proc = spawn(process.execPath, [BIN, ...args], { detached: true, stdio: ['ignore', 'pipe', fd], env });
+      this.proc = spawn(process.execPath, [BIN, ...args], spawnOptions({ detached: true, stdio: ['ignore', 'pipe', fd] as ['ignore', 'pipe', number], env }));
     } finally {
       fs.closeSync(fd);
     }

@@ -2,6 +2,7 @@
 // description, a cleanup registry run on exit and on signals, and /proc readers (RSS/PSS, CPU ticks, process
 // trees). Nothing here starts sandboxes; the suites do (bench/local.ts, ...).
 import { execFileSync } from 'node:child_process';
+import { spawnOptions } from '../src/common/child-env.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 
@@ -185,7 +186,7 @@ export async function runCleanups(log: (m: string) => void): Promise<void> {
 
 export const CLK_TCK = (() => {
   try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    return Number(execFileSync('getconf', ['CLK_TCK'], spawnOptions({ encoding: 'utf8' as const })).trim()) || 100;
   } catch {
     return 100;
   }

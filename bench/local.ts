@@ -20,7 +20,7 @@ import { setLogLevel, setLogSink, type Level } from '../src/common/log.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../src/local/index.js';
 import { ensureDefaultImage } from '../src/local/images.js';
 import { createRuntime, MASK_SCRIPT, ociConfig, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
-import { pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
+import { childEnv, pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
 import { listNetns, readdAddress } from '../src/local/runtime/netns.js';
 import { instancePaths } from '../src/local/runtime/paths.js';
 import type { WorkerSlot, WorkloadSpec } from '../src/local/runtime/types.js';
@@ -228,7 +228,7 @@ class RawSandbox {
       await readdAddress(this.slot.netns, this.slot.ip); // runsc takes the address off the veth at every start
       this.lastReaddMs = performance.now() - t0;
       const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.rt.runscPath, ...globalFlags(this.rt), kind, ...extra, '-detach', '--bundle', bundle, id];
-      const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: { ...process.env, SBX_PROCSYS: this.rt.paths.procsysScratch } });
+      const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: childEnv({ set: { SBX_PROCSYS: this.rt.paths.procsysScratch } }) });
       const ms = performance.now() - t0;
       this.lastRunscMs = ms - this.lastReaddMs;
       if (code !== 0) throw new Error(`runsc ${kind} exited ${code}; see ${this.logFile}`);

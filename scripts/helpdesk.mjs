@@ -17,6 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { $, chalk } from 'zx';
 import { parse as parseToml } from 'smol-toml';
 import { REPO_ROOT, UsageError, parseFlags, runMain } from './lib/cli.mjs';
+import { childEnv, spawnOptions } from '../src/common/child-env.mjs';
 
 const PROG = 'helpdesk.mjs';
 const BIN = path.join(REPO_ROOT, 'bin', 'substrate-driver.js');
@@ -505,7 +506,7 @@ async function leftovers(stateDir) {
 function startProcess(label, argv, logFile) {
   const fd = fs.openSync(logFile, 'a', 0o600);
   // Own process group: a Ctrl-C in the terminal reaches only this script, which then stops the child in order.
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', fd, fd], detached: true, cwd: REPO_ROOT, env: process.env });
+  const child = spawn(argv[0], argv.slice(1), spawnOptions({ stdio: ['ignore', fd, fd], detached: true, cwd: REPO_ROOT, env: childEnv({ inherit: true }) }));
   fs.closeSync(fd);
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   return {

@@ -1,5 +1,6 @@
 // Executes plans from scripts/lib/kind-plan.mjs, and the checks that must pass before anything runs.
 import { spawn, spawnSync } from 'node:child_process';
+import { childEnv, spawnOptions } from '../../src/common/child-env.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import { which } from 'zx';
@@ -34,7 +35,7 @@ export const KIND_DOWN_TOOLS = Object.freeze(['docker', 'kind']);
  * @returns {Problem[]}
  */
 export function checkPrerequisites(tools, opts = {}) {
-  const env = opts.env ?? process.env;
+  const env = childEnv({ inherit: true, from: opts.env });
   /** @type {Problem[]} */
   const problems = [];
   for (const tool of tools) {
@@ -44,12 +45,12 @@ export function checkPrerequisites(tools, opts = {}) {
       continue;
     }
     if (tool === 'docker') {
-      const r = spawnSync(found, ['info', '--format', '{{.ServerVersion}}'], {
+      const r = spawnSync(found, ['info', '--format', '{{.ServerVersion}}'], spawnOptions({
         env,
         encoding: 'utf8',
         timeout: opts.dockerTimeoutMs ?? 20_000,
         stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      }));
       if (r.error || r.status !== 0) {
         const detail = r.error
           ? /** @type {NodeJS.ErrnoException} */ (r.error).code === 'ETIMEDOUT'
@@ -78,7 +79,7 @@ export function formatProblems(prog, problems) {
  * @returns {string[]}
  */
 export function existingKindClusters(opts = {}) {
-  const r = spawnSync('kind', ['get', 'clusters'], { env: opts.env ?? process.env, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync('kind', ['get', 'clusters'], spawnOptions({ env: childEnv({ inherit: true, from: opts.env }), encoding: 'utf8', timeout: 30_000 }));
   if (r.error || r.status !== 0) {
     throw new Error(`'kind get clusters' failed: ${r.error ? r.error.message : (r.stderr || '').trim() || `exit status ${r.status}`}`);
   }
@@ -145,7 +146,7 @@ function cmdlineOf(pid) {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
   } catch {
-    const r = spawnSync('ps', ['-p', String(pid), '-o', 'args='], { encoding: 'utf8' });
+    const r = spawnSync('ps', ['-p', String(pid), '-o', 'args='], spawnOptions({ encoding: 'utf8' }));
     return r.status === 0 ? r.stdout.trim() : null;
   }
 }
@@ -158,11 +159,11 @@ function cmdlineOf(pid) {
  */
 function runChild(argv, o) {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), {
+    const child = spawn(argv[0], argv.slice(1), spawnOptions({
       cwd: o.cwd,
-      env: { ...process.env, ...(o.env ?? {}) },
+      env: childEnv({ inherit: true, set: o.env }),
       stdio: ['ignore', o.stdoutFd ?? 2, 2],
-    });
+    }));
     child.once('error', (err) => {
       const code = /** @type {NodeJS.ErrnoException} */ (err).code;
       reject(new StepError(code === 'ENOENT' ? `command not found: ${argv[0]}` : `cannot start ${argv[0]}: ${err.message}`));
@@ -226,7 +227,7 @@ export async function runStep(s, io) {
     case 'background': {
       const fd = fs.openSync(s.logPath, 'w', 0o644);
       try {
-        const child = spawn(s.argv[0], s.argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+        const child = spawn(s.argv[0], s.argv.slice(1), spawnOptions({ detached: true, stdio: ['ignore', fd, fd], env: childEnv({ inherit: true }) }));
         await new Promise((resolve, reject) => {
           child.once('spawn', resolve);
           child.once('error', (err) => {

@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { messageOf } from '../common/errors.js';
-import { run } from './runtime/exec.js';
+import { childEnv, run } from './runtime/exec.js';
 import { REQUIRED_RUNSC_VERSION, defaultRunscPath, instancePaths } from './runtime/paths.js';
 import { MASK_SCRIPT, runscVersionOf } from './runtime/gvisor.js';
 
@@ -109,7 +109,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult[]> {
   await fsp.mkdir(scratch, { recursive: true });
   try {
     const r = await run('unshare', ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, '/bin/sh', '-c', 'test ! -e /proc/sys/net/core/rmem_default && test -e /proc/sys/vm/mmap_min_addr && echo masked'], {
-      env: { ...process.env, SBX_PROCSYS: scratch },
+      env: childEnv({ set: { SBX_PROCSYS: scratch } }),
       timeoutMs: 15_000,
     });
     const ok = r.code === 0 && r.stdout.includes('masked');

@@ -7,17 +7,15 @@
 // Digest: sha256 over the sorted lines "<relative path>\t<mode>\t<sha256 of content>" of every entry
 // (directories "d", symlinks "l" + sha256 of the target) → reference `local/<name>@sha256:<hex>`.
 // Builds go to a temp dir and are renamed into place under a lock file, so two processes can build at once.
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { failedPrecondition, invalid, notFound } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { run } from './runtime/exec.js';
 
 const log = logger('local.images');
-const execFileP = promisify(execFile);
 
 export interface ImageInfo {
   name: string;
@@ -247,7 +245,9 @@ async function nodeSources(): Promise<SourceFile[]> {
   if (execRel !== 'usr/bin/node') want.set(execRel, exe);
   let out: string;
   try {
-    out = (await execFileP('ldd', [exe])).stdout;
+    const r = await run('ldd', [exe], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error((r.stderr || r.stdout).trim() || `exit ${r.code}`);
+    out = r.stdout;
   } catch (e) {
     throw failedPrecondition(`cannot list the libraries of ${exe} with ldd: ${(e as Error).message}; install libc-bin`);
   }

@@ -31,6 +31,7 @@ import http from 'node:http';
 import { randomUUID, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { findProtoKey, isRecord, ownEntries, ownGet, ownSet, PROTO_KEY } from '../common/own.js';
 import type { KubeObject, KubeStatus, ManagedFieldsEntry, StatusCause } from './types.js';
 import {
   applyDefaults,
@@ -204,20 +205,20 @@ export function parseLabelSelector(sel: string | null | undefined): LabelReq[] {
     let m: RegExpMatchArray | null;
     if ((m = req.match(/^([^=!\s(),]+)\s*(==|=|!=)\s*([^=!\s(),]*)$/))) {
       const [, k, op, v] = m as unknown as [string, string, string, string];
-      return op === '!=' ? (l) => l[k] !== v : (l) => l[k] === v;
+      return op === '!=' ? (l) => ownGet(l, k) !== v : (l) => ownGet(l, k) === v;
     }
     if ((m = req.match(/^([^=!\s(),]+)\s+(in|notin)\s+\(([^()]*)\)$/))) {
       const [, k, op, vs] = m as unknown as [string, string, string, string];
       const set = new Set(vs.split(',').map((x) => x.trim()));
-      return op === 'in' ? (l) => k in l && set.has(l[k]!) : (l) => !(k in l) || !set.has(l[k]!);
+      return op === 'in' ? (l) => Object.hasOwn(l, k) && set.has(l[k]!) : (l) => !Object.hasOwn(l, k) || !set.has(l[k]!);
     }
     if ((m = req.match(/^!\s*([^=!\s(),]+)$/))) {
       const k = m[1]!;
-      return (l) => !(k in l);
+      return (l) => !Object.hasOwn(l, k);
     }
     if ((m = req.match(/^([^=!\s(),]+)$/))) {
       const k = m[1]!;
-      return (l) => k in l;
+      return (l) => Object.hasOwn(l, k);
     }
     throw badRequest(`unable to parse requirement: ${JSON.stringify(req)}: found unexpected token in label selector`);
   });
@@ -243,24 +244,25 @@ function parseFieldSelector(sel: string | null | undefined): FieldReq[] {
 type Path = string[];
 const pkey = (p: Path) => JSON.stringify(p);
 
-function isPlainObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const isPlainObj = isRecord;
 
 /** Fields an applied configuration sets. Identity fields (apiVersion, kind, name, namespace, ...) are not owned. */
 function appliedFields(cfg: Record<string, unknown>, subresource: 'status' | undefined, custom: boolean): Path[] {
   const out: Path[] = [];
   const walk = (v: unknown, p: Path) => {
-    if (isPlainObj(v) && Object.keys(v).length > 0) {
-      for (const [k, c] of Object.entries(v)) walk(c, [...p, k]);
+    const kids = isPlainObj(v) ? ownEntries(v) : [];
+    if (kids.length > 0) {
+      for (const [k, c] of kids) walk(c, [...p, k]);
     } else out.push(p);
   };
-  for (const [k, v] of Object.entries(cfg)) {
+  for (const [k, v] of ownEntries(cfg)) {
     if (k === 'apiVersion' || k === 'kind') continue;
     if (k === 'metadata') {
       if (subresource) continue;
-      const md = isPlainObj(v) ? v : {};
-      for (const mk of ['labels', 'annotations']) if (isPlainObj(md[mk])) walk(md[mk], ['metadata', mk]);
+      for (const mk of ['labels', 'annotations']) {
+        const m = ownGet(v, mk);
+        if (isPlainObj(m)) walk(m, ['metadata', mk]);
+      }
       continue;
     }
     if (custom && subresource === 'status' && k !== 'status') continue;
@@ -276,7 +278,7 @@ function toFieldsV1(paths: Path[]): Record<string, unknown> {
     let cur = root;
     for (const seg of p) {
       const k = `f:${seg}`;
-      if (!isPlainObj(cur[k])) cur[k] = {};
+      if (!isPlainObj(ownGet(cur, k))) ownSet(cur, k, {});
       cur = cur[k] as Record<string, unknown>;
     }
   }
@@ -286,12 +288,12 @@ function toFieldsV1(paths: Path[]): Record<string, unknown> {
 function fromFieldsV1(fv: unknown): Path[] {
   const out: Path[] = [];
   const walk = (v: unknown, p: Path) => {
-    const kids = isPlainObj(v) ? Object.keys(v).filter((k) => k.startsWith('f:')) : [];
+    const kids = isPlainObj(v) ? ownEntries(v).filter(([k]) => k.startsWith('f:') && k !== `f:${PROTO_KEY}`) : [];
     if (kids.length === 0) {
       if (p.length > 0) out.push(p);
       return;
     }
-    for (const k of kids) walk((v as Record<string, unknown>)[k], [...p, k.slice(2)]);
+    for (const [k, c] of kids) walk(c, [...p, k.slice(2)]);
   };
   walk(fv, []);
   return out;
@@ -299,10 +301,7 @@ function fromFieldsV1(fv: unknown): Path[] {
 
 function getAt(o: unknown, p: Path): unknown {
   let cur = o;
-  for (const seg of p) {
-    if (!isPlainObj(cur)) return undefined;
-    cur = cur[seg];
-  }
+  for (const seg of p) cur = ownGet(cur, seg);
   return cur;
 }
 
@@ -312,27 +311,30 @@ function deleteAt(o: Record<string, unknown>, p: Path): void {
   for (const seg of p.slice(0, -1)) {
     if (!isPlainObj(cur)) return;
     parents.push([cur, seg]);
-    cur = cur[seg];
+    cur = ownGet(cur, seg);
   }
-  if (!isPlainObj(cur)) return;
-  delete cur[p[p.length - 1]!];
+  const last = p[p.length - 1]!;
+  if (!isPlainObj(cur) || !Object.hasOwn(cur, last)) return;
+  delete cur[last];
   // Drop maps emptied by the removal (never the top-level sections).
   for (let i = parents.length - 1; i >= 1; i--) {
     const [parent, k] = parents[i]!;
-    const child = parent[k];
+    const child = ownGet(parent, k);
     if (isPlainObj(child) && Object.keys(child).length === 0) delete parent[k];
     else break;
   }
 }
 
+/** Merges src into target: own keys only, never `__proto__`, values copied as own data properties. */
 function mergeInto(target: Record<string, unknown>, src: Record<string, unknown>): void {
-  for (const [k, v] of Object.entries(src)) {
+  for (const [k, v] of ownEntries(src)) {
+    const cur = ownGet(target, k);
     if (v === null || v === undefined) {
-      delete target[k];
-    } else if (isPlainObj(v) && isPlainObj(target[k]) && Object.keys(v).length > 0) {
-      mergeInto(target[k] as Record<string, unknown>, v);
+      if (Object.hasOwn(target, k)) delete target[k];
+    } else if (isPlainObj(v) && isPlainObj(cur) && Object.keys(v).length > 0) {
+      mergeInto(cur, v);
     } else {
-      target[k] = JSON.parse(JSON.stringify(v));
+      ownSet(target, k, JSON.parse(JSON.stringify(v)));
     }
   }
 }
@@ -527,7 +529,7 @@ class Server {
       const sd = o.stringData as Record<string, unknown> | undefined;
       if (isPlainObj(sd)) {
         const data = { ...((o.data as Record<string, string> | undefined) ?? {}) };
-        for (const [k, v] of Object.entries(sd)) data[k] = Buffer.from(String(v), 'utf8').toString('base64');
+        for (const [k, v] of ownEntries(sd)) ownSet(data, k, Buffer.from(String(v), 'utf8').toString('base64'));
         o.data = data;
       }
       delete o.stringData;
@@ -654,7 +656,7 @@ class Server {
         const sd = cfg.stringData;
         if (isPlainObj(sd)) {
           const data = { ...((cfg.data as Record<string, string> | undefined) ?? {}) };
-          for (const [k, v] of Object.entries(sd)) data[k] = Buffer.from(String(v), 'utf8').toString('base64');
+          for (const [k, v] of ownEntries(sd)) ownSet(data, k, Buffer.from(String(v), 'utf8').toString('base64'));
           cfg.data = data;
         }
         delete cfg.stringData;
@@ -944,12 +946,16 @@ function mediaType(req: http.IncomingMessage): string {
 
 function decodeBody(text: string, type: string): unknown {
   if (text.trim() === '') throw badRequest('the request body is empty; an object is required');
+  let body: unknown;
   try {
-    if (type === 'application/json' || type === 'application/merge-patch+json' || type === '') return JSON.parse(text);
-    return parseYaml(text);
+    body = type === 'application/json' || type === 'application/merge-patch+json' ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
     throw badRequest(`error decoding ${type.includes('yaml') ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`);
   }
+  // No Kubernetes object has such a field; refusing it here is a second line behind the own-property walks.
+  const proto = findProtoKey(body);
+  if (proto) throw badRequest(`field "${proto}" is not allowed: "${PROTO_KEY}" is never a field name`);
+  return body;
 }
 
 async function handle(s: Server, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -843,7 +843,8 @@ const SCHEMAS: Record<string, Schema> = {
 function walkUnknown(v: unknown, s: Schema, path: string, out: string[], prune: boolean): void {
   if (s.t === 'obj' && isObj(v)) {
     for (const k of Object.keys(v)) {
-      const child = s.p[k];
+      // Own properties of the schema only: `__proto__`, `constructor` and the like are undeclared fields.
+      const child = Object.hasOwn(s.p, k) ? s.p[k] : undefined;
       const cp = path ? `${path}.${k}` : k;
       if (!child) {
         out.push(cp);

@@ -2,6 +2,9 @@
 // and PID liveness that survives PID reuse and zombies.
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { childEnv, spawnOptions } from '../../common/child-env.mjs';
+
+export { childEnv };
 
 export interface RunResult {
   code: number;
@@ -9,13 +12,16 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a command (no shell) and resolves with its exit code and output; rejects only if it cannot start. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
+/**
+ * Runs a command (no shell) and resolves with its exit code and output; rejects only if it cannot start.
+ * The child's environment is childEnv() unless `env` (itself built with childEnv) is given.
+ */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(
       cmd,
       args,
-      { timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, env: opts.env ?? process.env },
+      spawnOptions({ timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL' as const, maxBuffer: 16 * 1024 * 1024, env: opts.env ?? childEnv() }),
       (err, stdout, stderr) => {
         if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
           reject(new Error(`cannot run ${cmd}: not found`));
@@ -48,9 +54,9 @@ export async function runOk(cmd: string, args: string[], opts: { timeoutMs?: num
  * Spawns a command whose stdout and stderr go to an already-open file descriptor (the workload log) and
  * waits for it to exit. Used for `runsc run -detach` / `restore -detach`: the sandbox inherits the fd.
  */
-export function spawnToFd(cmd: string, args: string[], fd: number, opts: { timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<number> {
+export function spawnToFd(cmd: string, args: string[], fd: number, opts: { timeoutMs: number; env?: Record<string, string> }): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: opts.env ?? process.env });
+    const child = spawn(cmd, args, spawnOptions({ stdio: ['ignore', fd, fd] as ['ignore', number, number], env: opts.env ?? childEnv() }));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
     }, opts.timeoutMs);

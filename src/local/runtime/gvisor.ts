@@ -17,7 +17,8 @@ import net, { type Socket } from 'node:net';
 import path from 'node:path';
 import { failedPrecondition, internal, invalid, unavailable } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
-import { pidAlive, procCmdline, procStat, run, sleep, spawnToFd } from './exec.js';
+import { childEnv, pidAlive, procCmdline, procStat, run, sleep, spawnToFd } from './exec.js';
+import { spawnOptions } from '../../common/child-env.mjs';
 import { deleteNetns, ensureHub, ensureWorker, listNetns, readdAddress, workerReady } from './netns.js';
 import {
   HUB_IP,
@@ -450,7 +451,7 @@ export class GvisorRuntime implements Runtime {
       const pidFile = path.join(bundle, 'pid');
       const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.runscPath, ...this.globalFlags(cgroup), kind, ...extra, '-detach', '--pid-file', pidFile, '--bundle', bundle, id];
       mark('readd');
-      const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: { ...process.env, SBX_PROCSYS: this.paths.procsysScratch } });
+      const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: childEnv({ set: { SBX_PROCSYS: this.paths.procsysScratch } }) });
       mark('runsc');
       if (code !== 0) throw internal(`runsc ${kind} failed (exit ${code})${await tailSuffix(logPath, logStart)}`);
       // runsc writes the sandbox process id to --pid-file (the same pid `runsc state` reports), which saves a
@@ -551,9 +552,9 @@ export class GvisorRuntime implements Runtime {
 
   private async startForwarder(): Promise<void> {
     const logFd = fs.openSync(this.paths.forwarderLog, 'a', 0o600);
-    const child = spawn('ip', ['netns', 'exec', this.paths.hubNetns, this.nodePath, forwarderScript(), this.paths.forwarderSock, this.paths.egressSock, HUB_IP], {
-      stdio: ['pipe', 'pipe', logFd],
-    });
+    const child = spawn('ip', ['netns', 'exec', this.paths.hubNetns, this.nodePath, forwarderScript(), this.paths.forwarderSock, this.paths.egressSock, HUB_IP], spawnOptions({
+      stdio: ['pipe', 'pipe', logFd] as ['pipe', 'pipe', number],
+    }));
     fs.closeSync(logFd);
     try {
       await new Promise<void>((resolve, reject) => {
