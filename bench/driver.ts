@@ -38,7 +38,7 @@ import { storePort, templatePort } from '../src/driver/adapters.js';
 import { derivePhase } from '../src/driver/conditions.js';
 import { synthesisConfigOf } from '../src/driver/index.js';
 import { RecordStore, stripToken, type SandboxRecord } from '../src/driver/records.js';
-import { readLocalJson, type LocalJson } from '../src/local/index.js';
+import { kubeAccessOf, readLocalJson, type LocalJson } from '../src/local/index.js';
 import { ensureDefaultImage } from '../src/local/images.js';
 import { removeInstanceLeftovers, runscPidsOf } from '../src/local/runtime/gvisor.js';
 import { listNetns } from '../src/local/runtime/netns.js';
@@ -919,7 +919,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       lj = readLocalJson(subDir);
     }
     const image = (await ensureDefaultImage(subDir)).ref;
-    const kc = kubeConfigFor(lj.kube_url);
+    const kc = kubeConfigFor(kubeAccessOf(lj));
     const store = kubeTemplateStore(kc);
     const [tms] = await timed(async () => {
       await store.apply(operatorTemplate(image));
@@ -934,7 +934,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
     clients = { driverRaw, driver: unaryOf(driverRaw), ateapiRaw, ateapi: unaryOf(ateapiRaw) };
     // The records are written exactly as the driver writes them: its config defaults, its port wiring.
     const cfg = loadConfig({ env: {}, flags: { state_dir: subDir } });
-    const tp = templatePort(synthesisConfigOf(cfg, { apiEndpoint: lj.api_endpoint, kubeUrl: lj.kube_url, stateDir: subDir }));
+    const tp = templatePort(synthesisConfigOf(cfg, { apiEndpoint: lj.api_endpoint, kube: kubeAccessOf(lj), stateDir: subDir }));
     const records = new RecordStore(storePort(store), cfg.defaultNamespace, (id) => tp.tokenSecretNameFor(id), tp.tokenSecretKey);
     await store.ensureNamespace(cfg.defaultNamespace);
     try {

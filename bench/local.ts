@@ -18,6 +18,7 @@ import * as ateapi from '../src/gen/ateapi.js';
 import { ControlClient, type Actor } from '../src/gen/ateapi.js';
 import { setLogLevel, setLogSink, type Level } from '../src/common/log.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../src/local/index.js';
+import type { KubeAccess } from '../src/template/store.js';
 import { ensureDefaultImage } from '../src/local/images.js';
 import { createRuntime, MASK_SCRIPT, ociConfig, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
 import { childEnv, pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
@@ -110,19 +111,19 @@ function controlClient(target: string): { rpc: Rpc; close(): void } {
   return { rpc, close: () => client.close() };
 }
 
-async function applyTemplate(kubeUrl: string, obj: ReturnType<typeof template>): Promise<void> {
-  const r = await fetch(`${kubeUrl}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${obj.metadata.name}?fieldManager=bench&force=true`, {
+async function applyTemplate(kube: KubeAccess, obj: ReturnType<typeof template>): Promise<void> {
+  const r = await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${obj.metadata.name}?fieldManager=bench&force=true`, {
     method: 'PATCH',
-    headers: { 'content-type': 'application/apply-patch+yaml' },
+    headers: { 'content-type': 'application/apply-patch+yaml', authorization: `Bearer ${kube.token}` },
     body: JSON.stringify(obj),
   });
   if (r.status >= 300) throw new Error(`applying ActorTemplate ${obj.metadata.name} failed: HTTP ${r.status} ${await r.text()}`);
 }
 
-async function waitTemplateReady(kubeUrl: string, name: string, timeoutMs = 120_000): Promise<void> {
+async function waitTemplateReady(kube: KubeAccess, name: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const o = (await (await fetch(`${kubeUrl}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${name}`)).json()) as {
+    const o = (await (await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${name}`, { headers: { authorization: `Bearer ${kube.token}` } })).json()) as {
       status?: { phase?: string; conditions?: Array<{ message?: string }> };
     };
     if (o.status?.phase === 'Ready') return;
@@ -727,8 +728,8 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       ['bench-init3s', 3000],
     ] as const) {
       const [ms] = await timed(async () => {
-        await applyTemplate(h!.kubeUrl, template(name, img.ref, initMs));
-        await waitTemplateReady(h!.kubeUrl, name);
+        await applyTemplate(h!.kube, template(name, img.ref, initMs));
+        await waitTemplateReady(h!.kube, name);
       });
       opts.log(`local: template ${name} Ready (golden snapshot) in ${(ms / 1000).toFixed(1)} s`);
     }

@@ -361,7 +361,10 @@ class LocalPlatform {
     return `kill -9 ${w.pid} (runsc sandbox of worker ${w.worker})`;
   }
   async template() {
-    const r = await fetch(`${this.local.kube_url}/apis/ate.dev/v1alpha1/namespaces/${TEMPLATE_NS}/actortemplates/${TEMPLATE_NAME}`);
+    const token = fs.readFileSync(this.local.kube_token_path, 'utf8').trim();
+    const r = await fetch(`${this.local.kube_url}/apis/ate.dev/v1alpha1/namespaces/${TEMPLATE_NS}/actortemplates/${TEMPLATE_NAME}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     if (r.status === 404) return null;
     if (!r.ok) throw new Error(`GET actortemplate ${TEMPLATE_NS}/${TEMPLATE_NAME}: HTTP ${r.status}`);
     return r.json();

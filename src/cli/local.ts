@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Catalog } from '../local/catalog.js';
-import { defaultStateDir, defaultWorkers, readLocalJson, startLocalSubstrate } from '../local/index.js';
+import { defaultStateDir, defaultWorkers, kubeAccessOf, readLocalJson, startLocalSubstrate } from '../local/index.js';
 import { buildImageFromDir, ensureDefaultImage, listImages } from '../local/images.js';
 import { runDoctor } from '../local/doctor.js';
 import { parseManifests } from '../template/manifests.js';
@@ -25,9 +25,11 @@ OPENSHELL_SUBSTRATE_STATE_DIR) and finds a running instance through <state-dir>/
   serve: `Usage: substrate-driver local serve [options]
 
   --state-dir DIR        state directory (catalog, snapshots, images, logs)
-  --listen ADDR          ateapi.Control address: unix:/abs/path or host:port (default unix:<state-dir>/ateapi.sock).
-                         Plaintext only on a Unix socket or loopback; elsewhere TLS and bearer-JWT auth are required
+  --listen ADDR          ateapi.Control address: unix:/abs/path or host:port (default unix:<state-dir>/ateapi.sock,
+                         0600, no token). On TCP bearer-JWT auth is required even on loopback, and TLS off loopback
   --router-listen H:P    actor router address (default 127.0.0.1:8000; port 0 picks a free one)
+  --router-allow-remote  let the router listen on a non-loopback address (it authenticates no one)
+  --enable-debug-clear   serve DebugClear, which deletes every actor (off: PERMISSION_DENIED)
   --workers N            slots of the built-in worker pool (default ${defaultWorkers()} on this machine: one per 512 MiB, 2..64)
   --nodes N              virtual nodes the workers are spread over (default 2; paused actors resume on their node)
   --actor-port N         actor port the router forwards to (default 80)
@@ -142,6 +144,8 @@ async function serve(argv: string[]): Promise<number> {
     'jwt-audience': { type: 'string' },
     egress: { type: 'string' },
     'log-level': { type: 'string' },
+    'router-allow-remote': { type: 'boolean' },
+    'enable-debug-clear': { type: 'boolean' },
   });
   if (v['log-level']) {
     if (!['debug', 'info', 'warn', 'error'].includes(v['log-level'] as string)) throw new UsageError(`--log-level must be debug, info, warn or error`);
@@ -172,9 +176,11 @@ async function serve(argv: string[]): Promise<number> {
         }
       : undefined,
     egress,
+    routerAllowRemote: v['router-allow-remote'] === true,
+    enableDebugClear: v['enable-debug-clear'] === true,
   });
   process.stdout.write(
-    `local Substrate running (pid ${process.pid})\n  api:    ${h.apiEndpoint}${h.apiTls ? ' (TLS)' : ''}\n  router: ${h.routerUrl}\n  kube:   ${h.kubeUrl}\n  state:  ${h.stateDir}\n`,
+    `local Substrate running (pid ${process.pid})\n  api:    ${h.apiEndpoint}${h.apiTls ? ' (TLS)' : ''}\n  router: ${h.routerUrl}\n  kube:   ${h.kube.url} (bearer token in ${join(h.stateDir, 'kube.token')})\n  state:  ${h.stateDir}\n`,
   );
   await new Promise<void>((resolveStop) => {
     const onSignal = (sig: string) => {
@@ -205,12 +211,14 @@ async function apply(argv: string[]): Promise<number> {
   const text = v.file === '-' ? readFileSync(0, 'utf8') : readFileSync(v.file as string, 'utf8');
   const objs = parseManifests(text);
   const j = requireRunning(stateDirOf(v['state-dir']));
+  const kube = kubeAccessOf(j);
+  const auth = { authorization: `Bearer ${kube.token}` };
   const templates: Array<{ ns: string; name: string }> = [];
   for (const o of objs as Array<{ apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }>) {
     const { path, plural } = resourcePath(o);
-    const res = await fetch(`${j.kube_url}${path}?fieldManager=substrate-driver-local&force=true`, {
+    const res = await fetch(`${kube.url}${path}?fieldManager=substrate-driver-local&force=true`, {
       method: 'PATCH',
-      headers: { 'content-type': 'application/apply-patch+yaml' },
+      headers: { 'content-type': 'application/apply-patch+yaml', ...auth },
       body: JSON.stringify(o),
     });
     const body = (await res.json().catch(() => ({}))) as { message?: string };
@@ -223,7 +231,7 @@ async function apply(argv: string[]): Promise<number> {
     for (const t of templates) {
       let last = '';
       for (;;) {
-        const r = await fetch(`${j.kube_url}/apis/ate.dev/v1alpha1/namespaces/${t.ns}/actortemplates/${t.name}`);
+        const r = await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/${t.ns}/actortemplates/${t.name}`, { headers: auth });
         const o = (await r.json()) as { status?: { phase?: string; conditions?: Array<{ message?: string }> } };
         const phase = o.status?.phase ?? '';
         if (phase === 'Ready') break;

@@ -52,19 +52,20 @@ export async function main(argv: string[]): Promise<number> {
       const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined });
       localStop = () => h.stop();
       const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
-      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kubeUrl: h.kubeUrl, stateDir: h.stateDir, defaultImage: img?.ref };
+      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kube: h.kube, stateDir: h.stateDir, defaultImage: img?.ref };
     } else if (!cfg.apiEndpoint) {
-      const { readLocalJson } = await import('../local/index.js');
+      const { kubeAccessOf, readLocalJson } = await import('../local/index.js');
       const lj = readLocalJson(cfg.stateDir);
       if (lj) {
-        // That local Substrate may restart, and its resource API then listens on another port if its old one is taken.
+        // That local Substrate may stop or restart (on another port if its old one is taken): local.json is
+        // read again before every call, and only a live instance, named by its pid and nonce, gets one.
         relocateLocal = () => {
           const now = readLocalJson(cfg.stateDir);
-          return now && local ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kubeUrl: now.kube_url } : undefined;
+          return now && local ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kube: kubeAccessOf(now), nonce: now.nonce } : undefined;
         };
         const { ensureDefaultImage } = await import('../local/images.js');
         const img = await ensureDefaultImage(lj.state_dir).catch(() => undefined);
-        local = { apiEndpoint: lj.api_endpoint, apiTls: lj.api_tls, kubeUrl: lj.kube_url, stateDir: lj.state_dir, defaultImage: img?.ref };
+        local = { apiEndpoint: lj.api_endpoint, apiTls: lj.api_tls, kube: kubeAccessOf(lj), nonce: lj.nonce, stateDir: lj.state_dir, defaultImage: img?.ref };
         log.info('using the local Substrate found in the state directory', { pid: lj.pid, api: lj.api_endpoint });
       }
     }

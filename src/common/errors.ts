@@ -21,6 +21,7 @@ export const alreadyExists = (m: string) => new ApiError(status.ALREADY_EXISTS, 
 export const failedPrecondition = (m: string) => new ApiError(status.FAILED_PRECONDITION, m);
 export const aborted = (m: string) => new ApiError(status.ABORTED, m);
 export const unauthenticated = (m: string) => new ApiError(status.UNAUTHENTICATED, m);
+export const permissionDenied = (m: string) => new ApiError(status.PERMISSION_DENIED, m);
 export const unavailable = (m: string) => new ApiError(status.UNAVAILABLE, m);
 export const deadlineExceeded = (m: string) => new ApiError(status.DEADLINE_EXCEEDED, m);
 export const internal = (m: string) => new ApiError(status.INTERNAL, m);

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type DriverConfig } from '../common/config.js';
 import { clientFromConfig, resolveApiTarget, type ApiTarget, type SubstrateClient } from '../substrate/client.js';
-import { kubeConfigFor, kubeTemplateStore, reconnectingStore } from '../template/store.js';
+import { instanceStore, kubeConfigFor, kubeTemplateStore, type KubeAccess } from '../template/store.js';
+import { unavailable } from '../common/errors.js';
 import type { SynthesisConfig } from '../template/synthesize.js';
 import { storePort, templatePort } from './adapters.js';
 import { SubstrateDriver } from './driver.js';
@@ -23,7 +24,10 @@ export interface LocalEndpoints {
   apiEndpoint: string;
   /** The local Substrate serves TLS (it does on a non-loopback address). */
   apiTls?: boolean;
-  kubeUrl: string;
+  /** The local Substrate's resource API and its bearer token. */
+  kube: KubeAccess;
+  /** The instance's per-start nonce from local.json (absent when embedded in this process). */
+  nonce?: string;
   stateDir: string;
   /** The local Substrate's default image reference, used when default_image is not configured. */
   defaultImage?: string;
@@ -37,8 +41,8 @@ export interface RunDriverOptions {
   /** Include Node process metrics (default true). */
   processMetrics?: boolean;
   /**
-   * For a local Substrate the driver found (not embedded): where its endpoints are now, read again when its
-   * resource API stops answering (it restarted on another port).
+   * For a local Substrate the driver found (not embedded): the instance running now, read from local.json
+   * before every call to its resource API; undefined when none runs (the call then fails UNAVAILABLE).
    */
   relocateLocal?: () => LocalEndpoints | undefined;
 }
@@ -67,7 +71,7 @@ export function driverVersion(): string {
 
 /** The KubeConfig of the resource API: the local Substrate's, or the configured / default one. */
 export function kubeConfigOf(cfg: DriverConfig, local?: LocalEndpoints): KubeConfig {
-  if (local) return kubeConfigFor(local.kubeUrl);
+  if (local) return kubeConfigFor(local.kube);
   const kc = new KubeConfig();
   try {
     if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
@@ -107,9 +111,11 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
     let store = kubeTemplateStore(kubeConfigOf(cfg, o.local));
     if (o.relocateLocal) {
       const relocate = o.relocateLocal;
-      store = reconnectingStore(store, () => {
+      const stateDir = o.local?.stateDir ?? cfg.stateDir;
+      store = instanceStore(() => {
         const now = relocate();
-        return now ? kubeTemplateStore(kubeConfigFor(now.kubeUrl)) : null;
+        if (!now) throw unavailable(`the local Substrate for ${stateDir} is not running (its local.json names no live instance); start it again`);
+        return { id: now.nonce ?? '', access: now.kube };
       });
     }
     const driver = new SubstrateDriver({

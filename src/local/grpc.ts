@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ControlService, type ControlServer } from '../gen/ateapi.js';
-import { toServiceError } from '../common/errors.js';
+import { permissionDenied, toServiceError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import type { Verifier } from './auth.js';
 import type { LocalControl } from './control.js';
@@ -18,6 +18,8 @@ export interface ListenSpec {
   address: string;
   tls?: { certPath: string; keyPath: string };
   verifier?: Verifier;
+  /** Serve DebugClear; otherwise it answers PERMISSION_DENIED. */
+  enableDebugClear?: boolean;
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -58,7 +60,7 @@ function unary<Req, Res>(verifier: Verifier | undefined, method: string, fn: (re
   };
 }
 
-export function controlImplementation(c: LocalControl, verifier?: Verifier): ControlServer {
+export function controlImplementation(c: LocalControl, verifier?: Verifier, enableDebugClear = false): ControlServer {
   const u = <Req, Res>(m: string, fn: (r: Req) => Promise<Res>) => unary<Req, Res>(verifier, m, fn);
   return {
     getActor: u('GetActor', async (r) => ({ actor: await c.getActor(r) })),
@@ -81,6 +83,7 @@ export function controlImplementation(c: LocalControl, verifier?: Verifier): Con
       return {};
     }),
     debugClear: u('DebugClear', async () => {
+      if (!enableDebugClear) throw permissionDenied('DebugClear is disabled on this local Substrate (it deletes every actor); start local serve with --enable-debug-clear to allow it');
       await c.debugClear();
       return {};
     }),
@@ -113,8 +116,10 @@ export async function serveControl(c: LocalControl, spec: ListenSpec): Promise<B
         `listen address ${spec.address} is not loopback: the API then requires TLS (--tls-cert, --tls-key) and bearer-JWT auth (--jwt-public-key or --jwks with --jwt-issuer and --jwt-audience)`,
       );
     }
-    if (!isLoopbackHost(host) && !spec.verifier) {
-      throw new Error(`listen address ${spec.address} is not loopback: configure bearer-JWT auth (--jwt-public-key or --jwks, --jwt-issuer, --jwt-audience)`);
+    if (!spec.verifier) {
+      throw new Error(
+        `listen address ${spec.address}: a TCP listener, even on loopback, requires bearer-JWT auth (--jwt-public-key or --jwks, --jwt-issuer, --jwt-audience); local tools without a token use the instance's Unix socket (the default, unix:<state-dir>/ateapi.sock)`,
+      );
     }
     bindAddr = spec.address;
     target = spec.address;
@@ -127,7 +132,7 @@ export async function serveControl(c: LocalControl, spec: ListenSpec): Promise<B
     creds = grpc.ServerCredentials.createInsecure();
   }
   const server = new grpc.Server();
-  server.addService(ControlService, controlImplementation(c, spec.verifier));
+  server.addService(ControlService, controlImplementation(c, spec.verifier, spec.enableDebugClear));
   const port = await new Promise<number>((resolve, reject) => server.bindAsync(bindAddr, creds, (e, p) => (e ? reject(e) : resolve(p))));
   if (unixPath) chmodSync(unixPath, 0o600);
   else target = `${splitHostPort(spec.address).host}:${port}`;

@@ -1,7 +1,8 @@
 // The local Substrate: ateapi.Control, the ActorTemplate controller, the Kubernetes-shaped resource API and
 // the actor router on one machine, backed by real gVisor checkpoint/restore. Everything lives under one state
 // directory; a running instance advertises itself in <state-dir>/local.json.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { logger } from '../common/log.js';
@@ -17,6 +18,7 @@ import { slotIp, workerNetns } from './runtime/paths.js';
 import { ensureDefaultImage, resolveImage } from './images.js';
 import { startApiServer } from '../template/apiserver.js';
 import { sqliteStorage } from './storage.js';
+import type { KubeAccess } from '../template/store.js';
 import type { EgressRule } from './runtime/types.js';
 
 const log = logger('local');
@@ -37,6 +39,10 @@ export interface LocalSubstrateOptions {
   auth?: JwtAuthOptions;
   /** Host loopback ports every actor may reach. */
   egress?: EgressRule[];
+  /** Serve DebugClear (wipes every actor); off unless asked for. */
+  enableDebugClear?: boolean;
+  /** Let the router listen on a non-loopback address (it has no authentication of its own). */
+  routerAllowRemote?: boolean;
 }
 
 export interface LocalSubstrateHandle {
@@ -44,8 +50,10 @@ export interface LocalSubstrateHandle {
   apiEndpoint: string;
   apiTls: boolean;
   routerUrl: string;
-  /** http://127.0.0.1:port — the Kubernetes-shaped resource API (templates, pools, secrets) */
-  kubeUrl: string;
+  /** The Kubernetes-shaped resource API (templates, pools, secrets) on loopback, and its bearer token. */
+  kube: KubeAccess;
+  /** Random per start: with the pid, names this instance in local.json. */
+  nonce: string;
   stateDir: string;
   control: LocalControl;
   stop(): Promise<void>;
@@ -53,10 +61,14 @@ export interface LocalSubstrateHandle {
 
 export interface LocalJson {
   pid: number;
+  /** Random per start: a restarted instance, or a reused pid, never passes for the one a client knew. */
+  nonce: string;
   api_endpoint: string;
   api_tls: boolean;
   router_url: string;
   kube_url: string;
+  /** The file (0600) holding the resource API's bearer token. */
+  kube_token_path: string;
   state_dir: string;
   started_at: string;
 }
@@ -90,6 +102,28 @@ export function readLocalJson(stateDir: string): LocalJson | null {
   } catch {
     return null;
   }
+}
+
+/** The resource API of a running instance: its URL and the token read from kube_token_path. */
+export function kubeAccessOf(j: LocalJson): KubeAccess {
+  return { url: j.kube_url, token: readFileSync(j.kube_token_path, 'utf8').trim() };
+}
+
+/** The resource API's bearer token: kept in <state-dir>/kube.token (0600) across restarts, made on first start. */
+function kubeToken(stateDir: string): string {
+  const file = join(stateDir, 'kube.token');
+  try {
+    const t = readFileSync(file, 'utf8').trim();
+    if (t.length >= 32) {
+      chmodSync(file, 0o600);
+      return t;
+    }
+  } catch {
+    // absent: made below
+  }
+  const t = randomBytes(32).toString('base64url');
+  writeAtomic(file, `${t}\n`);
+  return t;
 }
 
 function writeAtomic(file: string, text: string): void {
@@ -126,10 +160,11 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     // The resource API keeps its port across restarts when it can, so clients configured with its URL (a
     // running driver, a kubeconfig) keep working after the local Substrate restarts.
     const previousPort = Number(catalog.getMeta('kube_port') ?? 0);
-    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: previousPort } }).catch((e: NodeJS.ErrnoException) => {
+    const token = kubeToken(stateDir);
+    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: previousPort }, token }).catch((e: NodeJS.ErrnoException) => {
       if (previousPort && e.code === 'EADDRINUSE') {
         log.warn('the resource API port of the previous run is taken; using a new one', { port: previousPort });
-        return startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 } });
+        return startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 }, token });
       }
       throw e;
     });
@@ -169,6 +204,7 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       address: opts.listen ?? `unix:${join(stateDir, 'ateapi.sock')}`,
       tls: opts.tls,
       verifier,
+      enableDebugClear: opts.enableDebugClear,
     });
     cleanups.push(() => grpcServer.close());
     const router = await startRouter(
@@ -180,15 +216,18 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
           return runtime.connect(h.worker, port);
         },
       },
-      { listen: routerListen, actorPort: opts.actorPort },
+      { listen: routerListen, actorPort: opts.actorPort, allowRemote: opts.routerAllowRemote },
     );
     cleanups.push(() => router.close());
+    const nonce = randomBytes(16).toString('hex');
     const info: LocalJson = {
       pid: process.pid,
+      nonce,
       api_endpoint: grpcServer.target,
       api_tls: grpcServer.tls,
       router_url: router.url,
       kube_url: api.url,
+      kube_token_path: join(stateDir, 'kube.token'),
       state_dir: stateDir,
       started_at: new Date().toISOString(),
     };
@@ -200,7 +239,8 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       apiEndpoint: grpcServer.target,
       apiTls: grpcServer.tls,
       routerUrl: router.url,
-      kubeUrl: api.url,
+      kube: { url: api.url, token },
+      nonce,
       stateDir,
       control,
       stop: () => (stopped ??= stopAll()),

@@ -33,7 +33,26 @@ export interface RouterBackend {
 export interface RouterOptions {
   listen: { host: string; port: number };
   actorPort?: number;
+  /** How long one request may wait for its actor to resume and accept the connection (default 15 s). */
   resumeBudgetMs?: number;
+  /** Listen on a non-loopback address (the router authenticates no one); refused unless set. */
+  allowRemote?: boolean;
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+class BudgetExceeded extends Error {}
+
+/** p, or a BudgetExceeded rejection when `ms` pass first. */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BudgetExceeded()), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 function httpStatusFor(code: number | undefined): number {
@@ -57,6 +76,11 @@ function httpStatusFor(code: number | undefined): number {
 }
 
 export async function startRouter(backend: RouterBackend, opts: RouterOptions): Promise<{ url: string; close(): Promise<void> }> {
+  if (!isLoopback(opts.listen.host) && !opts.allowRemote) {
+    throw new Error(
+      `the router would listen on ${opts.listen.host}, which is not loopback; it authenticates no one, so anyone who reaches it can wake and talk to every actor. Use 127.0.0.1, or pass --router-allow-remote to accept that`,
+    );
+  }
   const port = opts.actorPort ?? 80;
   const budget = opts.resumeBudgetMs ?? 15_000;
   const inflight = new Map<string, Promise<Actor>>();
@@ -94,10 +118,15 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`invalid host "${req.headers.host ?? ''}": ${target.error}\n`);
       return;
     }
+    const started = Date.now();
     void (async () => {
       try {
-        await resumeOnce(target.atespace, target.name);
+        await within(resumeOnce(target.atespace, target.name), budget);
       } catch (e) {
+        if (e instanceof BudgetExceeded) {
+          res.writeHead(504, { 'content-type': 'text/plain' }).end(`actor "${target.name}" did not resume within the router's ${budget} ms budget\n`);
+          return;
+        }
         const code = grpcCodeOf(e);
         const status = httpStatusFor(code);
         const msg = status === 500 ? `error resuming actor "${target.name}"` : messageOf(e);
@@ -105,9 +134,15 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
         return;
       }
       let sock: import('node:net').Socket;
+      const connecting = backend.connect(target.atespace, target.name, port);
       try {
-        sock = await backend.connect(target.atespace, target.name, port);
+        sock = await within(connecting, Math.max(1, budget - (Date.now() - started)));
       } catch (e) {
+        if (e instanceof BudgetExceeded) {
+          connecting.then((late) => late.destroy(), () => undefined);
+          res.writeHead(504, { 'content-type': 'text/plain' }).end(`actor "${target.name}" did not accept a connection on port ${port} within the router's ${budget} ms budget\n`);
+          return;
+        }
         res.writeHead(502, { 'content-type': 'text/plain' }).end(`actor "${target.name}" is not accepting connections on port ${port}: ${messageOf(e)}\n`);
         return;
       }
@@ -128,6 +163,9 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
+  // A client gets this long to send its request headers; a silent connection does not hold a slot forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.listen.port, opts.listen.host, () => resolve());

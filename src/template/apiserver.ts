@@ -28,7 +28,7 @@
 // Storage is pluggable (ResourceStorage). resourceVersions, uids and watch history live in the server; the
 // storage only keeps objects by key.
 import http from 'node:http';
-import { randomUUID, randomBytes } from 'node:crypto';
+import { randomUUID, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { findProtoKey, isRecord, ownEntries, ownGet, ownSet, PROTO_KEY } from '../common/own.js';
@@ -351,8 +351,13 @@ export interface ChangeEvent {
 
 export interface ApiServerOptions {
   storage?: ResourceStorage;
-  /** Loopback only (127.0.0.0/8, ::1, localhost): the stand-in has no authentication. Default 127.0.0.1:0. */
+  /**
+   * Loopback only (127.0.0.0/8, ::1, localhost), default 127.0.0.1:0, where every request must carry
+   * `Authorization: Bearer <token>`; or a Unix socket, made 0600, where the token is optional.
+   */
   listen?: { host: string; port: number } | { path: string };
+  /** The bearer token clients present; on TCP one is generated when none is given (see ApiServerHandle.token). */
+  token?: string;
   /** Watch events kept for resourceVersion resume (default 2000). */
   watchHistory?: number;
 }
@@ -360,6 +365,8 @@ export interface ApiServerOptions {
 export interface ApiServerHandle {
   /** `http://127.0.0.1:<port>` for TCP, `unix:<path>` for a Unix socket. */
   url: string;
+  /** The bearer token every request must carry (empty on a Unix socket without one). Never log it. */
+  token: string;
   socketPath?: string;
   close(): Promise<void>;
   /** Called after every committed change (create, update, apply, status, delete). Returns an unsubscribe function. */
@@ -987,7 +994,7 @@ async function handle(s: Server, req: http.IncomingMessage, res: http.ServerResp
     if (method === 'POST') {
       if (ns === undefined && def.namespaced) throw methodNotAllowed();
       const type = mediaType(req);
-      if (!['application/json', 'application/yaml', ''].includes(type)) throw unsupportedMedia(['application/json', 'application/yaml']);
+      if (!['application/json', 'application/yaml'].includes(type)) throw unsupportedMedia(['application/json', 'application/yaml']);
       const body = decodeBody(await readBody(req), type);
       const obj = await s.create(def, ns, body, opts);
       return send(res, 201, obj);
@@ -999,7 +1006,7 @@ async function handle(s: Server, req: http.IncomingMessage, res: http.ServerResp
       return send(res, 200, await s.getObj(def, ns, name));
     case 'PUT': {
       const type = mediaType(req);
-      if (!['application/json', 'application/yaml', ''].includes(type)) throw unsupportedMedia(['application/json', 'application/yaml']);
+      if (!['application/json', 'application/yaml'].includes(type)) throw unsupportedMedia(['application/json', 'application/yaml']);
       const body = decodeBody(await readBody(req), type);
       return send(res, 200, await s.update(def, ns, name, body, subresource, opts));
     }
@@ -1028,7 +1035,8 @@ async function handle(s: Server, req: http.IncomingMessage, res: http.ServerResp
       const text = await readBody(req);
       let pre: { uid?: string; resourceVersion?: string } = {};
       if (text.trim()) {
-        const b = decodeBody(text, mediaType(req));
+        if (mediaType(req) !== 'application/json') throw unsupportedMedia(['application/json']);
+        const b = decodeBody(text, 'application/json');
         if (isPlainObj(b) && isPlainObj(b.preconditions)) pre = b.preconditions as typeof pre;
       }
       const gone = await s.remove(def, ns, name, pre, opts);
@@ -1083,8 +1091,27 @@ async function watch(s: Server, req: http.IncomingMessage, res: http.ServerRespo
 }
 
 /**
+ * Who may talk to the server, checked before anything is read: the bearer token (constant-time compare),
+ * the Host header naming the address the server listens on (no DNS-rebinding name reaches it), and no
+ * Origin header (browsers send one on every cross-site request; Kubernetes clients never do).
+ */
+function admitRequest(req: http.IncomingMessage, token: string, hosts: ReadonlySet<string> | undefined): void {
+  if (hosts && !hosts.has(String(req.headers.host ?? '').toLowerCase())) {
+    throw err(403, 'Forbidden', 'the Host header does not name this server\'s address');
+  }
+  if (req.headers.origin !== undefined) throw err(403, 'Forbidden', 'cross-origin requests are refused (a browser page cannot use this API)');
+  if (!token) return;
+  const m = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''));
+  const given = Buffer.from(m?.[1] ?? '');
+  const want = Buffer.from(token);
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw err(401, 'Unauthorized', 'Unauthorized: a valid bearer token is required (the local Substrate writes it to the file named by kube_token_path in local.json)');
+  }
+}
+
+/**
  * Starts the stand-in API server. Storage defaults to in-memory; listen defaults to 127.0.0.1 on a free port.
- * Only loopback addresses and Unix sockets are accepted (the stand-in has no authentication).
+ * Only loopback addresses (with a bearer token) and 0600 Unix sockets are accepted.
  */
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServerHandle> {
   const storage = opts.storage ?? memoryStorage();
@@ -1094,9 +1121,15 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   }
   const s = new Server(storage, opts.watchHistory ?? 2000);
   await s.init();
+  const token = opts.token ?? ('host' in listen ? randomBytes(32).toString('base64url') : '');
+  if ('host' in listen && token.length < 16) throw new Error('the resource API on TCP needs a bearer token of at least 16 characters');
+  let hosts: Set<string> | undefined;
 
   const server = http.createServer((req, res) => {
-    handle(s, req, res).catch((e: unknown) => {
+    Promise.resolve()
+      .then(() => admitRequest(req, token, hosts))
+      .then(() => handle(s, req, res))
+      .catch((e: unknown) => {
       if (e instanceof KubeError) return send(res, e.status.code, e.status);
       send(res, 500, statusOf(500, 'InternalError', `Internal error occurred: ${(e as Error)?.message ?? String(e)}`));
     });
@@ -1114,8 +1147,14 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(listen.path, () => resolve());
+      const old = process.umask(0o177);
+      try {
+        server.listen(listen.path, () => resolve());
+      } finally {
+        process.umask(old);
+      }
     });
+    fs.chmodSync(listen.path, 0o600);
     socketPath = listen.path;
     url = `unix:${listen.path}`;
   } else {
@@ -1127,6 +1166,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     if (!addr || typeof addr === 'string') throw new Error('unexpected server address');
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     url = `http://${host}:${addr.port}`;
+    hosts = new Set([`${host}:${addr.port}`, `localhost:${addr.port}`]);
   }
 
   const defOf = (r: ResourceName) => {
@@ -1137,6 +1177,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
 
   return {
     url,
+    token,
     socketPath,
     onChange: (l) => s.onChange(l),
     async close() {

@@ -374,11 +374,18 @@ function isLoopback(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
+/** How to reach the local Substrate's resource API: its loopback URL and the bearer token it demands. */
+export interface KubeAccess {
+  url: string;
+  token: string;
+}
+
 /**
- * A KubeConfig for a plain-HTTP API server on loopback (the local Substrate's stand-in API server). Anything
- * else (another host, https, a Unix socket URL) is refused: use a real kubeconfig for a real cluster.
+ * A KubeConfig for a plain-HTTP API server on loopback (the local Substrate's stand-in API server), with its
+ * bearer token. Anything else (another host, https, a Unix socket URL) is refused: use a real kubeconfig for
+ * a real cluster.
  */
-export function kubeConfigFor(url: string): KubeConfig {
+export function kubeConfigFor({ url, token }: KubeAccess): KubeConfig {
   let u: URL;
   try {
     u = new URL(url);
@@ -391,33 +398,42 @@ export function kubeConfigFor(url: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'local-substrate', server: `${u.protocol}//${u.host}`, skipTLSVerify: true }],
-    users: [{ name: 'local-substrate' }],
+    users: [{ name: 'local-substrate', token }],
     contexts: [{ name: 'local-substrate', cluster: 'local-substrate', user: 'local-substrate', namespace: 'default' }],
     currentContext: 'local-substrate',
   });
   return kc;
 }
 
+/** Who serves the resource API right now: an instance id (a per-start nonce) and how to reach it. */
+export interface StoreInstance {
+  id: string;
+  access: KubeAccess;
+}
+
 /**
- * A store whose API server can move: when a call finds nothing listening (ECONNREFUSED), `reconnect` is asked
- * for a fresh store (for example from a restarted local Substrate's local.json) and the call is made once
- * more. Any other error, or a second refusal, is returned as it is.
+ * A store for an API server that can restart elsewhere (a local Substrate found through local.json):
+ * before every call `current()` names the instance serving now, read afresh, and throws when none runs. A
+ * call therefore never goes to the address of an instance that is gone, whatever may listen there now, and
+ * follows a restarted instance (a new id) to its new address and token.
  */
-export function reconnectingStore(initial: TemplateStore, reconnect: () => TemplateStore | null): TemplateStore {
-  let current = initial;
-  const refused = (e: unknown) => /ECONNREFUSED/.test(e instanceof Error ? e.message : String(e));
+export function instanceStore(current: () => StoreInstance): TemplateStore {
+  let bound: { id: string; store: TemplateStore } | undefined;
+  const storeNow = (): TemplateStore => {
+    const now = current();
+    if (!bound || bound.id !== now.id) bound = { id: now.id, store: kubeTemplateStore(kubeConfigFor(now.access)) };
+    return bound.store;
+  };
   const call =
     <A extends unknown[], R>(pick: (s: TemplateStore) => (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
+    (...args: A): Promise<R> => {
+      let s: TemplateStore;
       try {
-        return await pick(current).apply(current, args);
+        s = storeNow();
       } catch (e) {
-        if (!refused(e)) throw e;
-        const next = reconnect();
-        if (!next) throw e;
-        current = next;
-        return pick(current).apply(current, args);
+        return Promise.reject(e);
       }
+      return pick(s).apply(s, args);
     };
   return {
     apply: call((s) => s.apply),

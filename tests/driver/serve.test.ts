@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { kubeConfigFor, kubeTemplateStore } from '../../src/template/store.js';
+import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
 import { operatorTemplate } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'substrate-driver.js');
@@ -65,9 +66,9 @@ describe('substrate-driver serve --local', () => {
 
     // `sandboxes watch` streams what `sandboxes create` and `sandboxes delete` do. The sandbox uses an
     // operator's pre-provisioned template, applied to the local Substrate's resource API found in local.json.
-    const lj = JSON.parse(readFileSync(join(dir, 'local.json'), 'utf8')) as { kube_url: string };
+    const lj = JSON.parse(readFileSync(join(dir, 'local.json'), 'utf8')) as LocalJson;
     const image = (await ensureDefaultImage(dir)).ref;
-    const store = kubeTemplateStore(kubeConfigFor(lj.kube_url));
+    const store = kubeTemplateStore(kubeConfigFor(kubeAccessOf(lj)));
     await store.apply(operatorTemplate('cli-tpl', image) as never);
     await store.waitReady('default', 'cli-tpl', 120_000);
     const watcher = spawn(process.execPath, [BIN, 'sandboxes', 'watch', '--json', '--state-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -198,8 +198,8 @@ async function localTarget(workDir: string): Promise<LiveTarget> {
     const kubeconfigPath = join(workDir, 'kubeconfig');
     const kc = new KubeConfig();
     kc.loadFromOptions({
-      clusters: [{ name: 'local-substrate', server: local.kubeUrl, skipTLSVerify: true }],
-      users: [{ name: 'local-substrate' }],
+      clusters: [{ name: 'local-substrate', server: local.kube.url, skipTLSVerify: true }],
+      users: [{ name: 'local-substrate', token: local.kube.token }],
       contexts: [{ name: 'local-substrate', cluster: 'local-substrate', user: 'local-substrate', namespace: 'default' }],
       currentContext: 'local-substrate',
     });

@@ -25,15 +25,15 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     s = await startTestSubstrate({ workers: 2 });
     image = await defaultImageRef(s.stateDir);
     // A second pool with one worker and its own label, to move actors across pools deterministically.
-    const pool = await applyObject(s.h.kubeUrl, {
+    const pool = await applyObject(s.h.kube, {
       apiVersion: 'ate.dev/v1alpha1',
       kind: 'WorkerPool',
       metadata: { name: 'pool-b', namespace: 'ate-system', labels: { tier: 'b' } },
       spec: { replicas: 1, ateomImage: 'local@sha256:0000' },
     } as never);
     expect(pool.status).toBeLessThan(300);
-    expect((await applyObject(s.h.kubeUrl, counterTemplate('counter', image, { readyz: true }) as never)).status).toBeLessThan(300);
-    await waitTemplateReady(s.h.kubeUrl, 'default', 'counter');
+    expect((await applyObject(s.h.kube, counterTemplate('counter', image, { readyz: true }) as never)).status).toBeLessThan(300);
+    await waitTemplateReady(s.h.kube, 'default', 'counter');
     await s.rpc('createAtespace', { name: 'demo' });
   });
 
@@ -189,7 +189,7 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
   });
 
   it('creates new actors from the golden snapshot, and boots cold with boot=true', async () => {
-    const tpl = await waitTemplateReady(s.h.kubeUrl, 'default', 'counter');
+    const tpl = await waitTemplateReady(s.h.kube, 'default', 'counter');
     expect(tpl.status.goldenSnapshot).toMatch(/^file:\/\//);
     expect(tpl.status.conditions[0]).toMatchObject({ type: 'Ready', status: 'True', reason: 'Ready', message: 'Actor template is ready for use' });
     const golden = await s.rpc<{ actor: Actor }>('getActor', ref(tpl.status.goldenActorID, 'ate-golden'));
@@ -300,10 +300,10 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
   it('answers bad workloads with clear errors and keeps the catalog consistent', async () => {
     // An image nobody built, and a command the runtime cannot start.
     const unknownImage = counterTemplate('noimage', 'local/nothing@sha256:' + 'ab'.repeat(32));
-    expect((await applyObject(s.h.kubeUrl, unknownImage as never)).status).toBeLessThan(300);
+    expect((await applyObject(s.h.kube, unknownImage as never)).status).toBeLessThan(300);
     const badCmd = counterTemplate('badcmd', image, { readyz: false });
     (badCmd.spec.containers[0] as { command: string[] }).command = ['/no/such/binary'];
-    expect((await applyObject(s.h.kubeUrl, badCmd as never)).status).toBeLessThan(300);
+    expect((await applyObject(s.h.kube, badCmd as never)).status).toBeLessThan(300);
     await s.rpc('createActor', { ...ref('noimg'), actorTemplateNamespace: 'default', actorTemplateName: 'noimage' });
     await expectCode(s.rpc('resumeActor', { ...ref('noimg'), boot: true }), status.FAILED_PRECONDITION, /local\/nothing@sha256/);
     await s.rpc('createActor', { ...ref('nocmd'), actorTemplateNamespace: 'default', actorTemplateName: 'badcmd' });
@@ -349,7 +349,7 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     const sv = after.actors.find((a) => a.actorId === 'survivor')!;
     expect(sv.status).toBe(Actor_Status.STATUS_SUSPENDED); // a clean stop suspends running actors
     expect((await s.rpc<{ atespace: { name: string } }>('getAtespace', { name: 'demo' })).atespace.name).toBe('demo');
-    await waitTemplateReady(s.h.kubeUrl, 'default', 'counter', 1000);
+    await waitTemplateReady(s.h.kube, 'default', 'counter', 1000);
     expect(JSON.parse((await viaRouter(s.h.routerUrl, 'demo', 'survivor', '/count')).body).n).toBe(6);
     await s.rpc('suspendActor', ref('survivor'));
     await s.rpc('deleteActor', ref('survivor'));

@@ -10,12 +10,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { instancePaths, listNetns, runscPidsOf } from '../../src/local/runtime/index.js';
+import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
 import { applyObject, controlClient, counterTemplate, defaultImageRef, viaRouter, waitTemplateReady } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '../../bin/substrate-driver.js');
 const ref = { actorRef: { atespace: 'crash', name: 'c1' } };
 
-async function serve(stateDir: string): Promise<{ proc: ResultPromise; info: { api_endpoint: string; router_url: string; kube_url: string; pid: number } }> {
+async function serve(stateDir: string): Promise<{ proc: ResultPromise; info: LocalJson }> {
   const proc = execa('node', [BIN, 'local', 'serve', '--state-dir', stateDir, '--router-listen', '127.0.0.1:0', '--workers', '1', '--log-level', 'warn'], {
     reject: false,
     stdin: 'ignore',
@@ -42,8 +43,8 @@ describe('standalone local Substrate: crash safety', () => {
     let { proc, info } = await serve(stateDir);
     let c = controlClient(info.api_endpoint);
     const image = await defaultImageRef(stateDir);
-    expect((await applyObject(info.kube_url, counterTemplate('counter', image) as never)).status).toBeLessThan(300);
-    await waitTemplateReady(info.kube_url, 'default', 'counter');
+    expect((await applyObject(kubeAccessOf(info), counterTemplate('counter', image) as never)).status).toBeLessThan(300);
+    await waitTemplateReady(kubeAccessOf(info), 'default', 'counter');
     await c.rpc('createAtespace', { name: 'crash' });
     await c.rpc('createActor', { ...ref, actorTemplateNamespace: 'default', actorTemplateName: 'counter' });
     await c.rpc('resumeActor', ref);

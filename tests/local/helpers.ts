@@ -1,5 +1,6 @@
 // Shared pieces of the local Substrate tests: a promise client for ateapi.Control, a counter workload, and
 // a local Substrate in a temporary state directory. Everything here is real: gVisor, SQLite, gRPC, HTTP.
+import type { KubeAccess } from '../../src/template/store.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,7 +92,7 @@ export function counterTemplate(name: string, image: string, opts: { readyz?: bo
   };
 }
 
-export async function applyObject(kubeUrl: string, obj: { kind: string; metadata: { name: string; namespace?: string } }): Promise<Response> {
+export async function applyObject(kube: KubeAccess, obj: { kind: string; metadata: { name: string; namespace?: string } }): Promise<Response> {
   const ns = obj.metadata.namespace ?? 'default';
   const path =
     obj.kind === 'ActorTemplate'
@@ -101,17 +102,17 @@ export async function applyObject(kubeUrl: string, obj: { kind: string; metadata
         : obj.kind === 'Secret'
           ? `/api/v1/namespaces/${ns}/secrets/${obj.metadata.name}`
           : `/api/v1/namespaces/${obj.metadata.name}`;
-  return fetch(`${kubeUrl}${path}?fieldManager=tests&force=true`, {
+  return fetch(`${kube.url}${path}?fieldManager=tests&force=true`, {
     method: 'PATCH',
-    headers: { 'content-type': 'application/apply-patch+yaml' },
+    headers: { 'content-type': 'application/apply-patch+yaml', authorization: `Bearer ${kube.token}` },
     body: JSON.stringify(obj),
   });
 }
 
-export async function waitTemplateReady(kubeUrl: string, ns: string, name: string, timeoutMs = 90_000): Promise<Record<string, any>> {
+export async function waitTemplateReady(kube: KubeAccess, ns: string, name: string, timeoutMs = 90_000): Promise<Record<string, any>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await fetch(`${kubeUrl}/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${name}`);
+    const r = await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${name}`, { headers: { authorization: `Bearer ${kube.token}` } });
     const o = (await r.json()) as Record<string, any>;
     if (o.status?.phase === 'Ready') return o;
     if (Date.now() > deadline) throw new Error(`template ${ns}/${name} not Ready: ${JSON.stringify(o.status)}`);

@@ -157,7 +157,7 @@ describe('SubstrateClient against the local Substrate with TLS and bearer JWTs',
   });
 
   it('pages ListActors until the token is empty', async () => {
-    const store = kubeTemplateStore(kubeConfigFor(local.kubeUrl));
+    const store = kubeTemplateStore(kubeConfigFor(local.kube));
     const image = (await ensureDefaultImage(local.stateDir)).ref;
     await store.apply(operatorTemplate('pager', image) as never);
     const c = client();
@@ -179,7 +179,7 @@ describe('SubstrateClient against the local Substrate with TLS and bearer JWTs',
   });
 
   it('retries ABORTED (the per-actor lock) with backoff, and observes every call', async () => {
-    const store = kubeTemplateStore(kubeConfigFor(local.kubeUrl));
+    const store = kubeTemplateStore(kubeConfigFor(local.kube));
     await store.waitReady('default', 'pager', 120_000);
     const seen: Array<[string, string]> = [];
     const once = client({ maxAttempts: 1 });

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Watch } from '@kubernetes/client-node';
 import { ApiError, Code } from '../../src/common/errors.js';
 import { startApiServer, memoryStorage, type ApiServerHandle, type ChangeEvent, type ResourceStorage } from '../../src/template/apiserver.js';
-import { kubeConfigFor, kubeTemplateStore, type TemplateStore } from '../../src/template/store.js';
+import { kubeConfigFor, kubeTemplateStore, type KubeAccess, type TemplateStore } from '../../src/template/store.js';
 import { OWNER_ANNOTATION, synthesizeActorTemplate, tokenSecretNameFor, type SynthesisConfig } from '../../src/template/synthesize.js';
 import type { ActorTemplate, KubeObject, KubeStatus } from '../../src/template/types.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
@@ -43,7 +43,7 @@ const aborts: AbortController[] = [];
 
 beforeAll(async () => {
   api = await startApiServer({ storage: memoryStorage(), listen: { host: '127.0.0.1', port: 0 } });
-  store = kubeTemplateStore(kubeConfigFor(api.url));
+  store = kubeTemplateStore(kubeConfigFor(api));
   await store.ensureNamespace(NS);
 });
 afterEach(() => {
@@ -56,7 +56,7 @@ afterAll(async () => {
 async function raw(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const res = await fetch(`${api.url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'Content-Type': contentType },
+    headers: { authorization: `Bearer ${api.token}`, ...(body === undefined ? {} : { 'Content-Type': contentType }) },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();
@@ -318,7 +318,7 @@ describe('stand-in Kubernetes API server + kubeTemplateStore', () => {
 
     const events: string[] = [];
     const gotDeleted = new Promise<void>((resolve, reject) => {
-      new Watch(kubeConfigFor(api.url))
+      new Watch(kubeConfigFor(api))
         .watch(
           `/apis/ate.dev/v1alpha1/namespaces/${NS}/actortemplates`,
           { fieldSelector: `metadata.name=${t.metadata.name}`, resourceVersion: created.metadata.resourceVersion },
@@ -339,7 +339,7 @@ describe('stand-in Kubernetes API server + kubeTemplateStore', () => {
     // Resuming from a resourceVersion replays what happened after it.
     const replay: string[] = [];
     await new Promise<void>((resolve, reject) => {
-      new Watch(kubeConfigFor(api.url))
+      new Watch(kubeConfigFor(api))
         .watch(
           `/apis/ate.dev/v1alpha1/namespaces/${NS}/actortemplates`,
           { fieldSelector: `metadata.name=${t.metadata.name}`, resourceVersion: created.metadata.resourceVersion },
@@ -369,14 +369,14 @@ describe('stand-in Kubernetes API server + kubeTemplateStore', () => {
 
   it('maps an unreachable API server to UNAVAILABLE', async () => {
     const dead = await startApiServer();
-    const url = dead.url;
+    const access = { url: dead.url, token: dead.token };
     await dead.close();
-    await expectApiError(kubeTemplateStore(kubeConfigFor(url)).get(NS, 'x'), Code.UNAVAILABLE, /Kubernetes API server unreachable/);
+    await expectApiError(kubeTemplateStore(kubeConfigFor(access)).get(NS, 'x'), Code.UNAVAILABLE, /Kubernetes API server unreachable/);
   });
 
   it('refuses non-loopback addresses', async () => {
     await expect(startApiServer({ listen: { host: '0.0.0.0', port: 0 } })).rejects.toThrow(/loopback only/);
-    expect(() => kubeConfigFor('http://192.0.2.1:6443')).toThrow(/loopback/);
+    expect(() => kubeConfigFor({ url: 'http://192.0.2.1:6443', token: 'x'.repeat(32) })).toThrow(/loopback/);
   });
 });
 
@@ -390,7 +390,7 @@ describe('stand-in API server storage', () => {
       list: async (p) => [...m.entries()].filter(([k]) => k.startsWith(p)).map(([, v]) => JSON.parse(v)),
     };
     const first = await startApiServer({ storage: asyncStorage });
-    const s1 = kubeTemplateStore(kubeConfigFor(first.url));
+    const s1 = kubeTemplateStore(kubeConfigFor(first));
     await s1.ensureNamespace('persist');
     const t = synthesizeActorTemplate(sandbox(), { ...CFG, namespace: 'persist' });
     const a = await s1.apply(t);
@@ -399,11 +399,11 @@ describe('stand-in API server storage', () => {
 
     const second = await startApiServer({ storage: asyncStorage });
     try {
-      const s2 = kubeTemplateStore(kubeConfigFor(second.url));
+      const s2 = kubeTemplateStore(kubeConfigFor(second));
       const got = await s2.get('persist', t.metadata.name!);
       expect(got?.metadata.uid).toBe(a.metadata.uid);
       await s2.putSecret('persist', 'after-restart', { k: 'v' });
-      const sec = await raw2(second.url, '/api/v1/namespaces/persist/secrets/after-restart');
+      const sec = await raw2(second, '/api/v1/namespaces/persist/secrets/after-restart');
       expect(Number(sec.metadata.resourceVersion)).toBeGreaterThan(Number(a.metadata.resourceVersion));
     } finally {
       await second.close();
@@ -411,14 +411,14 @@ describe('stand-in API server storage', () => {
   });
 });
 
-async function raw2(base: string, path: string) {
-  return (await (await fetch(`${base}${path}`)).json()) as KubeObject;
+async function raw2(srv: KubeAccess, path: string) {
+  return (await (await fetch(`${srv.url}${path}`, { headers: { authorization: `Bearer ${srv.token}` } })).json()) as KubeObject;
 }
 
 describe('stand-in API server watch history and listeners', () => {
-  async function firstLines(url: string, path: string, n: number): Promise<Array<{ type: string; object: any }>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  async function firstLines(srv: KubeAccess, path: string, n: number): Promise<Array<{ type: string; object: any }>> { // eslint-disable-line @typescript-eslint/no-explicit-any
     const ac = new AbortController();
-    const res = await fetch(`${url}${path}`, { signal: ac.signal });
+    const res = await fetch(`${srv.url}${path}`, { signal: ac.signal, headers: { authorization: `Bearer ${srv.token}` } });
     const reader = res.body!.getReader();
     const dec = new TextDecoder();
     let buf = '';
@@ -443,13 +443,13 @@ describe('stand-in API server watch history and listeners', () => {
   it('bootstraps a watch without resourceVersion with ADDED for existing objects, and answers 410 Expired for a too-old one', async () => {
     const srv = await startApiServer({ watchHistory: 2 });
     try {
-      const s = kubeTemplateStore(kubeConfigFor(srv.url));
+      const s = kubeTemplateStore(kubeConfigFor(srv));
       await s.ensureNamespace('w');
-      const start = (await (await fetch(`${srv.url}/api/v1/namespaces/w/secrets`)).json()) as { metadata: { resourceVersion: string } };
+      const start = (await raw2(srv, '/api/v1/namespaces/w/secrets')) as unknown as { metadata: { resourceVersion: string } };
       for (let i = 0; i < 4; i++) await s.putSecret('w', `s${i}`, { k: String(i) });
-      const boot = await firstLines(srv.url, '/api/v1/namespaces/w/secrets?watch=true', 4);
+      const boot = await firstLines(srv, '/api/v1/namespaces/w/secrets?watch=true', 4);
       expect(boot.map((e) => `${e.type}:${e.object.metadata.name}`)).toEqual(['ADDED:s0', 'ADDED:s1', 'ADDED:s2', 'ADDED:s3']);
-      const expired = await firstLines(srv.url, `/api/v1/namespaces/w/secrets?watch=true&resourceVersion=${start.metadata.resourceVersion}`, 1);
+      const expired = await firstLines(srv, `/api/v1/namespaces/w/secrets?watch=true&resourceVersion=${start.metadata.resourceVersion}`, 1);
       expect(expired[0]!.type).toBe('ERROR');
       expect(expired[0]!.object).toMatchObject({ kind: 'Status', code: 410, reason: 'Expired' });
     } finally {

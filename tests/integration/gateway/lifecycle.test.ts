@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
 import { SubstrateClient } from '../../../src/substrate/client.js';
-import { kubeConfigFor, kubeTemplateStore } from '../../../src/template/store.js';
+import { kubeConfigFor, kubeTemplateStore, type KubeAccess } from '../../../src/template/store.js';
+import { kubeAccessOf } from '../../../src/local/index.js';
 import {
   DriverProcess,
   Gateway,
@@ -85,8 +86,8 @@ function noErrorEver(gw: Gateway, id: string, removedHistory?: string[]): void {
   expect(h, `phase history of ${id}`).not.toContain('ERROR');
 }
 
-async function operatorTemplate(kubeUrl: string, image: string): Promise<void> {
-  const store = kubeTemplateStore(kubeConfigFor(kubeUrl));
+async function operatorTemplate(kube: KubeAccess, image: string): Promise<void> {
+  const store = kubeTemplateStore(kubeConfigFor(kube));
   await store.apply({
     apiVersion: 'ate.dev/v1alpha1',
     kind: 'ActorTemplate',
@@ -127,7 +128,7 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     gw = new Gateway({ socketPath, reconcileIntervalMs: 2000, orphanGraceMs: 15_000, supervisor: routerSupervisor(stateDir) });
     await gw.start();
     image = gw.capabilities!.defaultImage;
-    await operatorTemplate(readLocalJson(stateDir).kube_url, image);
+    await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
     // charlie gets a driver-synthesized template (so the driver wires its environment and token); its golden
     // snapshot is taken while the first tests run.
     c = await gw.createSandbox(gatewaySandbox({ name: 'charlie', image, token: tokenC }));

@@ -14,6 +14,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
 import { kubeConfigFor, kubeTemplateStore } from '../../../src/template/store.js';
+import { kubeAccessOf } from '../../../src/local/index.js';
 import { DRIVER_BIN, DriverProcess, Gateway, GatewayError, readLocalJson, routerRequest, routerSupervisor, type GatewayRow } from './harness.js';
 
 const COUNTER_JS = `
@@ -88,7 +89,7 @@ describe('gateway stand-in with a separately run local Substrate that restarts u
     gw = new Gateway({ socketPath, reconcileIntervalMs: 2000, orphanGraceMs: 15_000, supervisor: routerSupervisor(stateDir) });
     await gw.start();
     const image = gw.capabilities!.defaultImage;
-    const store = kubeTemplateStore(kubeConfigFor(readLocalJson(stateDir).kube_url));
+    const store = kubeTemplateStore(kubeConfigFor(kubeAccessOf(readLocalJson(stateDir))));
     await store.apply({
       apiVersion: 'ate.dev/v1alpha1',
       kind: 'ActorTemplate',
