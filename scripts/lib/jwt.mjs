@@ -27,6 +27,12 @@ export const SUPPORTED_ALGS = Object.freeze(['EdDSA', 'ES256', 'RS256']);
 /** Leeway the gateway allows on `exp` (jsonwebtoken default validation, 60 s). */
 export const GATEWAY_EXP_LEEWAY_SECS = 60;
 
+/**
+ * Clock skew allowed on `exp`, `nbf` and `iat` when verifying, in seconds: the gateway's leeway, and the same
+ * bound the local Substrate's verifier uses (CLOCK_SKEW_SECONDS in src/local/auth.ts).
+ */
+export const CLOCK_SKEW_SECONDS = GATEWAY_EXP_LEEWAY_SECS;
+
 /** Default audience of the Substrate API (`--client-jwt-audience` in the upstream manifests). */
 export const API_AUDIENCE = 'api.ate-system.svc';
 
@@ -437,7 +443,9 @@ function audContains(aud, expected) {
 /**
  * Verify a sandbox token the way the gateway does: alg pinned to EdDSA; kid must match the kid file; typ
  * `openshell-ext+jwt` rejected; signature checked with public.pem; iss and aud = openshell-gateway:<gatewayId>;
- * sub, exp required; exp 0 accepted, otherwise 60 s leeway; sub must name the sandbox_id.
+ * sub, exp required; exp 0 accepted (the gateway's "never expires"), otherwise CLOCK_SKEW_SECONDS (60 s) leeway;
+ * nbf and iat, when present, must be numbers and not more than CLOCK_SKEW_SECONDS in the future; sub must name
+ * the sandbox_id.
  * Throws JwtError with a reason (never the token). Returns the header and claims.
  *
  * @param {string} token
@@ -489,11 +497,17 @@ export async function verifySandboxToken(token, dir, opts = {}) {
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const exp = claims.exp;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw new JwtError('exp must be a number');
-  if (exp !== 0 && exp + GATEWAY_EXP_LEEWAY_SECS < now) {
-    throw new JwtError(`token expired at ${new Date(exp * 1000).toISOString()} (leeway ${GATEWAY_EXP_LEEWAY_SECS} s)`);
+  if (exp !== 0 && exp + CLOCK_SKEW_SECONDS < now) {
+    throw new JwtError(`token expired at ${new Date(exp * 1000).toISOString()} (leeway ${CLOCK_SKEW_SECONDS} s)`);
   }
-  if (typeof claims.nbf === 'number' && claims.nbf - GATEWAY_EXP_LEEWAY_SECS > now) {
-    throw new JwtError(`token not valid before ${new Date(claims.nbf * 1000).toISOString()}`);
+  for (const c of ['nbf', 'iat']) {
+    if (c in claims && (typeof claims[c] !== 'number' || !Number.isFinite(claims[c]))) throw new JwtError(`${c} must be a number`);
+  }
+  if (typeof claims.nbf === 'number' && claims.nbf - CLOCK_SKEW_SECONDS > now) {
+    throw new JwtError(`token not valid before ${new Date(claims.nbf * 1000).toISOString()} (leeway ${CLOCK_SKEW_SECONDS} s)`);
+  }
+  if (typeof claims.iat === 'number' && claims.iat - CLOCK_SKEW_SECONDS > now) {
+    throw new JwtError(`token issued in the future, at ${new Date(claims.iat * 1000).toISOString()} (leeway ${CLOCK_SKEW_SECONDS} s)`);
   }
   const sandboxId = claims.sandbox_id;
   if (typeof sandboxId !== 'string' || !isUuid(sandboxId)) throw new JwtError('sandbox_id is missing or not a UUID');
