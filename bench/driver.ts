@@ -96,7 +96,7 @@ function operatorTemplate(image: string): ActorTemplate {
   return {
     apiVersion: 'ate.dev/v1alpha1',
     kind: 'ActorTemplate',
-    metadata: { name: TEMPLATE, namespace: 'default' },
+    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
     spec: {
       pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
       containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', SERVER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],

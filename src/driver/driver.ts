@@ -36,6 +36,7 @@ import { conditionsFor, derivePhase, stampTransitions, type Op } from './conditi
 import { RecordStore, stripToken, type SandboxRecord } from './records.js';
 import type { ControlPort, StorePort, TemplatePort } from './ports.js';
 import { WatchHub, type EventSink } from './hub.js';
+import { attachRefusal } from './admission.js';
 
 const log = logger('driver');
 
@@ -453,6 +454,10 @@ export class SubstrateDriver {
       if (!t) {
         throw failedPrecondition(`ActorTemplate ${ns}/${name} named by ${namedFrom} does not exist; create it first, or leave the key out to let the driver make one`);
       }
+      // Only pre-provisioned templates the operator marked attachable (for this workspace); never another
+      // sandbox's synthesized one. create() runs this same validation, so CreateSandbox checks it again.
+      const refused = attachRefusal(t, ns, name, workspace);
+      if (refused) throw refused;
       return { atespace: workspace, templateNamespace: ns, template: name, owned: false, workerSelector };
     }
 

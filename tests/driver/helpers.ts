@@ -247,7 +247,7 @@ export function operatorTemplate(name: string, image: string, opts: { readyz?: b
   return {
     apiVersion: 'ate.dev/v1alpha1' as const,
     kind: 'ActorTemplate' as const,
-    metadata: { name, namespace: 'default' },
+    metadata: { name, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
     spec: {
       pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
       containers: [

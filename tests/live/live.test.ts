@@ -110,7 +110,7 @@ describe('driver write path against an ateapi server over TLS with a bearer toke
       await store.apply({
         apiVersion: 'ate.dev/v1alpha1',
         kind: 'ActorTemplate',
-        metadata: { name: t.template, namespace: t.namespace },
+        metadata: { name: t.template, namespace: t.namespace, labels: { 'openshell.ai/sandbox-attachable': 'true' } },
         spec: {
           pauseImage: t.pauseImage,
           containers: [{ name: 'app', image: t.image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],

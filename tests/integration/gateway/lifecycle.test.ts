@@ -91,7 +91,7 @@ async function operatorTemplate(kube: KubeAccess, image: string): Promise<void> 
   await store.apply({
     apiVersion: 'ate.dev/v1alpha1',
     kind: 'ActorTemplate',
-    metadata: { name: TEMPLATE, namespace: 'default' },
+    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
     spec: {
       pauseImage: PAUSE,
       containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],

@@ -93,7 +93,7 @@ describe('gateway stand-in with a separately run local Substrate that restarts u
     await store.apply({
       apiVersion: 'ate.dev/v1alpha1',
       kind: 'ActorTemplate',
-      metadata: { name: TEMPLATE, namespace: 'default' },
+      metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
       spec: {
         pauseImage: PAUSE,
         containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],
