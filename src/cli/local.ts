@@ -8,6 +8,7 @@ import { buildImageFromDir, ensureDefaultImage, listImages } from '../local/imag
 import { runDoctor } from '../local/doctor.js';
 import { parseManifests } from '../template/manifests.js';
 import { setLogLevel } from '../common/log.js';
+import { runUntilStopped } from '../common/lifecycle.js';
 
 const HELP: Record<string, string> = {
   '': `Usage: substrate-driver local <command> [options]
@@ -182,20 +183,7 @@ async function serve(argv: string[]): Promise<number> {
   process.stdout.write(
     `local Substrate running (pid ${process.pid})\n  api:    ${h.apiEndpoint}${h.apiTls ? ' (TLS)' : ''}\n  router: ${h.routerUrl}\n  kube:   ${h.kube.url} (bearer token in ${join(h.stateDir, 'kube.token')})\n  state:  ${h.stateDir}\n`,
   );
-  await new Promise<void>((resolveStop) => {
-    const onSignal = (sig: string) => {
-      process.stderr.write(`received ${sig}; suspending running actors and stopping\n`);
-      const force = setTimeout(() => {
-        process.stderr.write('shutdown took longer than 60s; exiting\n');
-        process.exit(1);
-      }, 60_000);
-      force.unref();
-      void h.stop().then(resolveStop);
-    };
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-  });
-  return 0;
+  return runUntilStopped(() => h.stop(), { what: 'local Substrate (suspending running actors)' });
 }
 
 function requireRunning(stateDir: string) {

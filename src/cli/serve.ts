@@ -3,7 +3,8 @@
 // local Substrate found through <state-dir>/local.json.
 import { ConfigError, loadConfig } from '../common/config.js';
 import { logger, setLogLevel } from '../common/log.js';
-import { runDriver, type LocalEndpoints, type RunningDriver } from '../driver/index.js';
+import { runUntilStopped } from '../common/lifecycle.js';
+import type { LocalEndpoints, RunningDriver } from '../driver/index.js';
 import { configFlagValues, configFlags, helpText, parseArgs, runCommand, type CommandSpec } from './args.js';
 
 const log = logger('serve');
@@ -37,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
     const cfg = loadConfig({ flags });
     setLogLevel(cfg.logLevel);
 
+    // The driver's modules (the Kubernetes client among them) load while the local Substrate starts: a
+    // restart after a crash is back sooner.
+    const driverModule = import('../driver/index.js');
+    driverModule.catch(() => undefined);
     let localStop: (() => Promise<void>) | undefined;
     let local: LocalEndpoints | undefined;
     let relocateLocal: (() => LocalEndpoints | undefined) | undefined;
@@ -80,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
 
     let running: RunningDriver;
     try {
+      const { runDriver } = await driverModule;
       running = await runDriver({ config: cfg, local, relocateLocal });
     } catch (e) {
       await localStop?.();
@@ -97,17 +103,12 @@ export async function main(argv: string[]): Promise<number> {
       JSON.stringify({ socket: running.server.socketPath, api: running.target.endpoint, metrics: running.server.metricsAddress ?? null }) + '\n',
     );
 
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
-    log.info('stopping', { signal });
-    // A second signal during shutdown exits at once.
-    const hard = () => process.exit(130);
-    process.once('SIGINT', hard);
-    process.once('SIGTERM', hard);
-    await running.close();
-    await localStop?.();
-    return 0;
+    return runUntilStopped(
+      async () => {
+        await running.close();
+        await localStop?.();
+      },
+      { what: local ? 'driver and embedded local Substrate' : 'driver' },
+    );
   });
 }

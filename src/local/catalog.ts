@@ -5,6 +5,7 @@
 // loss, and every multi-row change (an actor and the worker it binds) is one transaction. Actor updates are
 // compare-and-set on `version`, as upstream's store does.
 import Database from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { Actor, Actor_Status, Worker } from '../gen/ateapi.js';
 import { ApiError } from '../common/errors.js';
@@ -88,6 +89,9 @@ export class Catalog {
       this.db.pragma('busy_timeout = 5000');
       return;
     }
+    // Private before anything is written: SQLite gives the WAL and SHM files the database file's mode.
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

@@ -120,7 +120,7 @@ export class LocalControl {
   private readonly catalog: Catalog;
   private readonly runtime: Runtime;
   private readonly locks = new Set<string>();
-  /** Live sandboxes by worker index. Not persisted: a restart releases them (see reconcile). */
+  /** Live sandboxes by worker index; rebuilt at start from the sandboxes the runtime adopted (see reconcile). */
   private readonly running = new Map<number, Running>();
   private monitor: NodeJS.Timeout | undefined;
   private closing = false;
@@ -157,9 +157,17 @@ export class LocalControl {
   async start(): Promise<void> {
     await this.runtime.init();
     await this.syncPools();
-    await this.reconcileAfterCrash();
+    const resumeNow = await this.reconcileAfterCrash();
     this.monitor = setInterval(() => void this.checkWorkers(), 500);
     this.monitor.unref();
+    // Actors that were running when the previous run died, but whose sandbox died with it, come back from
+    // their last snapshot without anyone asking (in the background: serving does not wait for them).
+    for (const r of resumeNow) {
+      void this.resumeActor({ actorRef: r }).then(
+        () => log.info('resumed actor that was running when the previous run stopped', { actor: `${r.atespace}/${r.name}` }),
+        (e: unknown) => log.warn('could not resume actor that was running when the previous run stopped; it resumes on demand', { actor: `${r.atespace}/${r.name}`, error: e }),
+      );
+    }
   }
 
   async stop(): Promise<void> {
@@ -222,15 +230,30 @@ export class LocalControl {
   }
 
   /**
-   * After a crash: intermediate statuses are settled from what is durably on disk (snapshot directories are
-   * renamed into place atomically, so one either exists whole or not at all), and sandboxes of the previous
-   * run are released: their actors go to SUSPENDED keeping their last snapshot.
+   * After a crash of the previous run (its process killed, not the machine): a RUNNING actor whose sandbox
+   * is still alive is adopted as it is, memory intact. Every other intermediate status is settled from what
+   * is durably on disk (snapshot directories are renamed into place atomically, so one either exists whole
+   * or not at all) and its sandbox released: the actor goes to SUSPENDED (or PAUSED) keeping its last
+   * snapshot. Returns the actors that were running but lost their sandbox, for start() to resume.
    */
-  private async reconcileAfterCrash(): Promise<void> {
+  private async reconcileAfterCrash(): Promise<Array<{ atespace: string; name: string }>> {
+    const adopted = new Set<string>();
     for (const w of this.catalog.listWorkers()) {
-      if (w.sandboxId) await this.runtime.destroy(w.sandboxId).catch(() => undefined);
+      if (!w.sandboxId) continue;
+      const a = w.actorName ? this.catalog.getActor(w.actorAtespace, w.actorName) : null;
+      const live = this.runtime.adopted(w.sandboxId);
+      if (a && a.status === Actor_Status.STATUS_RUNNING && live && live.handle.worker.index === w.idx) {
+        this.running.set(w.idx, { handle: live.handle, atespace: a.atespace, name: a.actorId, imageDigest: live.imageDigest });
+        this.prepared.add(w.idx);
+        adopted.add(this.lockKey(a.atespace, a.actorId));
+        log.info('adopted running actor left by a previous run', { actor: `${a.atespace}/${a.actorId}`, worker: w.idx, pid: live.handle.pid });
+        continue;
+      }
+      await this.runtime.destroy(w.sandboxId).catch(() => undefined);
     }
+    const resumeNow: Array<{ atespace: string; name: string }> = [];
     for (const a of this.catalog.allActors()) {
+      if (adopted.has(this.lockKey(a.atespace, a.actorId))) continue;
       if (a.status === Actor_Status.STATUS_SUSPENDED || a.status === Actor_Status.STATUS_PAUSED) {
         // Settled, but a worker may still point at it (crash between the two writes of a transaction is
         // impossible; this covers catalogs written by older versions).
@@ -249,8 +272,10 @@ export class LocalControl {
           next.status = a.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
         }
       } else {
-        // RUNNING or RESUMING: the sandbox is gone with the crashed run; fall back to the last snapshot.
+        // RUNNING or RESUMING whose sandbox did not survive: fall back to the last snapshot, and resume it
+        // once started (it was running, or about to be).
         next.status = a.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL ? Actor_Status.STATUS_PAUSED : Actor_Status.STATUS_SUSPENDED;
+        if (a.atespace !== GOLDEN_ATESPACE) resumeNow.push({ atespace: a.atespace, name: a.actorId });
       }
       next = this.clearPod({ ...next, inProgressSnapshot: '' });
       this.catalog.tx(() => {
@@ -260,6 +285,13 @@ export class LocalControl {
       log.info('released actor left by a previous run', { actor: `${a.atespace}/${a.actorId}`, from: statusName(a.status), to: statusName(next.status) });
     }
     for (const w of this.catalog.listWorkers()) if (w.actorName && !this.catalog.getActor(w.actorAtespace, w.actorName)) this.catalog.releaseWorker(w.idx);
+    // Sandboxes the runtime adopted that no actor claims are leftovers.
+    for (const s of await this.runtime.list()) {
+      if (this.runtime.adopted(s.sandboxId) && ![...this.running.values()].some((r) => r.handle.sandboxId === s.sandboxId)) {
+        await this.runtime.destroy(s.sandboxId).catch(() => undefined);
+      }
+    }
+    return resumeNow;
   }
 
   /** Worker death: a sandbox whose process is gone sends its actor to SUSPENDED with its last snapshot. */
@@ -494,17 +526,20 @@ export class LocalControl {
     const key = this.lockKey(atespace, name);
     if (this.locks.has(key)) throw aborted('another operation is in progress for this actor');
     this.locks.add(key);
+    // The lock belongs to the workflow, not to the caller: a caller that stops waiting (deadline) gets its
+    // error, but the actor stays locked until the workflow itself has finished, so no second workflow can
+    // start on top of one still running.
+    const work = (async () => fn())().finally(() => this.locks.delete(key));
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
-        fn(),
+        work,
         new Promise<T>((_, reject) => {
           timer = setTimeout(() => reject(new ApiError(4, 'context deadline exceeded')), WORKFLOW_TIMEOUT_MS + 20_000);
         }),
       ]);
     } finally {
       if (timer) clearTimeout(timer);
-      this.locks.delete(key);
     }
   }
 

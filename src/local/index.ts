@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { logger } from '../common/log.js';
 import { createVerifier, type JwtAuthOptions } from './auth.js';
 import { Catalog } from './catalog.js';
+import { acquireInstanceLock, checkStateDirPrivate } from './instance-lock.js';
 import { LocalControl } from './control.js';
 import { TemplateController } from './controller.js';
 import { serveControl, splitHostPort } from './grpc.js';
@@ -138,15 +139,21 @@ function writeAtomic(file: string, text: string): void {
 export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<LocalSubstrateHandle> {
   const stateDir = resolve(opts.stateDir);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const running = readLocalJson(stateDir);
-  if (running && running.pid !== process.pid) {
-    throw new Error(`a local Substrate already runs for ${stateDir} (pid ${running.pid}); stop it first or use another --state-dir`);
+  if (checkStateDirPrivate(stateDir) === 'tightened') log.info('state directory was readable by others; made it 0700', { stateDir });
+  // Before anything of a running instance could be touched (its sockets, local.json, catalog).
+  const lock = acquireInstanceLock(stateDir);
+  let routerListen: { host: string; port: number };
+  let verifier: Awaited<ReturnType<typeof createVerifier>> | undefined;
+  let catalog: Catalog;
+  try {
+    routerListen = splitHostPort(opts.routerListen ?? '127.0.0.1:8000');
+    verifier = opts.auth ? await createVerifier(opts.auth) : undefined;
+    catalog = new Catalog(join(stateDir, 'catalog.db'));
+  } catch (e) {
+    lock.release();
+    throw e;
   }
-  const routerListen = splitHostPort(opts.routerListen ?? '127.0.0.1:8000');
-  const verifier = opts.auth ? await createVerifier(opts.auth) : undefined;
-
-  const catalog = new Catalog(join(stateDir, 'catalog.db'));
-  const cleanups: Array<() => Promise<void> | void> = [() => catalog.close()];
+  const cleanups: Array<() => Promise<void> | void> = [() => lock.release(), () => catalog.close()];
   const stopAll = async () => {
     for (const c of cleanups.reverse()) {
       try {
@@ -177,7 +184,9 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       }
     }
     const resources = apiResources(api);
-    const runtime = createRuntime({ stateDir });
+    // Sandboxes still running from a previous run of this instance (its process was killed) are adopted, not
+    // killed: the control plane keeps their actors RUNNING with their memory.
+    const runtime = createRuntime({ stateDir, adoptLeftovers: true });
     await ensureDefaultImage(stateDir);
     const control = new LocalControl({
       stateDir,

@@ -164,7 +164,21 @@ export class GvisorRuntime implements Runtime {
 
   async prepareWorker(slot: WorkerSlot): Promise<void> {
     this.checkSlot(slot);
+    // A slot hosting a sandbox adopted from a previous run is wired already; re-adding its address would
+    // cut the sandbox off from the hub.
+    for (const r of this.records.values()) {
+      if (r.slot.index === slot.index && pidAlive(r.pid, r.startTime)) {
+        this.prepared.add(slot.index);
+        return;
+      }
+    }
     await this.withSlot(slot.index, () => this.ensureSlot(slot, true));
+  }
+
+  adopted(sandboxId: string): { handle: SandboxHandle; imageDigest: string } | undefined {
+    const r = this.records.get(sandboxId);
+    if (!r || !r.pid || !pidAlive(r.pid, r.startTime)) return undefined;
+    return { handle: { sandboxId: r.sandboxId, pid: r.pid, worker: r.slot }, imageDigest: r.imageDigest };
   }
 
   async boot(slot: WorkerSlot, spec: WorkloadSpec, logFile: string): Promise<SandboxHandle> {

@@ -79,6 +79,11 @@ export interface Runtime {
   verifyRunning(handle: SandboxHandle): Promise<boolean>;
   /** A TCP connection to ip:port inside a worker namespace, through the hub forwarder. */
   connect(slot: WorkerSlot, port: number): Promise<Socket>;
+  /**
+   * A sandbox of a previous run that init() adopted (started with adoptLeftovers) and that is still alive:
+   * its handle and the image digest it runs. Undefined for anything else.
+   */
+  adopted(sandboxId: string): { handle: SandboxHandle; imageDigest: string } | undefined;
   /** Sandboxes runsc knows under this runtime's root (for reconciliation after a crash). */
   list(): Promise<Array<{ sandboxId: string; pid: number; status: string }>>;
   /** Stops everything this runtime started and removes its namespaces. */

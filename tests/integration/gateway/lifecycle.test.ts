@@ -258,9 +258,11 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     expect(b.history).not.toContain('STOPPED');
   });
 
-  it('survives a driver crash (kill -9): the watch reopens, List still has every sandbox, Start works without the token', async () => {
+  it('survives a driver crash (kill -9): running sandboxes keep their memory, the watch reopens, List still has every sandbox, Start works without the token', async () => {
     await gw.stopSandbox(c.id);
     expect(c.phase).toBe('STOPPED');
+    await gw.waitPhase(b.id, 'READY', 30_000);
+    const nb = await count(stateDir, b); // in bravo's memory only
     const streamsBefore = gw.watchStreams.length;
 
     const killedAt = Date.now();
@@ -294,8 +296,11 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     expect(rep.listed).toBe(2);
     expect([...gw.rows.keys()].sort()).toEqual([b.id, c.id].sort());
     expect(c.phase).toBe('STOPPED');
-    // The crash lost bravo's sandbox process; the actor went back to its last snapshot: resumable, not an error.
-    expect(['PROVISIONING', 'READY']).toContain(b.phase);
+    // Bravo's sandbox outlived the crashed process: adopted RUNNING, READY, and its memory is intact.
+    await gw.waitPhase(b.id, 'READY', 30_000);
+    const readyAt = Date.now();
+    console.info(`[gateway] kill -9 -> serving again ${restartedAt - killedAt} ms -> bravo READY ${readyAt - killedAt} ms`);
+    expect(await count(stateDir, b)).toBe(nb + 1);
 
     // Start works after the restart, and the workload still gets the token sent only at Create.
     await gw.startSandbox(c.id);
