@@ -10,9 +10,9 @@
 // - Snapshot paths include the atespace, so same-named actors in two atespaces never share snapshots.
 // - DeleteActor removes the actor's own snapshot files (upstream leaves them for a GC that does not exist).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import {
   Actor,
   Actor_Status,
@@ -692,7 +692,7 @@ export class LocalControl {
     let handle: SandboxHandle;
     const info = a.latestSnapshotInfo;
     if (info?.data?.$case === 'local') {
-      const dir = this.snapshotDir('local', a, info.data.value.snapshotPrefix, w.node);
+      const dir = this.trustedSnapshotDir(this.snapshotDir('local', a, info.data.value.snapshotPrefix, w.node));
       handle = await this.restoreOrExplain(slot, spec, dir, logFile, a);
     } else if (info?.data?.$case === 'external') {
       handle = await this.restoreOrExplain(slot, spec, this.uriToDir(info.data.value.snapshotUriPrefix), logFile, a);
@@ -722,7 +722,7 @@ export class LocalControl {
     } catch (e) {
       if (e instanceof ApiError) throw e;
       throw failedPrecondition(
-        `restoring actor ${a.atespace}/${a.actorId} from snapshot ${dir} failed: ${(e as Error).message}. The actor keeps its snapshot and was not reset; fix or remove the snapshot, or delete the actor`,
+        `restoring actor ${a.atespace}/${a.actorId} from snapshot ${basename(dir)} failed: ${(e as Error).message}. The actor keeps its snapshot and was not reset; fix or remove the snapshot, or delete the actor`,
       );
     }
   }
@@ -812,13 +812,18 @@ export class LocalControl {
     let snapshot: SnapshotRow | undefined;
     let tCheckpoint = 0;
     if (run && this.runtime.isAlive(run.handle)) {
-      mkdirSync(join(dir, '..'), { recursive: true });
       const tc = performance.now();
-      const meta = await this.runtime.checkpoint(run.handle, dir, {
-        imageDigest: run.imageDigest,
-        platform: this.opts.platform ?? 'ptrace',
-        runscVersion: this.opts.runscVersion ?? '',
-      });
+      let meta: Awaited<ReturnType<Runtime['checkpoint']>>;
+      try {
+        meta = await this.runtime.checkpoint(run.handle, dir, {
+          imageDigest: run.imageDigest,
+          platform: this.opts.platform ?? 'ptrace',
+          runscVersion: this.opts.runscVersion ?? '',
+        });
+      } catch (e) {
+        this.afterFailedCheckpoint(w.idx, run, atespace, name);
+        throw e;
+      }
       tCheckpoint = Math.round(performance.now() - tc);
       snapshot = {
         id: `${atespace}/${name}/${id}`,
@@ -853,8 +858,51 @@ export class LocalControl {
       );
     });
     this.emit(done);
+    if (snapshot) this.collectSnapshots(atespace, name, snapshot);
     log.debug('actor suspended', { actor: `${atespace}/${name}`, kind, checkpointMs: tCheckpoint, totalMs: Math.round(performance.now() - t0) });
     return done;
+  }
+
+  /**
+   * A checkpoint failed (a full disk, a runsc error). A sandbox that is still running keeps running, memory
+   * intact, and its actor goes back to RUNNING; otherwise the actor falls back to its previous snapshot.
+   * Either way the catalog is left consistent and nothing half-written is kept.
+   */
+  private afterFailedCheckpoint(idx: number, run: Running, atespace: string, name: string): void {
+    const cur = this.mustGet(atespace, name);
+    const alive = this.runtime.isAlive(run.handle);
+    if (!alive) this.running.delete(idx);
+    const back = this.catalog.tx(() => {
+      if (!alive) this.catalog.releaseWorker(idx);
+      const status = alive
+        ? Actor_Status.STATUS_RUNNING
+        : cur.latestSnapshotInfo?.type === SnapshotType.SNAPSHOT_TYPE_LOCAL
+          ? Actor_Status.STATUS_PAUSED
+          : Actor_Status.STATUS_SUSPENDED;
+      const next = { ...cur, status, inProgressSnapshot: '' };
+      return this.catalog.casActor(alive ? next : this.clearPod(next), cur.version);
+    });
+    this.emit(back);
+    log.warn('checkpoint failed', { actor: `${atespace}/${name}`, now: statusName(back.status) });
+  }
+
+  /**
+   * Snapshots superseded by `latest` are deleted: an actor keeps its latest snapshot, and while that one is a
+   * node-local pause snapshot also its latest external one (what a resume elsewhere or a revert needs).
+   * Golden snapshots belong to their template and are never collected here.
+   */
+  private collectSnapshots(atespace: string, name: string, latest: SnapshotRow): void {
+    const all = this.catalog.snapshotsOf(atespace, name).filter((s) => s.kind !== 'golden' && s.id !== latest.id);
+    const keepExternal = latest.kind === 'local' ? all.filter((s) => s.kind === 'external').pop() : undefined;
+    for (const s of all) {
+      if (s === keepExternal) continue;
+      try {
+        rmSync(s.dir, { recursive: true, force: true });
+        this.catalog.deleteSnapshot(s.id);
+      } catch (e) {
+        log.warn('could not delete a superseded snapshot; it is retried at the next suspend', { actor: `${atespace}/${name}`, error: e });
+      }
+    }
   }
 
   private clearPod(a: Actor): Actor {
@@ -876,8 +924,30 @@ export class LocalControl {
       : { type: SnapshotType.SNAPSHOT_TYPE_EXTERNAL, data: { $case: 'external', value: { snapshotUriPrefix: `file://${this.snapshotDir('external', a, id, node)}` } } };
   }
 
+  /**
+   * The directory of a snapshot URI, trusted only inside this instance's snapshot store
+   * (`<state-dir>/snapshots/` and `<state-dir>/nodes/<node>/snapshots/`), symbolic links resolved: a location
+   * written anywhere else (a template's status, say) is never restored from.
+   */
   private uriToDir(uri: string): string {
-    if (!uri.startsWith('file://')) throw failedPrecondition(`snapshot ${uri} is not on this machine (the local Substrate stores snapshots as file:// URIs)`);
-    return uri.slice('file://'.length);
+    if (!uri.startsWith('file://')) throw failedPrecondition('the snapshot is not on this machine (the local Substrate stores snapshots as file:// URIs)');
+    return this.trustedSnapshotDir(uri.slice('file://'.length));
+  }
+
+  private trustedSnapshotDir(dir: string): string {
+    const abs = resolvePath(dir);
+    let real = abs;
+    try {
+      real = realpathSync(abs);
+    } catch {
+      // absent: judged by its path; restoring it fails later with "not found"
+    }
+    const root = resolvePath(this.opts.stateDir);
+    const inside = (p: string) => {
+      const rel = relative(root, p).split(sep);
+      return !rel.includes('..') && !isAbsolute(relative(root, p)) && ((rel[0] === 'snapshots' && rel.length > 1) || (rel[0] === 'nodes' && rel[2] === 'snapshots' && rel.length > 3));
+    };
+    if (!inside(abs) || !inside(real)) throw failedPrecondition("the snapshot location is outside this local Substrate's snapshot store; refusing to restore from it");
+    return abs;
   }
 }

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import path from 'node:path';
-import { failedPrecondition, internal, invalid, unavailable } from '../../common/errors.js';
+import { ApiError, Code, failedPrecondition, internal, invalid, unavailable } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import { childEnv, pidAlive, procCmdline, procStat, run, sleep, spawnToFd } from './exec.js';
 import { spawnOptions } from '../../common/child-env.mjs';
@@ -201,13 +201,13 @@ export class GvisorRuntime implements Runtime {
     checkSpec(spec);
     const meta = await readSnapshot(snapshotDir);
     if (meta.imageDigest !== spec.imageDigest) {
-      throw failedPrecondition(`snapshot ${snapshotDir} was taken from image ${meta.imageDigest}, but the workload now uses ${spec.imageDigest}; a snapshot only restores onto the identical image`);
+      throw failedPrecondition(`snapshot ${path.basename(snapshotDir)} was taken from image ${meta.imageDigest}, but the workload now uses ${spec.imageDigest}; a snapshot only restores onto the identical image`);
     }
     if (meta.platform !== this.platform) {
-      throw failedPrecondition(`snapshot ${snapshotDir} was taken on gVisor platform "${meta.platform}", this runtime uses "${this.platform}"; restoring across platforms crashes the workload`);
+      throw failedPrecondition(`snapshot ${path.basename(snapshotDir)} was taken on gVisor platform "${meta.platform}", this runtime uses "${this.platform}"; restoring across platforms crashes the workload`);
     }
     if (meta.runscVersion !== this.version) {
-      throw failedPrecondition(`snapshot ${snapshotDir} was taken with runsc ${meta.runscVersion}, this runtime has runsc ${this.version}`);
+      throw failedPrecondition(`snapshot ${path.basename(snapshotDir)} was taken with runsc ${meta.runscVersion}, this runtime has runsc ${this.version}`);
     }
     const abs = path.resolve(snapshotDir);
     return this.withSlot(slot.index, async () => {
@@ -223,7 +223,7 @@ export class GvisorRuntime implements Runtime {
       if (!pidAlive(rec.pid, rec.startTime) || st?.status !== 'running') {
         const tail = await logTail(path.resolve(logFile), logStart);
         await this.teardown(id, true);
-        throw internal(`restore of ${snapshotDir} failed: the sandbox ${st ? `is "${st.status}"` : 'vanished'} right after restore (pid ${rec.pid} ${pidAlive(rec.pid) ? 'alive' : 'dead'})${tail ? `; log tail: ${tail}` : ''}`);
+        throw internal(`restore of snapshot ${path.basename(snapshotDir)} failed: the sandbox ${st ? `is "${st.status}"` : 'vanished'} right after restore (pid ${rec.pid} ${pidAlive(rec.pid) ? 'alive' : 'dead'})${tail ? `; log tail: ${tail}` : ''}`);
       }
       log.info('sandbox restored', { sandboxId: id, slot: slot.index, pid: rec.pid, snapshotDir: abs });
       return { sandboxId: id, pid: rec.pid, worker: slot };
@@ -245,18 +245,28 @@ export class GvisorRuntime implements Runtime {
   private async checkpointLocked(rec: SandboxRecord, snapshotDir: string, meta: Omit<SnapshotMeta, 'bytes' | 'createdAt'>): Promise<SnapshotMeta> {
     if (!this.records.has(rec.sandboxId)) throw failedPrecondition(`sandbox ${rec.sandboxId} was destroyed before its checkpoint started`);
     const dest = path.resolve(snapshotDir);
-    await fsp.mkdir(path.dirname(dest), { recursive: true });
+    await mkdirDurable(path.dirname(dest));
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
     await fsp.mkdir(tmp, { mode: 0o700 });
     const t0 = Date.now();
     let teardown: Promise<void> | undefined;
+    let survived = false;
     try {
       const r = await run(this.runscPath, [...this.globalFlags(rec.cgroup), 'checkpoint', `--compression=${this.compression}`, '--image-path', tmp, rec.sandboxId], { timeoutMs: 300_000 });
       const tCk = Date.now() - t0;
-      // Without --leave-running the sandbox exits by itself after a checkpoint (and a failed one kills it):
-      // tear it down while the image is made durable below.
+      if (r.code !== 0) {
+        const why = runscErrorOf(r.stderr || r.stdout);
+        // A checkpoint that failed before the sandbox stopped (a full disk, say) leaves it running: it keeps
+        // its memory and the caller decides.
+        survived = pidAlive(rec.pid, rec.startTime) && (await this.state(rec.sandboxId))?.status === 'running';
+        if (/no space left on device|ENOSPC|disk quota exceeded/i.test(why)) {
+          throw new ApiError(Code.RESOURCE_EXHAUSTED, `checkpoint failed: the snapshot store is full (no space left on device)${survived ? '; the sandbox keeps running' : ''}`);
+        }
+        throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${why}`);
+      }
+      // Without --leave-running the sandbox exits by itself after a checkpoint: tear it down while the
+      // image is made durable below.
       teardown = this.teardown(rec.sandboxId, false);
-      if (r.code !== 0) throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${runscErrorOf(r.stderr || r.stdout)}`);
       const files: Record<string, number> = {};
       let bytes = 0;
       for (const name of (await fsp.readdir(tmp)).sort()) {
@@ -276,9 +286,10 @@ export class GvisorRuntime implements Runtime {
       return out;
     } catch (e) {
       await fsp.rm(tmp, { recursive: true, force: true });
+      if (isNoSpace(e)) throw new ApiError(Code.RESOURCE_EXHAUSTED, 'checkpoint failed: the snapshot store is full (no space left on device)');
       throw e;
     } finally {
-      await (teardown ?? this.teardown(rec.sandboxId, false));
+      if (!survived) await (teardown ?? this.teardown(rec.sandboxId, false));
     }
   }
 
@@ -813,14 +824,14 @@ export async function readSnapshot(snapshotDir: string): Promise<SnapshotFile> {
   try {
     st = await fsp.stat(dir);
   } catch {
-    throw failedPrecondition(`snapshot ${dir} does not exist`);
+    throw failedPrecondition(`snapshot ${path.basename(dir)} does not exist`);
   }
-  if (!st.isDirectory()) throw failedPrecondition(`snapshot ${dir} is not a directory`);
+  if (!st.isDirectory()) throw failedPrecondition(`snapshot ${path.basename(dir)} is not a directory`);
   let meta: SnapshotFile;
   try {
     meta = JSON.parse(await fsp.readFile(path.join(dir, 'meta.json'), 'utf8')) as SnapshotFile;
   } catch (e) {
-    throw failedPrecondition(`snapshot ${dir} is unusable: meta.json is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'corrupt'}`);
+    throw failedPrecondition(`snapshot ${path.basename(dir)} is unusable: meta.json is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'corrupt'}`);
   }
   if (
     meta?.format !== SNAPSHOT_FORMAT ||
@@ -831,16 +842,16 @@ export async function readSnapshot(snapshotDir: string): Promise<SnapshotFile> {
     meta.files === null ||
     !('checkpoint.img' in meta.files)
   ) {
-    throw failedPrecondition(`snapshot ${dir} is unusable: meta.json is corrupt or not a ${SNAPSHOT_FORMAT} file`);
+    throw failedPrecondition(`snapshot ${path.basename(dir)} is unusable: meta.json is corrupt or not a ${SNAPSHOT_FORMAT} file`);
   }
   for (const [name, size] of Object.entries(meta.files)) {
     let actual: number;
     try {
       actual = (await fsp.stat(path.join(dir, name))).size;
     } catch {
-      throw failedPrecondition(`snapshot ${dir} is unusable: ${name} is missing`);
+      throw failedPrecondition(`snapshot ${path.basename(dir)} is unusable: ${name} is missing`);
     }
-    if (actual !== size) throw failedPrecondition(`snapshot ${dir} is unusable: ${name} is ${actual} bytes, expected ${size} (truncated or corrupt)`);
+    if (actual !== size) throw failedPrecondition(`snapshot ${path.basename(dir)} is unusable: ${name} does not have the size its meta.json records (truncated or corrupt)`);
   }
   return meta;
 }
@@ -855,6 +866,23 @@ async function fsyncPath(p: string): Promise<void> {
 }
 
 /** rename(tmp → dest); an existing dest is moved aside first and removed after the new one is in place. */
+function isNoSpace(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === 'ENOSPC' || (e as NodeJS.ErrnoException)?.code === 'EDQUOT';
+}
+
+/** mkdir -p, then fsync every directory it created and the parent of the first one, so the path survives a power loss. */
+async function mkdirDurable(dir: string): Promise<void> {
+  const first = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!first) return;
+  let d = dir;
+  for (;;) {
+    await fsyncPath(d);
+    if (d === first) break;
+    d = path.dirname(d);
+  }
+  await fsyncPath(path.dirname(first));
+}
+
 async function replaceDir(tmp: string, dest: string): Promise<void> {
   let aside: string | undefined;
   if (fs.existsSync(dest)) {
