@@ -9,6 +9,7 @@ import { runDoctor } from '../local/doctor.js';
 import { parseManifests } from '../template/manifests.js';
 import { setLogLevel } from '../common/log.js';
 import { runUntilStopped } from '../common/lifecycle.js';
+import { parseQuantity } from '../common/quantity.js';
 
 const HELP: Record<string, string> = {
   '': `Usage: substrate-driver local <command> [options]
@@ -41,6 +42,12 @@ OPENSHELL_SUBSTRATE_STATE_DIR) and finds a running instance through <state-dir>/
   --jwt-issuer ISS       required issuer of bearer JWTs
   --jwt-audience AUD     required audience of bearer JWTs (a cluster uses api.ate-system.svc)
   --egress PORTS         host loopback ports every actor may reach, comma-separated (default none)
+  --actor-memory Q       memory limit of each actor, a quantity (default 1Gi; past it the sandbox is OOM-killed)
+  --actor-cpu Q          CPU limit of each actor, a quantity (default 1 = one core; past it it is throttled)
+  --actor-pids N         tasks (processes and threads) each actor may have (default 1024)
+  --actor-tmp Q          size of each actor's /tmp (default 256Mi)
+  --actor-log-max Q      each workload log is rotated past this size, one previous file kept (default 16Mi)
+                         An ActorTemplate's spec.resources.limits (cpu, memory) take precedence
   --log-level LEVEL      debug|info|warn|error (default info)
 `,
   apply: `Usage: substrate-driver local apply -f FILE [--wait] [--timeout SECONDS] [--state-dir DIR]
@@ -88,6 +95,14 @@ function intFlag(name: string, v: unknown, min: number, max: number): number | u
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${String(v)}"`);
   return n;
+}
+
+/** A quantity flag (512Mi, 1.5, 250m) at least `min`; cpu is returned in millicores (with `scale` 1000). */
+function quantityFlag(name: string, v: unknown, min: number, scale = 1): number | undefined {
+  if (v === undefined) return undefined;
+  const q = parseQuantity(String(v));
+  if (q === undefined || q < min) throw new UsageError(`--${name} must be a quantity of at least ${min} (like 512Mi, 2Gi, 500m or 2), got "${String(v)}"`);
+  return Math.round(q * scale);
 }
 
 function table(rows: string[][]): string {
@@ -146,6 +161,11 @@ async function serve(argv: string[]): Promise<number> {
     egress: { type: 'string' },
     'log-level': { type: 'string' },
     'router-allow-remote': { type: 'boolean' },
+    'actor-memory': { type: 'string' },
+    'actor-cpu': { type: 'string' },
+    'actor-pids': { type: 'string' },
+    'actor-tmp': { type: 'string' },
+    'actor-log-max': { type: 'string' },
     'enable-debug-clear': { type: 'boolean' },
   });
   if (v['log-level']) {
@@ -178,6 +198,13 @@ async function serve(argv: string[]): Promise<number> {
       : undefined,
     egress,
     routerAllowRemote: v['router-allow-remote'] === true,
+    limits: {
+      memoryBytes: quantityFlag('actor-memory', v['actor-memory'], 16 * 1024 * 1024),
+      cpuMillis: quantityFlag('actor-cpu', v['actor-cpu'], 0.01, 1000),
+      pids: intFlag('actor-pids', v['actor-pids'], 8, 1_000_000),
+      tmpBytes: quantityFlag('actor-tmp', v['actor-tmp'], 1024 * 1024),
+      logBytes: quantityFlag('actor-log-max', v['actor-log-max'], 64 * 1024),
+    },
     enableDebugClear: v['enable-debug-clear'] === true,
   });
   process.stdout.write(

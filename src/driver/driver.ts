@@ -458,6 +458,12 @@ export class SubstrateDriver {
       // sandbox's synthesized one. create() runs this same validation, so CreateSandbox checks it again.
       const refused = attachRefusal(t, ns, name, workspace);
       if (refused) throw refused;
+      const res = tmpl?.resources;
+      if (res && (res.cpuLimit || res.memoryLimit)) {
+        throw failedPrecondition(
+          `template.resources sets cpu/memory limits, but the sandbox names the pre-provisioned ActorTemplate ${ns}/${name}, whose actors share its limits; set them in that template's spec.resources.limits, or leave the template out to let the driver make one with these limits`,
+        );
+      }
       return { atespace: workspace, templateNamespace: ns, template: name, owned: false, workerSelector };
     }
 

@@ -9,8 +9,9 @@
 //   returned to the caller and the catalog stays consistent (the actor stays deletable).
 // - Snapshot paths include the atespace, so same-named actors in two atespaces never share snapshots.
 // - DeleteActor removes the actor's own snapshot files (upstream leaves them for a GC that does not exist).
+import { parseQuantity } from '../common/quantity.js';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import {
@@ -66,9 +67,31 @@ export interface ControlOptions {
   slotOf(row: { idx: number; node: string }): WorkerSlot;
   /** Egress allowed to every actor, on top of what its template allows. */
   egress?: EgressRule[];
+  /** Per-actor limits (defaults: DEFAULT_ACTOR_LIMITS); a template's cpu and memory limits take precedence. */
+  limits?: Partial<ActorLimits>;
   platform?: string;
   runscVersion?: string;
 }
+
+/** What one actor may use. */
+export interface ActorLimits {
+  memoryBytes: number;
+  cpuMillis: number;
+  /** Tasks (processes and threads) inside the sandbox. */
+  pids: number;
+  /** Size of the workload's /tmp. */
+  tmpBytes: number;
+  /** The workload log is rotated (one previous file kept) once it passes this size. */
+  logBytes: number;
+}
+
+export const DEFAULT_ACTOR_LIMITS: Readonly<ActorLimits> = {
+  memoryBytes: 1024 * 1024 * 1024,
+  cpuMillis: 1000,
+  pids: 1024,
+  tmpBytes: 256 * 1024 * 1024,
+  logBytes: 16 * 1024 * 1024,
+};
 
 interface Running {
   handle: SandboxHandle;
@@ -294,8 +317,40 @@ export class LocalControl {
     return resumeNow;
   }
 
+  /**
+   * A workload log past its limit is rotated: its last `logBytes` kept as `<log>.1`, the log truncated (the
+   * sandbox appends, so it writes on at the start). A workload flooding its log never fills the disk with it.
+   */
+  private rotateLogs(): void {
+    const max = this.instanceLimits().logBytes;
+    for (const r of this.running.values()) {
+      const file = this.logFileOf(r.atespace, r.name);
+      try {
+        const size = statSync(file).size;
+        if (size <= max) continue;
+        const fd = openSync(file, 'r');
+        try {
+          const keep = Buffer.alloc(Math.min(max, size));
+          const n = readSync(fd, keep, 0, keep.length, size - keep.length);
+          writeFileSync(`${file}.1`, keep.subarray(0, n), { mode: 0o600 });
+        } finally {
+          closeSync(fd);
+        }
+        truncateSync(file, 0);
+        log.info('rotated workload log', { actor: `${r.atespace}/${r.name}`, limitBytes: max });
+      } catch {
+        // no log yet, or it went away with its actor
+      }
+    }
+  }
+
+  private logFileOf(atespace: string, name: string): string {
+    return join(this.opts.stateDir, 'logs', atespace, `${name}.log`);
+  }
+
   /** Worker death: a sandbox whose process is gone sends its actor to SUSPENDED with its last snapshot. */
   private async checkWorkers(): Promise<void> {
+    this.rotateLogs();
     for (const [idx, r] of [...this.running.entries()]) {
       if (this.locks.has(this.lockKey(r.atespace, r.name))) continue;
       if (!this.runtime.isAlive(r.handle)) {
@@ -680,15 +735,51 @@ export class LocalControl {
       ...(this.opts.egress ?? []),
       ...(tpl.spec.egress ?? []).map((r) => ({ host: '127.0.0.1' as const, port: r.port })),
     ];
-    return { command: c.command, env, rootfs: image.rootfs, imageDigest: image.digest, egress };
+    const limits = this.limitsOf(tpl);
+    return {
+      command: c.command,
+      env,
+      rootfs: image.rootfs,
+      imageDigest: image.digest,
+      egress,
+      memoryLimitBytes: limits.memoryBytes,
+      cpuMillis: limits.cpuMillis,
+      pidsLimit: limits.pids,
+      tmpBytes: limits.tmpBytes,
+    };
+  }
+
+  /** DEFAULT_ACTOR_LIMITS with what this instance was configured with (unset keys keep the default). */
+  private instanceLimits(): ActorLimits {
+    const l: ActorLimits = { ...DEFAULT_ACTOR_LIMITS };
+    for (const k of Object.keys(l) as Array<keyof ActorLimits>) {
+      const v = this.opts.limits?.[k];
+      if (v !== undefined) l[k] = v;
+    }
+    return l;
+  }
+
+  /**
+   * The instance's limits, lowered by the template's own cpu and memory limits where it sets them. The
+   * instance's limits are ceilings set by the operator: a template (or a gateway user through one) can ask
+   * for less, never for more.
+   */
+  limitsOf(tpl: Pick<TemplateObj, 'spec'>): ActorLimits {
+    const l = this.instanceLimits();
+    for (const { name, quantity } of tpl.spec.resources?.limits ?? []) {
+      const v = parseQuantity(quantity);
+      if (v === undefined || v <= 0) continue; // validated on write; an old object keeps the defaults
+      if (name === 'memory') l.memoryBytes = Math.min(l.memoryBytes, Math.max(16 * 1024 * 1024, Math.round(v)));
+      if (name === 'cpu') l.cpuMillis = Math.min(l.cpuMillis, Math.max(10, Math.round(v * 1000)));
+    }
+    return l;
   }
 
   private async startOn(w: WorkerRow, a: Actor, tpl: TemplateObj, boot: boolean): Promise<{ handle: SandboxHandle; imageDigest: string }> {
     const spec = await this.workloadOf(tpl);
     const slot = this.opts.slotOf(w);
-    const logDir = join(this.opts.stateDir, 'logs', a.atespace);
-    mkdirSync(logDir, { recursive: true });
-    const logFile = join(logDir, `${a.actorId}.log`);
+    const logFile = this.logFileOf(a.atespace, a.actorId);
+    mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
     let handle: SandboxHandle;
     const info = a.latestSnapshotInfo;
     if (info?.data?.$case === 'local') {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { messageOf } from '../common/errors.js';
 import { childEnv, run } from './runtime/exec.js';
 import { REQUIRED_RUNSC_VERSION, defaultRunscPath, instancePaths } from './runtime/paths.js';
-import { MASK_SCRIPT, runscVersionOf } from './runtime/gvisor.js';
+import { MASK_SCRIPT, cgroupLimitSupport, runscVersionOf } from './runtime/gvisor.js';
 
 export interface DoctorResult {
   check: string;
@@ -51,6 +51,19 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult[]> {
 
   const unshare = await run('unshare', ['--version']).catch(() => undefined);
   add('unshare', !!unshare && unshare.code === 0, unshare?.code === 0 ? unshare.stdout.trim() : "'unshare' (util-linux) not found", 'apt-get install -y util-linux');
+
+  // Resource limits: which ones this host's cgroups enforce.
+  const cg = cgroupLimitSupport();
+  const enforced = (['memory', 'cpu', 'pids'] as const).filter((c) => cg[c]);
+  const missing = (['memory', 'cpu', 'pids'] as const).filter((c) => !cg[c]);
+  add(
+    'resource limits',
+    missing.length === 0,
+    missing.length === 0
+      ? `memory, cpu and pids limits are enforced per actor (cgroup ${cg.version}); /tmp size and log rotation always`
+      : `cgroup ${cg.version}: enforced ${enforced.join(', ') || 'none'}; NOT enforced: ${missing.join(', ')} (actors run without those limits); /tmp size and log rotation always`,
+    'mount the missing cgroup controllers (cgroup v2: enable them in cgroup.subtree_control; v1: mount each hierarchy under /sys/fs/cgroup)',
+  );
 
   // State dir: exists/creatable, socket paths short enough, free space.
   let stateOk = false;

@@ -9,7 +9,7 @@ import { logger } from '../common/log.js';
 import { createVerifier, type JwtAuthOptions } from './auth.js';
 import { Catalog } from './catalog.js';
 import { acquireInstanceLock, checkStateDirPrivate } from './instance-lock.js';
-import { LocalControl } from './control.js';
+import { LocalControl, type ActorLimits } from './control.js';
 import { TemplateController } from './controller.js';
 import { serveControl, splitHostPort } from './grpc.js';
 import { apiResources } from './kube-resources.js';
@@ -40,6 +40,8 @@ export interface LocalSubstrateOptions {
   auth?: JwtAuthOptions;
   /** Host loopback ports every actor may reach. */
   egress?: EgressRule[];
+  /** Per-actor limits (memory, cpu, tasks, /tmp, log); defaults in DEFAULT_ACTOR_LIMITS. */
+  limits?: Partial<ActorLimits>;
   /** Serve DebugClear (wipes every actor); off unless asked for. */
   enableDebugClear?: boolean;
   /** Let the router listen on a non-loopback address (it has no authentication of its own). */
@@ -198,6 +200,7 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       nodes: opts.nodes ?? 2,
       slotOf: (row) => ({ index: row.idx, node: row.node, netns: workerNetns(runtime.tag, row.idx), ip: slotIp(row.idx) }),
       egress: opts.egress,
+      limits: opts.limits,
       platform: runtime.platform,
     });
     await control.start();

@@ -34,6 +34,8 @@ export interface TemplateObj {
     workerSelector?: LabelSelector;
     /** Local Substrate extension: host loopback ports the workload may reach (default none). */
     egress?: Array<{ port: number }>;
+    /** cpu and memory limits (Substrate v0.4's template resources). */
+    resources?: { limits?: Array<{ name: string; quantity: string }> };
   };
   status?: {
     phase?: string;

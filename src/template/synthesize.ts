@@ -5,6 +5,7 @@
 // (compute-driver.md §6.2/§6.3): driver-set values override user values, the sandbox token is only ever a
 // secretKeyRef (never a literal), and the gateway's command is forwarded exactly through
 // OPENSHELL_MAIN_PROCESS_SPEC. No idle `sleep` workload is ever installed.
+import { parseQuantity } from '../common/quantity.js';
 import { createHash } from 'node:crypto';
 import { ApiError, Code } from '../common/errors.js';
 import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.js';
@@ -254,11 +255,34 @@ export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisCo
   if (cfg.workerSelector && Object.keys(cfg.workerSelector).length > 0) {
     t.spec.workerSelector = { matchLabels: { ...cfg.workerSelector } };
   }
+  const limits = resourceLimitsOf(sandbox, who);
+  if (limits.length > 0) t.spec.resources = { limits };
   const problems = validateActorTemplate(t);
   if (problems.length > 0) {
     throw new ApiError(Code.INTERNAL, `internal: synthesized ActorTemplate ${t.metadata.name} fails CRD validation: ${problems.join('; ')}`);
   }
   return t;
+}
+
+/**
+ * The gateway's cpu and memory limits as template resource limits (Substrate v0.4's shape). Requests have no
+ * meaning for an actor (it gets a whole worker slot), so they are not carried.
+ */
+function resourceLimitsOf(sandbox: DriverSandbox, who: string): Array<{ name: 'cpu' | 'memory'; quantity: string }> {
+  const r = sandbox.spec?.template?.resources;
+  const out: Array<{ name: 'cpu' | 'memory'; quantity: string }> = [];
+  for (const [name, q, field] of [
+    ['cpu', r?.cpuLimit, 'cpu_limit'],
+    ['memory', r?.memoryLimit, 'memory_limit'],
+  ] as const) {
+    if (!q) continue;
+    const v = parseQuantity(q);
+    if (v === undefined || v <= 0) throw invalidArg(`sandbox ${who}: template.resources.${field} ${JSON.stringify(q)} is not a positive quantity (like 500m, 2, 512Mi, 1Gi)`);
+    if (name === 'cpu' && v >= 1000) throw invalidArg(`sandbox ${who}: template.resources.cpu_limit ${JSON.stringify(q)} must be less than 1000 cores`);
+    if (name === 'memory' && v < 16 * 1024 * 1024) throw invalidArg(`sandbox ${who}: template.resources.memory_limit ${JSON.stringify(q)} is below the 16Mi an actor needs`);
+    out.push({ name, quantity: q });
+  }
+  return out;
 }
 
 /**

@@ -125,6 +125,8 @@ export interface ActorTemplateSpec {
   /** Default `gvisor`. */
   sandboxClass?: SandboxClass;
   workerSelector?: LabelSelector;
+  /** Substrate v0.4's template resources: cpu and memory limits (Kubernetes quantities). */
+  resources?: { limits?: Array<{ name: 'cpu' | 'memory'; quantity: string }> };
 }
 
 export interface ActorTemplateStatus {

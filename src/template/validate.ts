@@ -7,6 +7,7 @@
 // Also here: the two atelet rules the CRD does not express (no container named `pause`, no duplicate container
 // names), the CRD defaults, the spec immutability rule, and a schema walk that finds or prunes fields the CRD
 // does not declare.
+import { parseQuantity } from '../common/quantity.js';
 import { isDnsLabel, isDnsSubdomain, labelValueError, qualifiedNameError } from '../common/dns.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -502,6 +503,33 @@ function validateActorTemplateSpec(e: Errs, spec: Obj) {
   const ws = obj(e, spec, 'workerSelector', 'spec.workerSelector');
   if (ws) validateLabelSelector(e, ws, 'spec.workerSelector');
 
+  // spec.resources.limits: Substrate v0.4's ActorTemplate resources (cpu and memory, each at most once).
+  const res = obj(e, spec, 'resources', 'spec.resources');
+  const limits = res ? arr(e, res, 'limits', 'spec.resources.limits') : undefined;
+  if (limits) {
+    maxItems(e, 'spec.resources.limits', limits, 2);
+    const seenLimit = new Set<string>();
+    limits.forEach((l, i) => {
+      const p = `spec.resources.limits[${i}]`;
+      if (!isObj(l)) return e.typeInvalid(p, 'object', l);
+      const name = str(e, l, 'name', `${p}.name`);
+      if (name === undefined) {
+        if (!has(l, 'name')) e.required(`${p}.name`);
+      } else if (name !== 'cpu' && name !== 'memory') e.notSupported(`${p}.name`, name, ['cpu', 'memory']);
+      else if (seenLimit.has(name)) e.duplicate(`${p}.name`, name);
+      else seenLimit.add(name);
+      const q = str(e, l, 'quantity', `${p}.quantity`);
+      if (q === undefined) {
+        if (!has(l, 'quantity')) e.required(`${p}.quantity`);
+        return;
+      }
+      const v = parseQuantity(q);
+      if (v === undefined) e.invalid(`${p}.quantity`, q, 'must be a quantity such as 500m, 2, 512Mi or 1Gi');
+      else if (v <= 0) e.invalid(`${p}.quantity`, q, 'must be greater than 0');
+      else if (name === 'cpu' && v >= 1000) e.invalid(`${p}.quantity`, q, 'must be less than 1000 cores');
+    });
+  }
+
   // Cross-field CEL rules on the spec.
   if (durable.size > 1 || (volumes && volumes.filter((v) => isObj(v) && has(v, 'durableDir')).length > 1)) {
     e.cel('spec', 'object', 'Only one DurableDir-typed volume is supported');
@@ -820,6 +848,7 @@ const SCHEMAS: Record<string, Schema> = {
       snapshotsConfig: o_({ location: leaf, onPause: leaf, onCommit: leaf }),
       sandboxClass: leaf,
       workerSelector: LABEL_SELECTOR,
+      resources: o_({ limits: a_(o_({ name: leaf, quantity: leaf })) }),
     }),
     status: o_({ phase: leaf, goldenActorID: leaf, takeGoldenSnapshotAt: leaf, goldenSnapshot: leaf, conditions: a_(CONDITION) }),
   }),

@@ -166,6 +166,12 @@ describe('template ownership through the driver (ValidateSandboxCreate and Creat
     );
   });
 
+  it('refuses per-sandbox cpu/memory limits on a shared template (its actors share its limits), never ignoring them', async () => {
+    const sb = sandboxOf({ image: env.image, name: 'limited', driverConfig: { actor_template: 'shared-any' } });
+    sb.spec!.template!.resources = { cpuRequest: '', cpuLimit: '500m', memoryRequest: '', memoryLimit: '' };
+    await refused(sb, /template\.resources sets cpu\/memory limits, but the sandbox names the pre-provisioned ActorTemplate default\/shared-any/);
+  });
+
   it('honours the workspace restriction: refused from another workspace, accepted (and created) from its own', async () => {
     await refused(sandboxOf({ image: env.image, name: 'wrong-ws', workspace: 'team-y', driverConfig: { actor_template: 'shared-x' } }), OTHER_WORKSPACE);
     // No workspace means "default", which is not team-x either.

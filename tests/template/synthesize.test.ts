@@ -229,6 +229,18 @@ describe('synthesizeActorTemplate', () => {
     expectCode(() => synthesizeActorTemplate(sandbox(), cfg({ readyz: { path: 'nope', port: 80 } })), Code.FAILED_PRECONDITION, /readyz path/);
   });
 
+  it("carries the gateway's cpu and memory limits as template resource limits, refusing what is not a quantity", () => {
+    const res = (r: Partial<{ cpuRequest: string; cpuLimit: string; memoryRequest: string; memoryLimit: string }>) =>
+      sandbox({ template: { resources: { cpuRequest: '', cpuLimit: '', memoryRequest: '', memoryLimit: '', ...r } } });
+    expect(synthesizeActorTemplate(res({}), cfg()).spec.resources).toBeUndefined();
+    const t = synthesizeActorTemplate(res({ cpuLimit: '500m', memoryLimit: '512Mi', cpuRequest: '100m' }), cfg());
+    expect(validateActorTemplate(t)).toEqual([]);
+    expect(t.spec.resources).toEqual({ limits: [{ name: 'cpu', quantity: '500m' }, { name: 'memory', quantity: '512Mi' }] });
+    expectCode(() => synthesizeActorTemplate(res({ memoryLimit: 'lots' }), cfg()), Code.INVALID_ARGUMENT, /memory_limit "lots" is not a positive quantity/);
+    expectCode(() => synthesizeActorTemplate(res({ cpuLimit: '1000' }), cfg()), Code.INVALID_ARGUMENT, /less than 1000 cores/);
+    expectCode(() => synthesizeActorTemplate(res({ memoryLimit: '1Mi' }), cfg()), Code.INVALID_ARGUMENT, /below the 16Mi/);
+  });
+
   it('keeps template labels when valid, rejects invalid ones, and keeps unlabelable values in annotations only', () => {
     const t = synthesizeActorTemplate(sandbox({ template: { labels: { team: 'support', 'openshell.ai/sandbox-id': 'spoof' } } }), cfg());
     expect(t.metadata.labels).toMatchObject({ team: 'support', 'openshell.ai/sandbox-id': ID });

@@ -127,6 +127,24 @@ export class GvisorRuntime implements Runtime {
     }
   }
 
+  private readonly limitSupport = cgroupLimitSupport();
+  private limitWarned = false;
+
+  /** The spec without the limits this host's cgroups cannot enforce (said once in the log). */
+  private enforceable(spec: WorkloadSpec): WorkloadSpec {
+    const sup = this.limitSupport;
+    const drop: string[] = [];
+    const out = { ...spec };
+    if (out.memoryLimitBytes !== undefined && !sup.memory) (drop.push('memory'), delete out.memoryLimitBytes);
+    if (out.cpuMillis !== undefined && !sup.cpu) (drop.push('cpu'), delete out.cpuMillis);
+    if (out.pidsLimit !== undefined && !sup.pids) (drop.push('pids'), delete out.pidsLimit);
+    if (drop.length && !this.limitWarned) {
+      this.limitWarned = true;
+      log.warn('this host cannot enforce some actor limits (cgroup controllers missing); they are not applied', { missing: drop, cgroups: sup.version });
+    }
+    return out;
+  }
+
   /** runsc version string, e.g. "0.0~20240729.0" (known after init()). */
   get runscVersion(): string {
     return this.version;
@@ -453,7 +471,8 @@ export class GvisorRuntime implements Runtime {
 
   private async startSandbox(kind: 'run' | 'restore', id: string, slot: WorkerSlot, spec: WorkloadSpec, logFile: string, extra: string[]): Promise<SandboxRecord> {
     const bundle = path.join(this.paths.bundles, id);
-    const cgroup = spec.memoryLimitBytes !== undefined;
+    spec = this.enforceable(spec);
+    const cgroup = spec.memoryLimitBytes !== undefined || spec.cpuMillis !== undefined || spec.pidsLimit !== undefined;
     await fsp.mkdir(bundle, { recursive: true, mode: 0o700 });
     await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(ociConfig(spec, slot.netns, cgroup ? `${this.paths.cgroupParent}/${id}` : undefined)), { mode: 0o600 });
     const egress = [...new Set(spec.egress.map((r) => r.port))].sort((a, b) => a - b);
@@ -781,6 +800,36 @@ function checkSpec(spec: WorkloadSpec): void {
   if (spec.memoryLimitBytes !== undefined && (!Number.isInteger(spec.memoryLimitBytes) || spec.memoryLimitBytes < 16 * 1024 * 1024)) {
     throw invalid(`memoryLimitBytes must be an integer ≥ 16 MiB, got ${spec.memoryLimitBytes}`);
   }
+  if (spec.cpuMillis !== undefined && (!Number.isInteger(spec.cpuMillis) || spec.cpuMillis < 10)) {
+    throw invalid(`cpuMillis must be an integer ≥ 10, got ${spec.cpuMillis}`);
+  }
+  if (spec.pidsLimit !== undefined && (!Number.isInteger(spec.pidsLimit) || spec.pidsLimit < 8)) {
+    throw invalid(`pidsLimit must be an integer ≥ 8, got ${spec.pidsLimit}`);
+  }
+  if (spec.tmpBytes !== undefined && (!Number.isInteger(spec.tmpBytes) || spec.tmpBytes < 1024 * 1024)) {
+    throw invalid(`tmpBytes must be an integer ≥ 1 MiB, got ${spec.tmpBytes}`);
+  }
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/**
+ * Which per-sandbox limits this host's cgroups can enforce: v1 with a hierarchy per controller (memory, cpu,
+ * pids), or v2 with the controllers listed in cgroup.controllers.
+ */
+export function cgroupLimitSupport(base = '/sys/fs/cgroup'): { version: 'v1' | 'v2' | 'none'; memory: boolean; cpu: boolean; pids: boolean } {
+  try {
+    const v2 = path.join(base, 'cgroup.controllers');
+    if (fs.existsSync(v2)) {
+      const c = new Set(fs.readFileSync(v2, 'utf8').trim().split(/\s+/));
+      return { version: 'v2', memory: c.has('memory'), cpu: c.has('cpu'), pids: c.has('pids') };
+    }
+    const has = (ctrl: string) => fs.readdirSync(base).some((d) => d.split(',').includes(ctrl) && fs.existsSync(path.join(base, d, 'tasks')));
+    const r = { version: 'v1' as const, memory: has('memory'), cpu: has('cpu'), pids: has('pids') };
+    return r.memory || r.cpu || r.pids ? r : { version: 'none', memory: false, cpu: false, pids: false };
+  } catch {
+    return { version: 'none', memory: false, cpu: false, pids: false };
+  }
 }
 
 /** The OCI bundle config of a sandbox (exported for benchmarks that call runsc directly). */
@@ -793,8 +842,13 @@ export function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: strin
   };
   if (cgroupsPath) {
     linux.cgroupsPath = cgroupsPath;
-    linux.resources = { memory: { limit: spec.memoryLimitBytes } };
+    const resources: Record<string, unknown> = {};
+    if (spec.memoryLimitBytes !== undefined) resources.memory = { limit: spec.memoryLimitBytes };
+    if (spec.cpuMillis !== undefined) resources.cpu = { quota: Math.round((spec.cpuMillis * CPU_PERIOD_US) / 1000), period: CPU_PERIOD_US };
+    if (spec.pidsLimit !== undefined) resources.pids = { limit: spec.pidsLimit };
+    linux.resources = resources;
   }
+  const tmpOptions = ['nosuid', 'nodev', 'mode=1777', ...(spec.tmpBytes !== undefined ? [`size=${spec.tmpBytes}`] : [])];
   return {
     ociVersion: '1.0.0',
     process: {
@@ -811,7 +865,7 @@ export function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: strin
       { destination: '/proc', type: 'proc', source: 'proc' },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs' },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: tmpOptions },
     ],
     linux,
   };

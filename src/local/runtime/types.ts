@@ -30,8 +30,14 @@ export interface WorkloadSpec {
   rootfs: string;
   /** Content digest of the root filesystem ("sha256:<hex>"), recorded with every snapshot. */
   imageDigest: string;
-  /** Optional memory limit in bytes. */
+  /** Optional memory limit in bytes (cgroup memory.limit: past it the sandbox is OOM-killed). */
   memoryLimitBytes?: number;
+  /** Optional CPU limit in millicores (cgroup CPU quota: the sandbox is throttled past it). */
+  cpuMillis?: number;
+  /** Optional limit on the number of tasks (processes and threads) inside the sandbox. */
+  pidsLimit?: number;
+  /** Optional size of the workload's /tmp (a tmpfs): writes past it fail with ENOSPC. */
+  tmpBytes?: number;
   /** Allowed egress; empty means none (an outbound connect fails fast). */
   egress: EgressRule[];
 }
