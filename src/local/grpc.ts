@@ -2,7 +2,7 @@
 // shaping (coded errors keep code and message; anything else is INTERNAL "internal server error: ...") and the
 // bearer-JWT check when auth is configured. Listens on a Unix socket or TCP; plaintext only on a Unix socket
 // or a loopback address, TLS required anywhere else.
-import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ControlService, type ControlServer } from '../gen/ateapi.js';
@@ -106,7 +106,11 @@ export async function serveControl(c: LocalControl, spec: ListenSpec): Promise<B
     unixPath = spec.address.slice('unix:'.length).replace(/^\/\//, '');
     if (!unixPath.startsWith('/')) throw new Error(`listen address ${spec.address}: a Unix socket path must be absolute`);
     mkdirSync(dirname(unixPath), { recursive: true, mode: 0o700 });
-    if (existsSync(unixPath)) unlinkSync(unixPath);
+    if (existsSync(unixPath)) {
+      // Only a stale socket is replaced (the instance lock keeps a live one of this state directory safe).
+      if (!lstatSync(unixPath).isSocket()) throw new Error(`listen address ${spec.address}: ${unixPath} exists and is not a socket; refusing to replace it`);
+      unlinkSync(unixPath);
+    }
     bindAddr = `unix:${unixPath}`;
     target = bindAddr;
   } else {
@@ -133,7 +137,14 @@ export async function serveControl(c: LocalControl, spec: ListenSpec): Promise<B
   }
   const server = new grpc.Server();
   server.addService(ControlService, controlImplementation(c, spec.verifier, spec.enableDebugClear));
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(bindAddr, creds, (e, p) => (e ? reject(e) : resolve(p))));
+  // A Unix socket is private from its creation (umask: no group or other bits), then made 0600.
+  const umask = unixPath ? process.umask(0o077) : undefined;
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => server.bindAsync(bindAddr, creds, (e, p) => (e ? reject(e) : resolve(p))));
+  } finally {
+    if (umask !== undefined) process.umask(umask);
+  }
   if (unixPath) chmodSync(unixPath, 0o600);
   else target = `${splitHostPort(spec.address).host}:${port}`;
   return {

@@ -1,7 +1,7 @@
 // The local Substrate: ateapi.Control, the ActorTemplate controller, the Kubernetes-shaped resource API and
 // the actor router on one machine, backed by real gVisor checkpoint/restore. Everything lives under one state
 // directory; a running instance advertises itself in <state-dir>/local.json.
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -99,12 +99,36 @@ function pidAlive(pid: number): boolean {
 export function readLocalJson(stateDir: string): LocalJson | null {
   const file = join(stateDir, 'local.json');
   if (!existsSync(file)) return null;
+  // local.json tells clients where to send the resource API's token: it is believed only when this user
+  // owns it and its directory and nobody else can write either.
+  const distrust = untrusted(stateDir, file);
+  if (distrust) {
+    log.warn('ignoring local.json', { file, why: distrust });
+    return null;
+  }
   try {
     const j = JSON.parse(readFileSync(file, 'utf8')) as LocalJson;
+    if (resolve(j.kube_token_path ?? '') !== join(resolve(stateDir), 'kube.token')) {
+      log.warn('ignoring local.json', { file, why: 'kube_token_path is not the kube.token of its state directory' });
+      return null;
+    }
     return pidAlive(j.pid) ? j : null;
   } catch {
     return null;
   }
+}
+
+function untrusted(dir: string, file: string): string | undefined {
+  const uid = process.getuid?.();
+  for (const [p, st] of [
+    [dir, statSync(dir)],
+    [file, lstatSync(file)],
+  ] as const) {
+    if (p === file && !st.isFile()) return 'not a regular file';
+    if (uid !== undefined && st.uid !== uid) return `${p} belongs to uid ${st.uid}, not to this user`;
+    if ((st.mode & 0o022) !== 0) return `${p} is writable by others`;
+  }
+  return undefined;
 }
 
 /** The resource API of a running instance: its URL and the token read from kube_token_path. */

@@ -225,7 +225,10 @@ describe('gVisor runtime', () => {
     fs.truncateSync(img, Math.floor(fs.statSync(img).size / 2));
     const t = await codeOf(rt.restore(slot, spec, trunc, logFile));
     expect(t.code).toBe(Code.FAILED_PRECONDITION);
-    expect(t.message).toMatch(/checkpoint\.img is \d+ bytes, expected \d+ \(truncated or corrupt\)/);
+    expect(t.message).toBe('snapshot truncated is unusable: checkpoint.img does not have the size its meta.json records (truncated or corrupt)');
+    // Neither the host path nor file sizes appear in the error.
+    expect(t.message).not.toContain(stateDir);
+    expect(t.message).not.toMatch(/\d+ bytes/);
 
     // Truncated, with meta.json doctored to match: runsc itself refuses, and the runtime reports it
     // (never a silent cold boot).

@@ -1,6 +1,6 @@
 // Issue 7, items 7 and 9: the state directory and what it holds are private, and snapshot locations are trusted
 // only inside the instance's own snapshot store. A real local Substrate in a temporary state directory.
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -42,6 +42,30 @@ describe('private state', () => {
     await expect(startLocalSubstrate({ stateDir, workers: 1, routerListen: '127.0.0.1:0' })).rejects.toThrow(/belongs to uid 65534.*--state-dir/);
     expect(mode(stateDir)).toBe(0o755);
     expect(statSync(stateDir).uid).toBe(65534);
+  });
+});
+
+describe('local.json is believed only when it is private', () => {
+  it('ignores one that others could have written, or that points the token elsewhere', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sec-lj-'));
+    try {
+      const lj = { pid: process.pid, nonce: 'n', api_endpoint: 'unix:/x', api_tls: false, router_url: 'http://127.0.0.1:1', kube_url: 'http://127.0.0.1:2', kube_token_path: join(dir, 'kube.token'), state_dir: dir, started_at: '' };
+      writeFileSync(join(dir, 'local.json'), JSON.stringify(lj), { mode: 0o600 });
+      expect(readLocalJson(dir)?.nonce).toBe('n');
+      chmodSync(join(dir, 'local.json'), 0o666);
+      expect(readLocalJson(dir)).toBeNull();
+      chmodSync(join(dir, 'local.json'), 0o600);
+      chmodSync(dir, 0o777);
+      expect(readLocalJson(dir)).toBeNull();
+      chmodSync(dir, 0o700);
+      writeFileSync(join(dir, 'local.json'), JSON.stringify({ ...lj, kube_token_path: '/etc/shadow' }), { mode: 0o600 });
+      expect(readLocalJson(dir)).toBeNull();
+      writeFileSync(join(dir, 'local.json'), JSON.stringify(lj), { mode: 0o600 });
+      chownSync(join(dir, 'local.json'), 65534, 65534);
+      expect(readLocalJson(dir)).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
