@@ -61,6 +61,8 @@ export interface ControlOptions {
   images: ImageResolver;
   /** Slots in the built-in default pool. */
   workers: number;
+  /** Slots across all pools (default MAX_LOCAL_WORKERS). */
+  maxWorkers?: number;
   /** Virtual nodes the slots are spread over (pause snapshots stay on their node). */
   nodes: number;
   /** Builds the runtime's view of a slot (namespace name and address). */
@@ -84,6 +86,9 @@ export interface ActorLimits {
   /** The workload log is rotated (one previous file kept) once it passes this size. */
   logBytes: number;
 }
+
+/** Worker slots (network namespaces) one local Substrate holds across all its pools. */
+export const MAX_LOCAL_WORKERS = 1024;
 
 export const DEFAULT_ACTOR_LIMITS: Readonly<ActorLimits> = {
   memoryBytes: 1024 * 1024 * 1024,
@@ -218,9 +223,23 @@ export class LocalControl {
     const pools = await this.pools();
     const rows = this.catalog.listWorkers();
     let next = rows.reduce((m, r) => Math.max(m, r.idx + 1), 0);
+    let total = rows.length;
     for (const p of pools) {
       const mine = rows.filter((r) => r.pool === p.metadata.name && r.poolNamespace === p.metadata.namespace);
-      for (let i = mine.length; i < p.spec.replicas; i++) {
+      // Each slot is a network namespace on this machine: the pools together get at most MAX_LOCAL_WORKERS.
+      const cap = this.opts.maxWorkers ?? MAX_LOCAL_WORKERS;
+      const room = cap - total;
+      const want = Math.min(p.spec.replicas, mine.length + Math.max(0, room));
+      if (want < p.spec.replicas) {
+        log.warn('worker pool asks for more slots than the local Substrate holds; it gets what fits', {
+          pool: `${p.metadata.namespace}/${p.metadata.name}`,
+          replicas: p.spec.replicas,
+          granted: want,
+          limit: cap,
+        });
+      }
+      total += Math.max(0, want - mine.length);
+      for (let i = mine.length; i < want; i++) {
         const idx = next++;
         const node = `local-node-${idx % Math.max(1, this.opts.nodes)}`;
         const slot = this.opts.slotOf({ idx, node });

@@ -40,6 +40,8 @@ export interface LocalSubstrateOptions {
   auth?: JwtAuthOptions;
   /** Host loopback ports every actor may reach. */
   egress?: EgressRule[];
+  /** Worker slots across all pools (default MAX_LOCAL_WORKERS, 1024). */
+  maxWorkers?: number;
   /** Per-actor limits (memory, cpu, tasks, /tmp, log); defaults in DEFAULT_ACTOR_LIMITS. */
   limits?: Partial<ActorLimits>;
   /** Serve DebugClear (wipes every actor); off unless asked for. */
@@ -225,6 +227,7 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       slotOf: (row) => ({ index: row.idx, node: row.node, netns: workerNetns(runtime.tag, row.idx), ip: slotIp(row.idx) }),
       egress: opts.egress,
       limits: opts.limits,
+      maxWorkers: opts.maxWorkers,
       platform: runtime.platform,
     });
     await control.start();

@@ -408,6 +408,8 @@ interface HistoryEntry {
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 const MAX_BODY = 3 * 1024 * 1024;
+/** Open watch streams at once; the history kept for resuming them is bounded by ApiServerOptions.watchHistory. */
+const MAX_WATCHERS = 256;
 
 function isLoopbackHost(h: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
@@ -798,6 +800,9 @@ class Server {
     const labels = parseLabelSelector(labelSel);
     const fields = parseFieldSelector(fieldSel);
     const watcher: Watcher = { def, ns, labels, fields, send: w.send, end: w.end };
+    if (this.watchers.size >= MAX_WATCHERS) {
+      return Promise.reject(err(429, 'TooManyRequests', `too many open watches (${MAX_WATCHERS}); close some and retry`));
+    }
     return this.lock(async () => {
       const match = (o: KubeObject) => (!ns || o.metadata.namespace === ns) && labels.every((r) => r(o.metadata.labels ?? {})) && fields.every((r) => r(o));
       if (!fromRv || fromRv === '0') {
@@ -1119,7 +1124,9 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   if ('host' in listen && !isLoopbackHost(listen.host)) {
     throw new Error(`the stand-in Kubernetes API server listens on loopback only (127.0.0.0/8, ::1); refusing ${listen.host}`);
   }
-  const s = new Server(storage, opts.watchHistory ?? 2000);
+  const history = opts.watchHistory ?? 2000;
+  if (!Number.isInteger(history) || history < 1 || history > 100_000) throw new Error(`watchHistory must be an integer from 1 to 100000, got ${history}`);
+  const s = new Server(storage, history);
   await s.init();
   const token = opts.token ?? ('host' in listen ? randomBytes(32).toString('base64url') : '');
   if ('host' in listen && token.length < 16) throw new Error('the resource API on TCP needs a bearer token of at least 16 characters');

@@ -33,7 +33,14 @@ export const DEFAULT_NAMESPACE = 'default';
  * applied, the namespace defaulted to "default" for namespaced kinds, and Secret `stringData` folded into
  * base64 `data` (as the API server stores it).
  */
+/** The largest manifest file `local apply` reads, as the API server's request limit. */
+export const MAX_MANIFEST_BYTES = 3 * 1024 * 1024;
+
 export function parseManifests(text: string): ManifestObject[] {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_MANIFEST_BYTES) {
+    throw new ManifestError([`the manifests are ${(size / 1024 / 1024).toFixed(1)} MiB; at most ${MAX_MANIFEST_BYTES / 1024 / 1024} MiB are read at once (split the file)`]);
+  }
   const problems: string[] = [];
   const out: ManifestObject[] = [];
   const docs = parseAllDocuments(text);
