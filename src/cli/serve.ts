@@ -38,16 +38,17 @@ export async function main(argv: string[]): Promise<number> {
     const cfg = loadConfig({ flags });
     setLogLevel(cfg.logLevel);
 
-    // The driver's modules (the Kubernetes client among them) load while the local Substrate starts: a
-    // restart after a crash is back sooner.
-    const driverModule = import('../driver/index.js');
-    driverModule.catch(() => undefined);
     let localStop: (() => Promise<void>) | undefined;
     let local: LocalEndpoints | undefined;
     let relocateLocal: (() => LocalEndpoints | undefined) | undefined;
+    let driverModule: Promise<typeof import('../driver/index.js')> | undefined;
     if (cfg.local) {
       const { startLocalSubstrate } = await import('../local/index.js');
       const { ensureDefaultImage } = await import('../local/images.js');
+      // The driver's modules (the Kubernetes client among them) load while the local Substrate starts, which
+      // waits mostly on runsc and ip: a restart after a crash is back sooner.
+      driverModule = import('../driver/index.js');
+      driverModule.catch(() => undefined);
       // router_listen (or else router_url) is where the embedded router listens (default 127.0.0.1:8000).
       let routerListen: string | undefined = cfg.routerListen || undefined;
       if (!routerListen && cfg.routerUrl) {
@@ -85,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
 
     let running: RunningDriver;
     try {
-      const { runDriver } = await driverModule;
+      const { runDriver } = await (driverModule ?? import('../driver/index.js'));
       running = await runDriver({ config: cfg, local, relocateLocal });
     } catch (e) {
       await localStop?.();

@@ -166,6 +166,13 @@ function writeAtomic(file: string, text: string): void {
 
 export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<LocalSubstrateHandle> {
   const stateDir = resolve(opts.stateDir);
+  // How long each start-up phase took (in the ready log line): where a restart after a crash spends its time.
+  const phases: Record<string, number> = {};
+  let phaseStart = performance.now();
+  const phase = (name: string) => {
+    phases[name] = Math.round(performance.now() - phaseStart);
+    phaseStart = performance.now();
+  };
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (checkStateDirPrivate(stateDir) === 'tightened') log.info('state directory was readable by others; made it 0700', { stateDir });
   // Before anything of a running instance could be touched (its sockets, local.json, catalog).
@@ -211,11 +218,13 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
         await api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'substrate-local');
       }
     }
+    phase('resource API');
     const resources = apiResources(api);
     // Sandboxes still running from a previous run of this instance (its process was killed) are adopted, not
     // killed: the control plane keeps their actors RUNNING with their memory.
     const runtime = createRuntime({ stateDir, adoptLeftovers: true });
     await ensureDefaultImage(stateDir);
+    phase('default image');
     const control = new LocalControl({
       stateDir,
       catalog,
@@ -231,6 +240,7 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
       platform: runtime.platform,
     });
     await control.start();
+    phase('runtime and control plane (adoption included)');
     cleanups.push(() => control.stop());
     const controller = new TemplateController(control, resources);
     controller.start();
@@ -272,7 +282,8 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     };
     writeAtomic(join(stateDir, 'local.json'), JSON.stringify(info, null, 2) + '\n');
     cleanups.push(() => rmSync(join(stateDir, 'local.json'), { force: true }));
-    log.info('local Substrate ready', { api: info.api_endpoint, router: info.router_url, kube: info.kube_url, stateDir });
+    phase('API and router listening');
+    log.info('local Substrate ready', { api: info.api_endpoint, router: info.router_url, kube: info.kube_url, stateDir, phasesMs: phases });
     let stopped: Promise<void> | undefined;
     return {
       apiEndpoint: grpcServer.target,
