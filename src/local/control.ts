@@ -205,14 +205,21 @@ export class LocalControl {
     for (let i = 0; i < 600 && this.locks.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
     // A clean stop keeps every actor: running ones are suspended first, so nothing is lost.
     for (const [idx, r] of [...this.running.entries()]) {
+      // Held like a workflow's lock, so a death-monitor tick still in flight cannot release it mid-suspend.
+      const key = this.lockKey(r.atespace, r.name);
+      const held = this.locks.has(key);
       try {
+        if (!held) this.locks.add(key);
         await this.suspendRunning(r.atespace, r.name, 'external');
       } catch (e) {
         log.warn('could not suspend actor at shutdown; it falls back to its last snapshot', {
           actor: `${r.atespace}/${r.name}`,
           error: e,
         });
+        if (!held) this.locks.delete(key);
         await this.releaseDeadWorker(idx);
+      } finally {
+        if (!held) this.locks.delete(key);
       }
     }
     await this.runtime.shutdown();
@@ -379,8 +386,28 @@ export class LocalControl {
     }
   }
 
+  /**
+   * Releases a worker whose sandbox died. It holds the actor's lock throughout (and does nothing when a
+   * workflow holds it): a suspend or resume that started meanwhile would otherwise bind the worker again
+   * between the teardown and the release, and the release would then cut the new binding loose.
+   */
   private async releaseDeadWorker(idx: number): Promise<void> {
     const r = this.running.get(idx);
+    const bound = this.catalog.getWorker(idx);
+    const key = r ? this.lockKey(r.atespace, r.name) : bound?.actorName ? this.lockKey(bound.actorAtespace, bound.actorName) : undefined;
+    if (key !== undefined) {
+      if (this.locks.has(key)) return;
+      this.locks.add(key);
+    }
+    try {
+      await this.releaseDeadWorkerLocked(idx, r);
+    } finally {
+      if (key !== undefined) this.locks.delete(key);
+    }
+  }
+
+  private async releaseDeadWorkerLocked(idx: number, r: Running | undefined): Promise<void> {
+    if (r && this.running.get(idx) !== r) return; // released or replaced before the lock was ours
     this.running.delete(idx);
     if (r) await this.runtime.destroy(r.handle.sandboxId).catch(() => undefined);
     const w = this.catalog.getWorker(idx);
@@ -865,16 +892,27 @@ export class LocalControl {
     throw new ApiError(4, `readyz ${path} on port ${probe.port} did not answer 200 within ${READY_TIMEOUT_MS / 1000}s (last: ${last})`);
   }
 
-  /** One HTTP GET into a worker namespace through the runtime's forwarder. */
+  /**
+   * One HTTP GET into a worker namespace through the runtime's forwarder, bounded by `timeoutMs` whatever
+   * happens: http.request's own timeout never fires on a socket handed in through createConnection, and a
+   * sandbox killed mid-probe never closes its end.
+   */
   async httpStatus(slot: WorkerSlot, port: number, path: string, timeoutMs: number): Promise<number> {
     const sock = await this.runtime.connect(slot, port);
     return new Promise<number>((resolve, reject) => {
-      const req = http.request({ createConnection: () => sock, path, method: 'GET', headers: { host: 'localhost', connection: 'close' }, timeout: timeoutMs }, (res) => {
+      const timer = setTimeout(() => {
+        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
+        sock.destroy();
+      }, timeoutMs);
+      const req = http.request({ createConnection: () => sock, path, method: 'GET', headers: { host: 'localhost', connection: 'close' } }, (res) => {
+        clearTimeout(timer);
         res.resume();
         resolve(res.statusCode ?? 0);
       });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', reject);
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       req.end();
     });
   }
