@@ -2,38 +2,18 @@
 // middle of a checkpoint leaves a consistent catalog; the next start releases what the crashed run left
 // (runsc sandboxes, claimed workers) and the actor resumes from a complete snapshot. A clean stop (SIGTERM)
 // leaves no runsc process and no network namespace behind.
-import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { instancePaths, listNetns, runscPidsOf } from '../../src/local/runtime/index.js';
-import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
-import { applyObject, controlClient, counterTemplate, defaultImageRef, viaRouter, waitTemplateReady } from './helpers.js';
+import { kubeAccessOf } from '../../src/local/index.js';
+import { applyObject, controlClient, counterTemplate, defaultImageRef, serveLocal, viaRouter, waitTemplateReady } from './helpers.js';
 
-const BIN = join(import.meta.dirname, '../../bin/substrate-driver.js');
 const ref = { actorRef: { atespace: 'crash', name: 'c1' } };
-
-async function serve(stateDir: string): Promise<{ proc: ResultPromise; info: LocalJson }> {
-  const proc = execa('node', [BIN, 'local', 'serve', '--state-dir', stateDir, '--router-listen', '127.0.0.1:0', '--workers', '1', '--log-level', 'warn'], {
-    reject: false,
-    stdin: 'ignore',
-  });
-  const file = join(stateDir, 'local.json');
-  for (let i = 0; i < 300; i++) {
-    if (existsSync(file)) {
-      const info = JSON.parse(readFileSync(file, 'utf8'));
-      if (info.pid === proc.pid) return { proc, info };
-    }
-    if (proc.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  proc.kill('SIGKILL');
-  const res = await proc;
-  throw new Error(`local serve did not start: ${res.stderr}`);
-}
+const serve = (stateDir: string) => serveLocal(stateDir);
 
 describe('standalone local Substrate: crash safety', () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'sdl-crash-'));

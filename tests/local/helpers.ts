@@ -1,14 +1,15 @@
 // Shared pieces of the local Substrate tests: a promise client for ateapi.Control, a counter workload, and
 // a local Substrate in a temporary state directory. Everything here is real: gVisor, SQLite, gRPC, HTTP.
 import type { KubeAccess } from '../../src/template/store.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as ateapi from '../../src/gen/ateapi.js';
 import { ControlClient, type Actor } from '../../src/gen/ateapi.js';
 import { listImages } from '../../src/local/images.js';
-import { startLocalSubstrate, type LocalSubstrateHandle, type LocalSubstrateOptions } from '../../src/local/index.js';
+import { startLocalSubstrate, type LocalJson, type LocalSubstrateHandle, type LocalSubstrateOptions } from '../../src/local/index.js';
 
 export type Rpc = <Res>(method: string, req: object, md?: grpc.Metadata) => Promise<Res>;
 
@@ -173,3 +174,30 @@ export async function startTestSubstrate(opts: Partial<LocalSubstrateOptions> = 
 }
 
 export type { Actor };
+
+const BIN = join(import.meta.dirname, '../../bin/substrate-driver.js');
+
+/** `substrate-driver local serve` as a child process (for tests that kill it), without waiting for it. */
+export function spawnLocalServe(stateDir: string, opts: { workers?: number; logLevel?: string } = {}): ResultPromise {
+  return execa('node', [BIN, 'local', 'serve', '--state-dir', stateDir, '--router-listen', '127.0.0.1:0', '--workers', String(opts.workers ?? 1), '--log-level', opts.logLevel ?? 'warn'], {
+    reject: false,
+    stdin: 'ignore',
+  });
+}
+
+/** spawnLocalServe, then waits for local.json naming the new process; `ms` is how long that took. */
+export async function serveLocal(stateDir: string, opts: { workers?: number; logLevel?: string } = {}): Promise<{ proc: ResultPromise; info: LocalJson; ms: number }> {
+  const t0 = Date.now();
+  const proc = spawnLocalServe(stateDir, opts);
+  const file = join(stateDir, 'local.json');
+  for (let i = 0; i < 1200; i++) {
+    if (existsSync(file)) {
+      const info = JSON.parse(readFileSync(file, 'utf8')) as LocalJson;
+      if (info.pid === proc.pid) return { proc, info, ms: Date.now() - t0 };
+    }
+    if (proc.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`local serve did not start: ${(await proc).stderr}`);
+}

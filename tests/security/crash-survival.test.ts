@@ -1,6 +1,6 @@
 // Issue 7, item 8: a crash of the server costs agents nothing, and one state directory has one instance.
 // The real `substrate-driver local serve` (gVisor, SQLite, gRPC, router) as a child process, killed with -9.
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,33 +8,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
 import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
 import { instancePaths, runscPidsOf } from '../../src/local/runtime/index.js';
-import { applyObject, controlClient, counterTemplate, defaultImageRef, viaRouter, waitTemplateReady } from '../local/helpers.js';
+import { applyObject, controlClient, counterTemplate, defaultImageRef, serveLocal, spawnLocalServe, viaRouter, waitTemplateReady } from '../local/helpers.js';
 
-const BIN = join(import.meta.dirname, '../../bin/substrate-driver.js');
 const ref = { actorRef: { atespace: 'keep', name: 'k1' } };
-
-function start(stateDir: string): ResultPromise {
-  return execa('node', [BIN, 'local', 'serve', '--state-dir', stateDir, '--router-listen', '127.0.0.1:0', '--workers', '2', '--log-level', 'info'], {
-    reject: false,
-    stdin: 'ignore',
-  });
-}
-
-async function serve(stateDir: string): Promise<{ proc: ResultPromise; info: LocalJson; ms: number }> {
-  const t0 = Date.now();
-  const proc = start(stateDir);
-  const file = join(stateDir, 'local.json');
-  for (let i = 0; i < 600; i++) {
-    if (existsSync(file)) {
-      const info = JSON.parse(readFileSync(file, 'utf8')) as LocalJson;
-      if (info.pid === proc.pid) return { proc, info, ms: Date.now() - t0 };
-    }
-    if (proc.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  proc.kill('SIGKILL');
-  throw new Error(`local serve did not start: ${(await proc).stderr}`);
-}
+const serve = (stateDir: string) => serveLocal(stateDir, { workers: 2, logLevel: 'info' });
+const start = (stateDir: string) => spawnLocalServe(stateDir, { workers: 2, logLevel: 'info' });
 
 async function count(info: LocalJson): Promise<{ n: number; born: number; pid: number }> {
   const r = await viaRouter(info.router_url, 'keep', 'k1', '/count');
