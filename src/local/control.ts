@@ -9,7 +9,6 @@
 //   returned to the caller and the catalog stays consistent (the actor stays deletable).
 // - Snapshot paths include the atespace, so same-named actors in two atespaces never share snapshots.
 // - DeleteActor removes the actor's own snapshot files (upstream leaves them for a GC that does not exist).
-import { parseQuantity } from '../common/quantity.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -40,6 +39,7 @@ import { logger } from '../common/log.js';
 import { Catalog, type SnapshotRow, toWireWorker, type WorkerRow } from './catalog.js';
 import { type PoolObj, type Resources, selectorMatches, type TemplateObj } from './resources.js';
 import type { EgressRule, Runtime, SandboxHandle, WorkerSlot, WorkloadSpec } from './runtime/types.js';
+import { parseQuantity } from '../common/quantity.js';
 
 const log = logger('local.control');
 
@@ -69,7 +69,7 @@ export interface ControlOptions {
   slotOf(row: { idx: number; node: string }): WorkerSlot;
   /** Egress allowed to every actor, on top of what its template allows. */
   egress?: EgressRule[];
-  /** Per-actor limits (defaults: DEFAULT_ACTOR_LIMITS); a template's cpu and memory limits take precedence. */
+  /** Per-actor limits (defaults: DEFAULT_ACTOR_LIMITS), ceilings a template's cpu and memory limits may only lower. */
   limits?: Partial<ActorLimits>;
   platform?: string;
   runscVersion?: string;

@@ -5,13 +5,13 @@
 // (compute-driver.md §6.2/§6.3): driver-set values override user values, the sandbox token is only ever a
 // secretKeyRef (never a literal), and the gateway's command is forwarded exactly through
 // OPENSHELL_MAIN_PROCESS_SPEC. No idle `sleep` workload is ever installed.
-import { parseQuantity } from '../common/quantity.js';
 import { createHash } from 'node:crypto';
 import { ApiError, Code } from '../common/errors.js';
 import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.js';
 import type { DriverSandbox } from '../gen/compute_driver.js';
 import type { ActorTemplate, Container, EnvVar } from './types.js';
 import { RESERVED_CONTAINER_NAME, validateActorTemplate } from './validate.js';
+import { parseQuantity } from '../common/quantity.js';
 
 export interface SynthesisConfig {
   namespace: string;

@@ -7,8 +7,8 @@
 // Also here: the two atelet rules the CRD does not express (no container named `pause`, no duplicate container
 // names), the CRD defaults, the spec immutability rule, and a schema walk that finds or prunes fields the CRD
 // does not declare.
-import { parseQuantity } from '../common/quantity.js';
 import { isDnsLabel, isDnsSubdomain, labelValueError, qualifiedNameError } from '../common/dns.js';
+import { parseQuantity } from '../common/quantity.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Field errors (k8s.io/apimachinery/pkg/util/validation/field)
