@@ -108,11 +108,13 @@ const CONFIG_HELP: Partial<Record<ConfigKey, string>> = {
   gateway_endpoint: 'OPENSHELL_ENDPOINT given to sandboxes',
   stop_mode: 'suspend | pause (what StopSandbox does)',
   default_image: 'image used when a sandbox names none (pinned)',
-  metrics_listen: 'host:port for /healthz, /readyz and /metrics',
+  metrics_listen: 'host:port for /healthz, /readyz and /metrics (loopback unless metrics_allow_remote)',
+  metrics_allow_remote: 'allow a non-loopback metrics_listen (the endpoints are unauthenticated)',
   log_level: 'debug | info | warn | error',
   router_url: 'URL of the actor router (with --local: where the embedded router listens)',
   poll_interval_ms: 'how often actors are listed to detect changes (default 500)',
   router_listen: 'with --local: host:port of the embedded router (default 127.0.0.1:8000; port 0 picks one)',
+  router_allow_remote: 'with --local: allow a non-loopback router_listen (the router authenticates no one)',
   workers: 'with --local: worker slots of the embedded Substrate (default one per 512 MiB, 2..64)',
 };
 

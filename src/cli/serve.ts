@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
         const u = new URL(cfg.routerUrl);
         routerListen = `${u.hostname}:${u.port || '80'}`;
       }
-      const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined });
+      const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined, routerAllowRemote: cfg.routerAllowRemote });
       localStop = () => h.stop();
       const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
       local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kube: h.kube, stateDir: h.stateDir, defaultImage: img?.ref };

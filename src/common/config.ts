@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { isDnsLabel, labelValueError, qualifiedNameError } from './dns.js';
+import { isLoopbackHost } from './net.js';
 
 export type ConfigSource = 'flag' | 'env' | 'file' | 'default';
 
@@ -60,10 +61,12 @@ export const CONFIG_KEYS = {
   stop_mode: { kind: 'enum', values: ['suspend', 'pause'] },
   default_image: { kind: 'string' },
   metrics_listen: { kind: 'string' },
+  metrics_allow_remote: { kind: 'bool' },
   log_level: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] },
   router_url: { kind: 'string' },
   poll_interval_ms: { kind: 'int', min: 50, max: 60_000 },
   router_listen: { kind: 'string' },
+  router_allow_remote: { kind: 'bool' },
   workers: { kind: 'int', min: 1, max: 1024 },
 } as const satisfies Record<string, KeySpec>;
 
@@ -94,12 +97,16 @@ export interface DriverConfig {
   stopMode: 'suspend' | 'pause';
   defaultImage: string;
   metricsListen: string;
+  /** Serve metrics on a non-loopback address (they are unauthenticated). */
+  metricsAllowRemote: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   routerUrl: string;
   /** How often the driver lists actors to detect changes (the pinned ateapi has no watch). */
   pollIntervalMs: number;
   /** With --local: where the embedded router listens (host:port; port 0 picks one). '' = default 127.0.0.1:8000. */
   routerListen: string;
+  /** With local: let the embedded router listen on a non-loopback address (it authenticates no one). */
+  routerAllowRemote: boolean;
   /** With --local: worker slots of the embedded Substrate's default pool; 0 = its default from memory. */
   workers: number;
   /** Where each key's value came from. */
@@ -269,8 +276,6 @@ function coerce(key: ConfigKey, raw: Raw, baseDir: string, env: NodeJS.ProcessEn
   return v;
 }
 
-const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[?::1\]?)$/i;
-
 /** True for grpc-js targets on a Unix socket. */
 export function isUnixTarget(target: string): boolean {
   return target.startsWith('unix:') || target.startsWith('unix-abstract:');
@@ -287,7 +292,7 @@ export function targetHost(target: string): string {
 }
 
 export function isLoopbackTarget(target: string): boolean {
-  return LOOPBACK_HOST.test(targetHost(target));
+  return isLoopbackHost(targetHost(target));
 }
 
 /**
@@ -354,10 +359,12 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     stopMode: str('stop_mode', 'suspend') as DriverConfig['stopMode'],
     defaultImage: str('default_image'),
     metricsListen: str('metrics_listen'),
+    metricsAllowRemote: (values.metrics_allow_remote as boolean | undefined) ?? false,
     logLevel: str('log_level', 'info') as DriverConfig['logLevel'],
     routerUrl: str('router_url'),
     pollIntervalMs: (values.poll_interval_ms as number | undefined) ?? 500,
     routerListen: str('router_listen'),
+    routerAllowRemote: (values.router_allow_remote as boolean | undefined) ?? false,
     workers: (values.workers as number | undefined) ?? 0,
     sources,
     configPath,
@@ -413,6 +420,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
   if (cfg.metricsListen) {
     const port = Number(cfg.metricsListen.slice(cfg.metricsListen.lastIndexOf(':') + 1));
     if (port > 65535) bad('metrics_listen', `port ${port} is out of range`);
+    const host = cfg.metricsListen.slice(0, cfg.metricsListen.lastIndexOf(':'));
+    if (!isLoopbackHost(host) && !cfg.metricsAllowRemote) {
+      bad('metrics_listen', `"${cfg.metricsListen}" is not loopback; /metrics authenticates no one, so listen on 127.0.0.1 (and scrape through a sidecar or port-forward), or set metrics_allow_remote = true to accept that`);
+    }
   }
   if (values.snapshots_location !== undefined && cfg.snapshotsLocation === '') {
     bad('snapshots_location', 'must not be empty');

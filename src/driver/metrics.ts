@@ -3,6 +3,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { logger } from '../common/log.js';
+import { isLoopbackHost, loopbackHostHeaders } from '../common/net.js';
 
 const log = logger('driver.metrics');
 
@@ -92,8 +93,15 @@ export async function serveMetrics(listen: string, metrics: DriverMetrics, ready
   const i = listen.lastIndexOf(':');
   const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(listen.slice(i + 1));
+  // On loopback only local clients may ask: the Host must name the listener (a page reached through DNS
+  // rebinding sends its own name) and no browser Origin is accepted.
+  let hosts: Set<string> | undefined;
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if ((hosts && !hosts.has(String(req.headers.host ?? '').toLowerCase())) || req.headers.origin !== undefined) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden: a local client on the listener\'s own address only\n');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -118,6 +126,7 @@ export async function serveMetrics(listen: string, metrics: DriverMetrics, ready
   });
   const addr = server.address();
   const bound = typeof addr === 'object' && addr ? `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : listen;
+  if (typeof addr === 'object' && addr && isLoopbackHost(addr.address)) hosts = loopbackHostHeaders(addr.address, addr.port);
   log.info('metrics listening', { address: bound });
   return {
     address: bound,

@@ -10,6 +10,7 @@ import { permissionDenied, toServiceError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import type { Verifier } from './auth.js';
 import type { LocalControl } from './control.js';
+import { isLoopbackHost } from '../common/net.js';
 
 const log = logger('local.grpc');
 
@@ -20,11 +21,6 @@ export interface ListenSpec {
   verifier?: Verifier;
   /** Serve DebugClear; otherwise it answers PERMISSION_DENIED. */
   enableDebugClear?: boolean;
-}
-
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 /** Splits 'host:port' (IPv6 in brackets). */

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Code, grpcCodeOf, messageOf } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import type { Actor } from '../gen/ateapi.js';
+import { isLoopbackHost } from '../common/net.js';
 
 const log = logger('local.router');
 const SUFFIX = '.actors.resources.substrate.ate.dev';
@@ -37,11 +38,6 @@ export interface RouterOptions {
   resumeBudgetMs?: number;
   /** Listen on a non-loopback address (the router authenticates no one); refused unless set. */
   allowRemote?: boolean;
-}
-
-function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 class BudgetExceeded extends Error {}
@@ -76,7 +72,7 @@ function httpStatusFor(code: number | undefined): number {
 }
 
 export async function startRouter(backend: RouterBackend, opts: RouterOptions): Promise<{ url: string; close(): Promise<void> }> {
-  if (!isLoopback(opts.listen.host) && !opts.allowRemote) {
+  if (!isLoopbackHost(opts.listen.host) && !opts.allowRemote) {
     throw new Error(
       `the router would listen on ${opts.listen.host}, which is not loopback; it authenticates no one, so anyone who reaches it can wake and talk to every actor. Use 127.0.0.1, or pass --router-allow-remote to accept that`,
     );

@@ -43,6 +43,7 @@ import {
   validateObjectFields,
   type FieldError,
 } from './validate.js';
+import { isLoopbackHost, loopbackHostHeaders } from '../common/net.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Storage
@@ -410,10 +411,6 @@ const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 const MAX_BODY = 3 * 1024 * 1024;
 /** Open watch streams at once; the history kept for resuming them is bounded by ApiServerOptions.watchHistory. */
 const MAX_WATCHERS = 256;
-
-function isLoopbackHost(h: string): boolean {
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
 
 type WriteOpts = { dryRun?: boolean; fieldValidation?: string };
 
@@ -1173,7 +1170,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     if (!addr || typeof addr === 'string') throw new Error('unexpected server address');
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     url = `http://${host}:${addr.port}`;
-    hosts = new Set([`${host}:${addr.port}`, `localhost:${addr.port}`]);
+    hosts = loopbackHostHeaders(addr.address, addr.port);
   }
 
   const defOf = (r: ResourceName) => {

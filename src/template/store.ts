@@ -18,6 +18,7 @@ import {
 import { ApiError, Code } from '../common/errors.js';
 import type { ActorTemplate } from './types.js';
 import { OWNER_ANNOTATION, OWNER_VALUE } from './synthesize.js';
+import { isLoopbackHost } from '../common/net.js';
 
 export const FIELD_MANAGER = 'openshell-driver-substrate';
 
@@ -369,11 +370,6 @@ export function kubeTemplateStore(kc: KubeConfig): TemplateStore {
   return store;
 }
 
-function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
 /** How to reach the local Substrate's resource API: its loopback URL and the bearer token it demands. */
 export interface KubeAccess {
   url: string;
@@ -392,7 +388,7 @@ export function kubeConfigFor({ url, token }: KubeAccess): KubeConfig {
   } catch {
     throw new ApiError(Code.INVALID_ARGUMENT, `invalid API server URL ${JSON.stringify(url)}; expected http://127.0.0.1:<port>`);
   }
-  if (u.protocol !== 'http:' || !isLoopback(u.hostname)) {
+  if (u.protocol !== 'http:' || !isLoopbackHost(u.hostname)) {
     throw new ApiError(Code.INVALID_ARGUMENT, `kubeConfigFor only serves plain HTTP on loopback (got ${u.protocol}//${u.host}); use a kubeconfig for a real cluster`);
   }
   const kc = new KubeConfig();

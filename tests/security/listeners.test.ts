@@ -12,6 +12,8 @@ import { createVerifier } from '../../src/local/auth.js';
 import { serveControl } from '../../src/local/grpc.js';
 import { kubeAccessOf, readLocalJson } from '../../src/local/index.js';
 import { startRouter } from '../../src/local/router.js';
+import { ConfigError, loadConfig } from '../../src/common/config.js';
+import { DriverMetrics, serveMetrics } from '../../src/driver/metrics.js';
 import { controlClient, expectCode, startTestSubstrate, type TestSubstrate } from '../local/helpers.js';
 
 /** A raw HTTP request with exactly the headers given (fetch would add its own Host and no Origin). */
@@ -113,6 +115,35 @@ describe('the resource API (while it exists)', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the driver's metrics listener", () => {
+  it('is loopback unless metrics_allow_remote, named by config key and source', () => {
+    const e = (() => {
+      try {
+        loadConfig({ env: {}, flags: { metrics_listen: '0.0.0.0:9090' } });
+      } catch (x) {
+        return x as ConfigError;
+      }
+      throw new Error('accepted');
+    })();
+    expect(e.key).toBe('metrics_listen');
+    expect(e.message).toMatch(/not loopback.*metrics_allow_remote/);
+    expect(loadConfig({ env: {}, flags: { metrics_listen: '0.0.0.0:9090', metrics_allow_remote: true } }).metricsListen).toBe('0.0.0.0:9090');
+  });
+
+  it('on loopback answers only a local client naming its address: no rebinding Host, no browser Origin', async () => {
+    const m = await serveMetrics('127.0.0.1:0', new DriverMetrics({ defaultMetrics: false }), () => true);
+    try {
+      const url = `http://${m.address}`;
+      expect((await raw(url, { path: '/metrics', headers: { host: m.address } })).status).toBe(200);
+      expect((await raw(url, { path: '/metrics', headers: { host: `localhost:${new URL(url).port}` } })).status).toBe(200);
+      expect((await raw(url, { path: '/metrics', headers: { host: `attacker.example:${new URL(url).port}` } })).status).toBe(403);
+      expect((await raw(url, { path: '/metrics', headers: { host: m.address, origin: 'http://attacker.example' } })).status).toBe(403);
+    } finally {
+      await m.close();
     }
   });
 });
