@@ -4,8 +4,9 @@
 // the counter template, creates N actors in one atespace and resumes them. Then, cycle after cycle until the
 // time is up, every actor gets one operation picked by a seeded random generator (counter requests through
 // the router, suspend+resume, pause+resume, migrate = suspend+resume onto another worker), while faults are
-// injected on a schedule from the same seed: kill -9 of an actor's runsc sandbox process (the actor goes back
-// to its last snapshot, by design), and every --kill-every cycles kill -9 of `local serve` itself (running
+// injected on a schedule from the same seed: kill -9 of an actor's runsc sandbox process, running or while a
+// resume restores it (the actor goes back to its last snapshot, by design), and every --kill-every cycles
+// kill -9 of `local serve` itself (running
 // actors keep running with their memory and are adopted by the next start). After every fault and at the end
 // of every cycle every actor's counter is read with /peek and compared with what the soak expects; an actor
 // found short has lost memory.
@@ -138,8 +139,12 @@ export type Op = { kind: 'count'; k: number } | { kind: 'suspend' } | { kind: 'p
 
 export interface CyclePlan {
   ops: Op[];
-  /** kill -9 of one actor's sandbox, before the operation of actor `at` (at = N: after the last one). */
-  workerKill?: { victim: number; at: number };
+  /**
+   * kill -9 of one actor's sandbox, before the operation of actor `at` (at = N: after the last one); with
+   * `duringResume`, of the sandbox a resume is restoring (suspend, resume, kill while it restores or waits
+   * for readiness) instead of a running one.
+   */
+  workerKill?: { victim: number; at: number; duringResume: boolean };
   serverKill: boolean;
 }
 
@@ -154,10 +159,19 @@ export function planCycle(rng: () => number, cycle: number, actors: number, kill
   const kill = rng() < 0.25;
   const victim = Math.floor(rng() * actors);
   const at = Math.floor(rng() * (actors + 1));
-  return { ops, workerKill: kill ? { victim, at } : undefined, serverKill: killEvery > 0 && cycle % killEvery === 0 };
+  // duringResume comes from the draws above (no extra draw), so a seed's other choices stay as they were.
+  return { ops, workerKill: kill ? { victim, at, duringResume: (victim + at + cycle) % 2 === 1 } : undefined, serverKill: killEvery > 0 && cycle % killEvery === 0 };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
 
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
@@ -242,6 +256,7 @@ interface Report {
   migrationsMoved: number;
   migrationsStayed: number;
   workerKills: number;
+  workerKillsDuringResume: number;
   serverKills: number;
   restartServingMs: number[];
   restartAnsweringMs: number[];
@@ -442,6 +457,7 @@ class Soak {
       migrationsMoved: 0,
       migrationsStayed: 0,
       workerKills: 0,
+      workerKillsDuringResume: 0,
       serverKills: 0,
       restartServingMs: [],
       restartAnsweringMs: [],
@@ -749,6 +765,51 @@ class Soak {
     return `worker kill: ${t.name} sandbox pid ${pid} on ${worker} (back to n=${t.snapshotN})`;
   }
 
+  /**
+   * kill -9 of the sandbox a resume is bringing up: the actor is suspended (a snapshot to come back to), a
+   * resume is started, and the new sandbox process is killed as soon as it appears, after a delay that varies
+   * by cycle (0 to 390 ms, so the kill lands during the restore or the readiness wait). Whatever the resume
+   * answers, the actor must end up resumable from that snapshot, unlocked, with its worker released.
+   */
+  private async workerKillDuringResume(t: ActorTrack): Promise<string> {
+    const { Actor_Status } = this.m.ateapi;
+    const a = await this.getActor(t.name);
+    if (a.status !== Actor_Status.STATUS_RUNNING) return `kill during resume of ${t.name} skipped (${this.statusName(a.status)})`;
+    const s = (await this.rpc<{ actor: Actor }>('suspendActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 })).actor;
+    await this.noteSnapshot(t, s);
+    const before = new Set(this.m.runscPidsOf(this.paths.runscRoot));
+    const resuming = this.rpc<{ actor: Actor }>('resumeActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 }).then(
+      () => 'resume answered RUNNING',
+      (e: unknown) => `resume failed (${errText(e).split(':')[0]})`,
+    );
+    const delay = (this.cycle * 97) % 400;
+    let pid = 0;
+    for (const until = Date.now() + 20_000; !pid && Date.now() < until && !this.stopping; ) {
+      pid = this.m.runscPidsOf(this.paths.runscRoot).find((p) => !before.has(p) && cmdlineOf(p).includes('runsc-sandbox')) ?? 0;
+      if (!pid) await sleep(5);
+    }
+    if (pid) {
+      await sleep(delay);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already (the resume failed on its own)
+      }
+    }
+    const outcome = await resuming;
+    this.report.workerKillsDuringResume++;
+    t.expected = t.snapshotN;
+    t.since.push(`kill -9 of its restoring sandbox pid ${pid || '?'} ${delay} ms after it appeared; ${outcome} (cycle ${this.cycle})`);
+    // Settled: not RUNNING on a dead sandbox, not locked. The next check resumes it if it is not running.
+    const until = Date.now() + 15_000;
+    let now = await this.getActor(t.name);
+    while (now.status === Actor_Status.STATUS_RUNNING && pid && Date.now() < until && !this.stopping && this.m.runscPidsOf(this.paths.runscRoot).includes(pid)) {
+      await sleep(100);
+      now = await this.getActor(t.name);
+    }
+    return `kill during resume: ${t.name} sandbox pid ${pid || '?'} +${delay} ms; ${outcome} (back to n=${t.snapshotN})`;
+  }
+
   /** kill -9 of `local serve`, then a new start: running actors must be adopted with their memory. */
   private async serverKill(): Promise<void> {
     const old = this.serve.proc?.pid;
@@ -812,7 +873,7 @@ class Soak {
         if (plan.workerKill && plan.workerKill.at === i) {
           const victim = this.tracks[plan.workerKill.victim]!;
           try {
-            faults.push(await this.workerKill(victim));
+            faults.push(await (plan.workerKill.duringResume ? this.workerKillDuringResume(victim) : this.workerKill(victim)));
             if (!this.stopping) await this.checkAll(`after the kill of ${victim.name}'s sandbox`);
           } catch (e) {
             if (!this.stopping) this.fail(`worker kill: ${errText(e)}`, victim.name);
@@ -1119,6 +1180,7 @@ function formatReport(r: Report): string {
     ['operations: pause+resume', String(r.pauses)],
     ['operations: migrations that moved', `${r.migrationsMoved} of ${r.migrations}${r.migrationsStayed ? ` (${r.migrationsStayed} stayed on their worker)` : ''}`],
     ['faults: worker sandbox kill -9', String(r.workerKills)],
+    ['faults: kill -9 of a sandbox being resumed', String(r.workerKillsDuringResume)],
     [`faults: local serve kill -9 (every ${r.opts.killEvery || '–'} cycles)`, String(r.serverKills)],
     ['actors whose memory survived every fault', `${survived} / ${r.opts.actors}`],
     ['memory losses', String(r.losses.length)],
