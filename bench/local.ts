@@ -20,6 +20,7 @@ import { setLogLevel, setLogSink, type Level } from '../src/common/log.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../src/local/index.js';
 import type { KubeAccess } from '../src/template/store.js';
 import { ensureDefaultImage } from '../src/local/images.js';
+import { DEFAULT_ACTOR_LIMITS } from '../src/local/control.js';
 import { createRuntime, MASK_SCRIPT, ociConfig, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
 import { childEnv, pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
 import { listNetns, readdAddress } from '../src/local/runtime/netns.js';
@@ -192,7 +193,7 @@ const counterOf = (body: string) => (JSON.parse(body) as { n: number; born: numb
 // ---- raw runsc, the same way src/local/runtime/gvisor.ts calls it: its exported MASK_SCRIPT, global flags and
 // bundle config, so both sides run identical runsc commands.
 
-const globalFlags = (rt: GvisorRuntime): string[] => rt.globalFlags(false);
+const globalFlags = (rt: GvisorRuntime): string[] => rt.globalFlags(true);
 
 /**
  * A sandbox driven with plain runsc commands on a worker slot of its own runtime instance (its own hub, netns and
@@ -222,7 +223,7 @@ class RawSandbox {
     const id = this.newId();
     const bundle = path.join(this.rt.paths.bundles, id);
     fs.mkdirSync(bundle, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(ociConfig(this.spec, this.slot.netns)), { mode: 0o600 });
+    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(ociConfig(this.spec, this.slot.netns, `${this.rt.paths.cgroupParent}/${id}`)), { mode: 0o600 });
     const fd = fs.openSync(this.logFile, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
     try {
       const t0 = performance.now();
@@ -380,13 +381,18 @@ async function suspendResume(c: Ctx): Promise<Table> {
   await createActor(c, 'cr', 'bench-idle');
   await rpc('resumeActor', ref('cr'));
   let oursN = counterOf(await until200(() => viaRouter(h.routerUrl, 'cr', '/count'))).n;
-  // raw side: the same workload, booted with plain runsc on its own slot.
+  // raw side: the same workload, booted with plain runsc on its own slot, in cgroups with the same limits
+  // every actor of the local Substrate gets by default.
   const spec: WorkloadSpec = {
     command: ['/usr/bin/node', '-e', SERVER_JS],
     env: { INIT_MS: '0' },
     rootfs: c.image.rootfs,
     imageDigest: c.image.digest,
     egress: [],
+    memoryLimitBytes: DEFAULT_ACTOR_LIMITS.memoryBytes,
+    cpuMillis: DEFAULT_ACTOR_LIMITS.cpuMillis,
+    pidsLimit: DEFAULT_ACTOR_LIMITS.pids,
+    tmpBytes: DEFAULT_ACTOR_LIMITS.tmpBytes,
   };
   const slot = c.rawRt.slot(0);
   await c.rawRt.prepareWorker(slot);
@@ -464,7 +470,7 @@ async function suspendResume(c: Ctx): Promise<Table> {
     notes: [
       'Workload: a Node HTTP server holding a counter (idle); every cycle checks the counter continued on both sides.',
       'ateapi: gRPC SuspendActor / ResumeActor on a running actor (checkpoint into the snapshot store with fsync + atomic rename, worker bookkeeping in SQLite; resume restores from the actor\'s snapshot and waits for readyz). "→ first HTTP 200" = ResumeActor plus the first GET through the router.',
-      `runsc directly: the same runsc binary with the runtime's exact global flags (${'`'}--platform=${c.rawRt.platform} --net-disconnect-ok --network=sandbox --overlay2=none --ignore-cgroups${'`'}, --compression=${c.rawRt.compression}), the same /proc/sys/net mask wrapper, bundle layout and image, on a netns slot of its own. Suspend = \`runsc checkpoint\` returning; resume = address re-add + \`runsc restore -detach\` returning, then polling GET through the hub forwarder every 10 ms until 200.`,
+      `runsc directly: the same runsc binary with the runtime's exact global flags (${'`'}--platform=${c.rawRt.platform} --net-disconnect-ok --network=sandbox --overlay2=none${'`'}, --compression=${c.rawRt.compression}), the same /proc/sys/net mask wrapper, bundle layout, image and cgroup limits (1Gi, 1 core, 1024 tasks, /tmp 256Mi: the local Substrate's defaults), on a netns slot of its own. Suspend = \`runsc checkpoint\` returning; resume = address re-add + \`runsc restore -detach\` returning, then polling GET through the hub forwarder every 10 ms until 200.`,
       '"the command alone" rows time just the runsc process inside each path (for ateapi, from the runtime\'s own timing logs): they show how much of the ateapi figure is runsc and how much is the local Substrate\'s own work (snapshot fsync and rename, sandbox teardown, bundle and address setup, readyz polling, SQLite, gRPC, router).',
       '"resume: call returns" is not like for like: ResumeActor returns only once the workload answers readyz, `runsc restore -detach` returns before the app is reachable; the like-for-like resume figure is "→ first HTTP 200".',
     ],
