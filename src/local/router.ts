@@ -1,20 +1,28 @@
-// The actor router, as upstream's atenet router (shared/reference/ateapi.md §5.4): requests for
-// `Host: <actor>.<atespace>.actors.resources.substrate.ate.dev[:port][.]` first call ResumeActor (so a
-// suspended actor resumes on demand; deduplicated per actor, 15 s budget, ABORTED retried with backoff), then
-// are proxied to the actor's port (80 unless configured). Status mapping: invalid host 404, NotFound 404,
-// FailedPrecondition 503 with the gRPC message, Unavailable 503, DeadlineExceeded 504, PermissionDenied 403,
-// Unauthenticated 401, ResourceExhausted 429, other 500.
+// The actor router, as Substrate v0.4's atenet router (shared/reference/substrate-v0.4.md §7): a request names
+// its actor with the header `ate-target-actor: <atespace>/<actor>` (HTTP header; for a port other than 80 on
+// the outer request of a CONNECT), or, as this local Substrate's own convenience, with
+// `Host: <actor>.<atespace>.actors.resources.substrate.ate.dev[:port]`. The router calls ResumeActor (so a
+// suspended actor resumes on demand; deduplicated per actor; ABORTED retried with backoff), waits for the
+// actor's port to accept a connection, and proxies, all within the route's budget (15 s). Status mapping:
+// missing or malformed reference 404 "invalid actor reference"; NotFound 404; FailedPrecondition, Aborted,
+// ResourceExhausted and Unavailable 503; DeadlineExceeded or the budget spent 504; the client gone 408;
+// PermissionDenied 403; Unauthenticated 401; other 500.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Code, grpcCodeOf, messageOf } from '../common/errors.js';
+import { isDnsLabel } from '../common/dns.js';
 import { logger } from '../common/log.js';
 import type { Actor } from '../gen/ateapi.js';
 import { isLoopbackHost } from '../common/net.js';
 
 const log = logger('local.router');
 const SUFFIX = '.actors.resources.substrate.ate.dev';
+export const TARGET_ACTOR_HEADER = 'ate-target-actor';
 
-export function parseActorHost(hostHeader: string | undefined): { atespace: string; name: string } | { error: string } {
+type Target = { atespace: string; name: string };
+
+export function parseActorHost(hostHeader: string | undefined): Target | { error: string } {
   if (!hostHeader) return { error: 'missing host' };
   let h = hostHeader.toLowerCase();
   h = h.replace(/:\d+$/, '');
@@ -23,6 +31,21 @@ export function parseActorHost(hostHeader: string | undefined): { atespace: stri
   const labels = h.slice(0, -SUFFIX.length).split('.');
   if (labels.length !== 2 || !labels[0] || !labels[1]) return { error: `host must be <actor>.<atespace>${SUFFIX} (missing atespace label)` };
   return { name: labels[0], atespace: labels[1] };
+}
+
+/** `<atespace>/<actor>`: exactly one slash between two valid names, as upstream's ParseTargetActor. */
+export function parseTargetActor(v: string): Target | undefined {
+  const parts = v.trim().split('/');
+  if (parts.length !== 2 || !isDnsLabel(parts[0]!) || !isDnsLabel(parts[1]!)) return undefined;
+  return { atespace: parts[0]!, name: parts[1]! };
+}
+
+/** The actor a request names: the header when present (never falling back when it is malformed), else the Host form. */
+export function targetOf(headers: http.IncomingHttpHeaders): Target | undefined {
+  const h = headers[TARGET_ACTOR_HEADER];
+  if (h !== undefined) return typeof h === 'string' ? parseTargetActor(h) : undefined;
+  const t = parseActorHost(headers.host);
+  return 'error' in t ? undefined : t;
 }
 
 export interface RouterBackend {
@@ -51,25 +74,29 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-function httpStatusFor(code: number | undefined): number {
-  switch (code) {
+/** Upstream's answer for a failed resume: status and body. */
+function failureOf(e: unknown, ref: string): { status: number; body: string } {
+  switch (grpcCodeOf(e)) {
     case Code.NOT_FOUND:
-      return 404;
+      return { status: 404, body: `actor ${ref} not found` };
     case Code.FAILED_PRECONDITION:
-    case Code.UNAVAILABLE:
-      return 503;
-    case Code.DEADLINE_EXCEEDED:
-      return 504;
-    case Code.PERMISSION_DENIED:
-      return 403;
-    case Code.UNAUTHENTICATED:
-      return 401;
+    case Code.ABORTED:
     case Code.RESOURCE_EXHAUSTED:
-      return 429;
+      return { status: 503, body: `actor ${ref} unavailable: ${messageOf(e)}` };
+    case Code.UNAVAILABLE:
+      return { status: 503, body: `actor ${ref} unavailable` };
+    case Code.DEADLINE_EXCEEDED:
+      return { status: 504, body: `actor ${ref} request timed out` };
+    case Code.PERMISSION_DENIED:
+      return { status: 403, body: `actor ${ref} access denied` };
+    case Code.UNAUTHENTICATED:
+      return { status: 401, body: `actor ${ref} authentication required` };
     default:
-      return 500;
+      return { status: 500, body: `error resuming actor ${ref}` };
   }
 }
+
+class ClientGone extends Error {}
 
 export async function startRouter(backend: RouterBackend, opts: RouterOptions): Promise<{ url: string; close(): Promise<void> }> {
   if (!isLoopbackHost(opts.listen.host) && !opts.allowRemote) {
@@ -108,49 +135,70 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
     return p;
   };
 
-  const server = http.createServer((req, res) => {
-    const target = parseActorHost(req.headers.host);
-    if ('error' in target) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(`invalid host "${req.headers.host ?? ''}": ${target.error}\n`);
-      return;
-    }
-    const started = Date.now();
-    void (async () => {
+  /**
+   * Resume, then a connection to the actor's port, within the route's budget: after a resume (a cold boot
+   * above all) the port may take a moment to listen, so a refused connection is tried again until the
+   * deadline instead of failing the request.
+   */
+  const open = async (t: Target, actorPort: number, gone: () => boolean): Promise<net.Socket> => {
+    const deadline = Date.now() + budget;
+    const ref = `${t.atespace}/${t.name}`;
+    await within(resumeOnce(t.atespace, t.name), budget);
+    for (let delay = 10; ; delay = Math.min(200, delay * 2)) {
+      if (gone()) throw new ClientGone();
+      const connecting = backend.connect(t.atespace, t.name, actorPort);
       try {
-        await within(resumeOnce(target.atespace, target.name), budget);
-      } catch (e) {
-        if (e instanceof BudgetExceeded) {
-          res.writeHead(504, { 'content-type': 'text/plain' }).end(`actor "${target.name}" did not resume within the router's ${budget} ms budget\n`);
-          return;
-        }
-        const code = grpcCodeOf(e);
-        const status = httpStatusFor(code);
-        const msg = status === 500 ? `error resuming actor "${target.name}"` : messageOf(e);
-        res.writeHead(status, { 'content-type': 'text/plain' }).end(msg + '\n');
-        return;
-      }
-      let sock: import('node:net').Socket;
-      const connecting = backend.connect(target.atespace, target.name, port);
-      try {
-        sock = await within(connecting, Math.max(1, budget - (Date.now() - started)));
+        return await within(connecting, Math.max(1, deadline - Date.now()));
       } catch (e) {
         if (e instanceof BudgetExceeded) {
           connecting.then((late) => late.destroy(), () => undefined);
-          res.writeHead(504, { 'content-type': 'text/plain' }).end(`actor "${target.name}" did not accept a connection on port ${port} within the router's ${budget} ms budget\n`);
-          return;
+          throw e;
         }
-        res.writeHead(502, { 'content-type': 'text/plain' }).end(`actor "${target.name}" is not accepting connections on port ${port}: ${messageOf(e)}\n`);
+        if (!/ECONNREFUSED|not running/.test(messageOf(e)) || Date.now() + delay >= deadline) {
+          throw Object.assign(new Error(`actor ${ref} is not accepting connections on port ${actorPort}: ${messageOf(e)}`), { upstream: true });
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+
+  /** The status and body for a request that could not be routed. */
+  const refusal = (e: unknown, t: Target, actorPort: number): { status: number; body: string } => {
+    const ref = `${t.atespace}/${t.name}`;
+    if (e instanceof ClientGone) return { status: 408, body: `request for actor ${ref} canceled by client` };
+    if (e instanceof BudgetExceeded) return { status: 504, body: `actor ${ref} request timed out (no answer on port ${actorPort} within ${budget} ms)` };
+    if ((e as { upstream?: boolean }).upstream) return { status: 502, body: messageOf(e) };
+    return failureOf(e, ref);
+  };
+
+  const server = http.createServer((req, res) => {
+    const target = targetOf(req.headers);
+    if (!target) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('invalid actor reference\n');
+      return;
+    }
+    let gone = false;
+    res.on('close', () => {
+      if (!res.writableFinished) gone = true;
+    });
+    void (async () => {
+      let sock: net.Socket;
+      try {
+        sock = await open(target, port, () => gone);
+      } catch (e) {
+        const r = refusal(e, target, port);
+        if (r.status === 408) log.info('client went away before its actor answered', { actor: `${target.atespace}/${target.name}` });
+        if (!res.headersSent && !res.destroyed) res.writeHead(r.status, { 'content-type': 'text/plain' }).end(r.body + '\n');
         return;
       }
-      const up = http.request(
-        { createConnection: () => sock, method: req.method, path: req.url, headers: { ...req.headers, connection: 'close' } },
-        (ur) => {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-        },
-      );
+      // As upstream, the routing header reaches the actor rewritten to the resolved reference.
+      const headers: http.OutgoingHttpHeaders = { ...req.headers, connection: 'close', [TARGET_ACTOR_HEADER]: `${target.atespace}/${target.name}` };
+      const up = http.request({ createConnection: () => sock, method: req.method, path: req.url, headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
       up.on('error', (e) => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`upstream error from actor "${target.name}": ${e.message}\n`);
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`upstream error from actor ${target.atespace}/${target.name}: ${e.message}\n`);
         else res.destroy();
       });
       req.pipe(up);
@@ -159,6 +207,37 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
+
+  // CONNECT for a port other than 80: the outer request names the actor (ate-target-actor), its target the port.
+  server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
+    const answer = (status: number, text: string, body: string) => {
+      client.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body) + 1}\r\nconnection: close\r\n\r\n${body}\n`);
+    };
+    const target = targetOf(req.headers);
+    const m = /:(\d{1,5})$/.exec(req.url ?? '');
+    const actorPort = m ? Number(m[1]) : 0;
+    if (!target) return answer(404, 'Not Found', 'invalid actor reference');
+    if (actorPort < 1 || actorPort > 65535) return answer(400, 'Bad Request', `CONNECT needs host:port with a port from 1 to 65535, got "${req.url ?? ''}"`);
+    let gone = false;
+    client.on('close', () => (gone = true));
+    client.on('error', () => (gone = true));
+    void open(target, actorPort, () => gone).then(
+      (sock) => {
+        if (gone) return sock.destroy();
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length) sock.write(head);
+        sock.pipe(client);
+        client.pipe(sock);
+        sock.on('error', () => client.destroy());
+        client.on('error', () => sock.destroy());
+      },
+      (e: unknown) => {
+        const r = refusal(e, target, actorPort);
+        if (!gone) answer(r.status, http.STATUS_CODES[r.status] ?? 'Error', r.body);
+      },
+    );
+  });
+
   // A client gets this long to send its request headers; a silent connection does not hold a slot forever.
   server.headersTimeout = 10_000;
   server.requestTimeout = 0;

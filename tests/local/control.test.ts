@@ -223,7 +223,7 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     expect((await viaRouter(s.h.routerUrl, 'demo', 'nobody', '/')).status).toBe(404);
     const bad = await fetch(`${s.h.routerUrl}/`, { headers: { host: 'routed.actors.resources.substrate.ate.dev' } });
     expect(bad.status).toBe(404);
-    expect(await bad.text()).toMatch(/^invalid host/);
+    expect(await bad.text()).toBe('invalid actor reference\n');
     await s.rpc('suspendActor', ref('routed'));
   });
 
@@ -254,7 +254,7 @@ describe('local Substrate: ateapi.Control on gVisor', () => {
     expect(f3.actor.status).toBe(Actor_Status.STATUS_SUSPENDED);
     const viaR = await viaRouter(s.h.routerUrl, 'full', 'f3', '/');
     expect(viaR.status).toBe(503);
-    expect(viaR.body.trim()).toBe('no free workers available');
+    expect(viaR.body.trim()).toBe('actor full/f3 unavailable: no free workers available');
     for (const n of names) await s.rpc('suspendActor', ref(n, 'full'));
   });
 
