@@ -179,7 +179,9 @@ describe('template ownership through the driver (ValidateSandboxCreate and Creat
 
     const ok = sandboxOf({ image: env.image, name: 'right-ws', workspace: 'team-x', driverConfig: { actor_template: 'shared-x' } });
     await env.client.validateSandboxCreate(ok);
-    await env.store.waitReady('default', 'shared-x', 120_000);
+    // The local Substrate here has 2 workers, and each template's golden actor holds one until its golden
+    // snapshot is taken: wait for all of them, so the sandbox finds a free worker.
+    for (const t of ['shared-any', 'shared-x', 'unlabelled', 'not-true', aTemplate]) await env.store.waitReady('default', t, 120_000);
     await env.client.createSandbox(ok);
     const sb = await waitSandbox(env.client, ok.id, (x) => readyOf(x)?.status === 'True' || readyOf(x)?.status === 'False');
     expect(readyOf(sb)?.status).toBe('True');
