@@ -38,6 +38,9 @@ import type { ControlPort, StorePort, TemplatePort } from './ports.js';
 import { WatchHub, type EventSink } from './hub.js';
 import { attachRefusal } from './admission.js';
 
+/** Atespaces Substrate itself uses: a sandbox's workspace is never one of them (its actors would sit beside the golden ones). */
+const RESERVED_ATESPACES: readonly string[] = ['ate-golden'];
+
 const log = logger('driver');
 
 export const DRIVER_NAME = 'substrate';
@@ -381,6 +384,9 @@ export class SubstrateDriver {
     const workspace = sb.workspace || 'default';
     const wsErr = dnsLabelError('atespace', workspace);
     if (wsErr) throw invalid(`workspace "${workspace}" cannot be a Substrate atespace name: ${wsErr}`);
+    if (RESERVED_ATESPACES.includes(workspace)) {
+      throw invalid(`workspace "${workspace}" is reserved: Substrate keeps its templates' golden actors there; use another workspace`);
+    }
 
     const spec = sb.spec;
     if (spec?.resourceRequirements?.gpu !== undefined) {

@@ -95,6 +95,8 @@ describe('ComputeDriver contract against the local Substrate', () => {
       /missing-too/,
     );
     await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, workspace: 'Bad_WS' })), status.INVALID_ARGUMENT, /atespace/);
+    await expectGrpcError(env.client.validateSandboxCreate(sandboxOf({ image: env.image, workspace: 'ate-golden' })), status.INVALID_ARGUMENT, /workspace "ate-golden" is reserved/);
+    await expectGrpcError(env.client.createSandbox(sandboxOf({ image: env.image, workspace: 'ate-golden' })), status.INVALID_ARGUMENT, /workspace "ate-golden" is reserved/);
     // Nothing was recorded by any of these.
     expect(await env.client.listSandboxes()).toEqual([]);
   });
