@@ -165,13 +165,6 @@ export function planCycle(rng: () => number, cycle: number, actors: number, kill
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
-function cmdlineOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-  } catch {
-    return '';
-  }
-}
 
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
@@ -382,6 +375,7 @@ async function loadModules() {
   const local = await import('../src/local/index.js');
   const catalog = await import('../src/local/catalog.js');
   const runtime = await import('../src/local/runtime/index.js');
+  const exec = await import('../src/local/runtime/exec.js');
   const helpers = await import('../tests/local/helpers.js');
   const benchLib = await import('../bench/lib.js');
   return {
@@ -394,6 +388,7 @@ async function loadModules() {
     Catalog: catalog.Catalog,
     instancePaths: runtime.instancePaths,
     runscPidsOf: runtime.runscPidsOf,
+    procCmdline: exec.procCmdline,
     listNetns: runtime.listNetns,
     removeInstanceLeftovers: runtime.removeInstanceLeftovers,
     defaultRunscPath: runtime.defaultRunscPath,
@@ -785,7 +780,7 @@ class Soak {
     const delay = (this.cycle * 97) % 400;
     let pid = 0;
     for (const until = Date.now() + 20_000; !pid && Date.now() < until && !this.stopping; ) {
-      pid = this.m.runscPidsOf(this.paths.runscRoot).find((p) => !before.has(p) && cmdlineOf(p).includes('runsc-sandbox')) ?? 0;
+      pid = this.m.runscPidsOf(this.paths.runscRoot).find((p) => !before.has(p) && this.m.procCmdline(p).includes('runsc-sandbox')) ?? 0;
       if (!pid) await sleep(5);
     }
     if (pid) {

@@ -208,18 +208,18 @@ export class LocalControl {
       // Held like a workflow's lock, so a death-monitor tick still in flight cannot release it mid-suspend.
       const key = this.lockKey(r.atespace, r.name);
       const held = this.locks.has(key);
+      let failed: unknown;
+      if (!held) this.locks.add(key);
       try {
-        if (!held) this.locks.add(key);
         await this.suspendRunning(r.atespace, r.name, 'external');
       } catch (e) {
-        log.warn('could not suspend actor at shutdown; it falls back to its last snapshot', {
-          actor: `${r.atespace}/${r.name}`,
-          error: e,
-        });
-        if (!held) this.locks.delete(key);
-        await this.releaseDeadWorker(idx);
+        failed = e;
       } finally {
         if (!held) this.locks.delete(key);
+      }
+      if (failed !== undefined) {
+        log.warn('could not suspend actor at shutdown; it falls back to its last snapshot', { actor: `${r.atespace}/${r.name}`, error: failed });
+        await this.releaseDeadWorker(idx);
       }
     }
     await this.runtime.shutdown();

@@ -277,9 +277,7 @@ export class GvisorRuntime implements Runtime {
         // A checkpoint that failed before the sandbox stopped (a full disk, say) leaves it running: it keeps
         // its memory and the caller decides.
         survived = pidAlive(rec.pid, rec.startTime) && (await this.state(rec.sandboxId))?.status === 'running';
-        if (/no space left on device|ENOSPC|disk quota exceeded/i.test(why)) {
-          throw new ApiError(Code.RESOURCE_EXHAUSTED, `checkpoint failed: the snapshot store is full (no space left on device)${survived ? '; the sandbox keeps running' : ''}`);
-        }
+        if (/no space left on device|ENOSPC|disk quota exceeded/i.test(why)) throw storeFull(survived);
         throw internal(`runsc checkpoint of ${rec.sandboxId} failed (exit ${r.code}): ${why}`);
       }
       // Without --leave-running the sandbox exits by itself after a checkpoint: tear it down while the
@@ -304,7 +302,7 @@ export class GvisorRuntime implements Runtime {
       return out;
     } catch (e) {
       await fsp.rm(tmp, { recursive: true, force: true });
-      if (isNoSpace(e)) throw new ApiError(Code.RESOURCE_EXHAUSTED, 'checkpoint failed: the snapshot store is full (no space left on device)');
+      if (isNoSpace(e)) throw storeFull(false);
       throw e;
     } finally {
       if (!survived) await (teardown ?? this.teardown(rec.sandboxId, false));
@@ -920,6 +918,10 @@ async function fsyncPath(p: string): Promise<void> {
 }
 
 /** rename(tmp → dest); an existing dest is moved aside first and removed after the new one is in place. */
+function storeFull(sandboxSurvived: boolean): ApiError {
+  return new ApiError(Code.RESOURCE_EXHAUSTED, `checkpoint failed: the snapshot store is full (no space left on device)${sandboxSurvived ? '; the sandbox keeps running' : ''}`);
+}
+
 function isNoSpace(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOSPC' || (e as NodeJS.ErrnoException)?.code === 'EDQUOT';
 }
