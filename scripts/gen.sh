@@ -10,5 +10,13 @@ protoc \
   --ts_proto_out=src/gen \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,useOptionals=messages,oneof=unions-value,env=node \
   -I proto -I /usr/include \
-  proto/ateapi.proto proto/compute_driver.proto
+  proto/ateapi.proto proto/extension.proto proto/options.proto proto/compute_driver.proto
+# The 0.0.x contract shares package and method paths with v0.1: its own run, its own directory.
+mkdir -p src/gen/v0
+protoc \
+  --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
+  --ts_proto_out=src/gen/v0 \
+  --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,useOptionals=messages,oneof=unions-value,env=node \
+  -I proto/v0 -I /usr/include \
+  proto/v0/compute_driver.proto
 echo "gen: wrote $(find src/gen -name '*.ts' | wc -l) files under src/gen"

@@ -20,49 +20,76 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { PeerMetadata } from "./extension.js";
 import { Struct } from "./google/protobuf/struct.js";
+import { Timestamp } from "./google/protobuf/timestamp.js";
 
 export const protobufPackage = "openshell.compute.v1";
 
 export const protobufFileName = "compute_driver.proto";
 
 /**
- * OpenShell compute-driver contract, written field for field from the pinned upstream
- * (NVIDIA/OpenShell 2f7fb65, 2026-08-21, proto/compute_driver.proto). See proto/README.md.
- * The upstream (openshell.options.v1.secret) field option on sandbox_token has no wire
- * effect and is omitted; the field is still treated as a secret everywhere in this project.
+ * OpenShell v0.1 compute-driver contract, field for field from NVIDIA/OpenShell v0.1.2
+ * (6648bd0c290efbc41ba131ee9831ee45cd431f94, 2026-09-28, proto/compute_driver.proto). See proto/README.md.
+ *
+ * Deliberate omission: DriverSandboxSpec field 7 `policy` (openshell.sandbox.v1.SandboxPolicy) is left
+ * undeclared, so sandbox.proto is not needed; decoders skip it as an unknown length-delimited field.
+ * Fields marked (openshell.options.v1.secret) are never logged, printed or put in an error.
  */
 
 export interface GetCapabilitiesRequest {
+  /** The gateway's negotiation metadata; absent from a 0.0.x gateway. */
+  gateway?: PeerMetadata | undefined;
 }
 
 export interface GetCapabilitiesResponse {
   driverName: string;
+  /** Diagnostic only since v0.1; extension.implementation_version is authoritative. */
   driverVersion: string;
   defaultImage: string;
   gatewayManagesLifecycle: boolean;
-}
-
-export interface GetGatewayListenerRequirementsRequest {
-}
-
-export interface GatewayDefaultRouteInterfaceRequirement {
-}
-
-export interface GatewayLoopbackInterfaceRequirement {
-}
-
-export interface GatewayListenerRequirement {
-  reason: string;
-  selector?:
-    | { $case: "exactBindAddress"; value: string }
-    | { $case: "defaultRouteInterface"; value: GatewayDefaultRouteInterfaceRequirement }
-    | { $case: "loopbackInterface"; value: GatewayLoopbackInterfaceRequirement }
+  supportsSandboxAuthentication: boolean;
+  driverReportsRuntimeReadiness: boolean;
+  resourceCapabilities?: ResourceCapabilities | undefined;
+  rootfsTarStagingDir: string;
+  rootfsTarMaxBytes: number;
+  /** Required by v0.1 gateways for negotiation. */
+  extension?:
+    | PeerMetadata
     | undefined;
+  /**
+   * "v1:" + JSON of the effective operator admission policy; compared byte for byte before every
+   * Validate, Create and Start.
+   */
+  resourceAdmissionPolicy: string;
 }
 
-export interface GetGatewayListenerRequirementsResponse {
-  requirements: GatewayListenerRequirement[];
+export interface AuthenticateSandboxRequest {
+  credential: string;
+}
+
+export interface AuthenticateSandboxResponse {
+  sandboxId: string;
+  runtimeIdentity: string;
+}
+
+export interface ResourceCapabilities {
+  cpu?: CpuResourceCapabilities | undefined;
+  memory?: MemoryResourceCapabilities | undefined;
+  gpu?: GpuResourceCapabilities | undefined;
+}
+
+export interface CpuResourceCapabilities {
+  limitSupported: boolean;
+}
+
+export interface MemoryResourceCapabilities {
+  limitSupported: boolean;
+}
+
+export interface GpuResourceCapabilities {
+  defaultSelectionSupported: boolean;
+  countSelectionSupported: boolean;
 }
 
 export interface DriverSandbox {
@@ -77,14 +104,47 @@ export interface DriverSandbox {
 export interface DriverSandboxSpec {
   logLevel: string;
   environment: { [key: string]: string };
-  template?: DriverSandboxTemplate | undefined;
+  template?:
+    | DriverSandboxTemplate
+    | undefined;
+  /** 7: policy (openshell.sandbox.v1.SandboxPolicy), deliberately undeclared. */
   resourceRequirements?: ResourceRequirements | undefined;
   sandboxToken: string;
   command: string[];
   tty: boolean;
+  awaitMainProcessAttachment: boolean;
+  workloadIdentity?:
+    | WorkloadIdentityRequest
+    | undefined;
+  /** JSON SandboxLaunchAuthentication; split between supervisor and workload, never shown to the workload whole. */
+  launchAuthentication: Buffer;
 }
 
 export interface DriverSandboxSpec_EnvironmentEntry {
+  key: string;
+  value: string;
+}
+
+export interface WorkloadIdentityRequest {
+  user: string;
+  group: string;
+}
+
+export interface ResolvedWorkloadIdentity {
+  uid: number;
+  gid: number;
+  supplementaryGids: number[];
+  source: string;
+  resourceDigest: string;
+}
+
+export interface DriverFenceEvidence {
+  generation: string;
+  evidenceDigest: string;
+  resourceClaims: { [key: string]: string };
+}
+
+export interface DriverFenceEvidence_ResourceClaimsEntry {
   key: string;
   value: string;
 }
@@ -105,6 +165,7 @@ export interface DriverSandboxTemplate {
   resources?: DriverResourceRequirements | undefined;
   platformConfig?: { [key: string]: any } | undefined;
   driverConfig?: { [key: string]: any } | undefined;
+  userNamespaces?: boolean | undefined;
 }
 
 export interface DriverSandboxTemplate_LabelsEntry {
@@ -125,12 +186,15 @@ export interface DriverResourceRequirements {
 }
 
 export interface DriverSandboxStatus {
-  sandboxName: string;
+  /** Was sandbox_name in 0.0.x (same number). */
+  name: string;
   instanceId: string;
   agentFd: string;
   sandboxFd: string;
   conditions: DriverCondition[];
   deleting: boolean;
+  resolvedIdentity?: ResolvedWorkloadIdentity | undefined;
+  fenceEvidence?: DriverFenceEvidence | undefined;
 }
 
 export interface DriverCondition {
@@ -138,11 +202,11 @@ export interface DriverCondition {
   status: string;
   reason: string;
   message: string;
-  lastTransitionTime: string;
+  transitionTime?: Date | undefined;
 }
 
 export interface DriverPlatformEvent {
-  timestampMs: number;
+  eventTime?: Date | undefined;
   source: string;
   type: string;
   reason: string;
@@ -164,7 +228,7 @@ export interface ValidateSandboxCreateResponse {
 
 export interface GetSandboxRequest {
   sandboxId: string;
-  sandboxName: string;
+  name: string;
 }
 
 export interface GetSandboxResponse {
@@ -183,11 +247,12 @@ export interface CreateSandboxRequest {
 }
 
 export interface CreateSandboxResponse {
+  runtimeIdentity: string;
 }
 
 export interface StopSandboxRequest {
   sandboxId: string;
-  sandboxName: string;
+  name: string;
 }
 
 export interface StopSandboxResponse {
@@ -195,15 +260,19 @@ export interface StopSandboxResponse {
 
 export interface StartSandboxRequest {
   sandboxId: string;
-  sandboxName: string;
+  name: string;
+  launchAuthentication: Buffer;
+  generationId: string;
+  expectedRuntimeIdentity: string;
 }
 
 export interface StartSandboxResponse {
+  runtimeIdentity: string;
 }
 
 export interface DeleteSandboxRequest {
   sandboxId: string;
-  sandboxName: string;
+  name: string;
 }
 
 export interface DeleteSandboxResponse {
@@ -249,11 +318,14 @@ export interface DeleteWorkspaceResponse {
 }
 
 function createBaseGetCapabilitiesRequest(): GetCapabilitiesRequest {
-  return {};
+  return { gateway: undefined };
 }
 
 export const GetCapabilitiesRequest: MessageFns<GetCapabilitiesRequest> = {
-  encode(_: GetCapabilitiesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: GetCapabilitiesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gateway !== undefined) {
+      PeerMetadata.encode(message.gateway, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
@@ -270,6 +342,14 @@ export const GetCapabilitiesRequest: MessageFns<GetCapabilitiesRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.gateway = PeerMetadata.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -282,26 +362,44 @@ export const GetCapabilitiesRequest: MessageFns<GetCapabilitiesRequest> = {
     }
   },
 
-  fromJSON(_: any): GetCapabilitiesRequest {
-    return {};
+  fromJSON(object: any): GetCapabilitiesRequest {
+    return { gateway: isSet(object.gateway) ? PeerMetadata.fromJSON(object.gateway) : undefined };
   },
 
-  toJSON(_: GetCapabilitiesRequest): unknown {
+  toJSON(message: GetCapabilitiesRequest): unknown {
     const obj: any = {};
+    if (message.gateway !== undefined) {
+      obj.gateway = PeerMetadata.toJSON(message.gateway);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<GetCapabilitiesRequest>, I>>(base?: I): GetCapabilitiesRequest {
     return GetCapabilitiesRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetCapabilitiesRequest>, I>>(_: I): GetCapabilitiesRequest {
+  fromPartial<I extends Exact<DeepPartial<GetCapabilitiesRequest>, I>>(object: I): GetCapabilitiesRequest {
     const message = createBaseGetCapabilitiesRequest();
+    message.gateway = (object.gateway !== undefined && object.gateway !== null)
+      ? PeerMetadata.fromPartial(object.gateway)
+      : undefined;
     return message;
   },
 };
 
 function createBaseGetCapabilitiesResponse(): GetCapabilitiesResponse {
-  return { driverName: "", driverVersion: "", defaultImage: "", gatewayManagesLifecycle: false };
+  return {
+    driverName: "",
+    driverVersion: "",
+    defaultImage: "",
+    gatewayManagesLifecycle: false,
+    supportsSandboxAuthentication: false,
+    driverReportsRuntimeReadiness: false,
+    resourceCapabilities: undefined,
+    rootfsTarStagingDir: "",
+    rootfsTarMaxBytes: 0,
+    extension: undefined,
+    resourceAdmissionPolicy: "",
+  };
 }
 
 export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
@@ -317,6 +415,27 @@ export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
     }
     if (message.gatewayManagesLifecycle !== false) {
       writer.uint32(48).bool(message.gatewayManagesLifecycle);
+    }
+    if (message.supportsSandboxAuthentication !== false) {
+      writer.uint32(56).bool(message.supportsSandboxAuthentication);
+    }
+    if (message.driverReportsRuntimeReadiness !== false) {
+      writer.uint32(64).bool(message.driverReportsRuntimeReadiness);
+    }
+    if (message.resourceCapabilities !== undefined) {
+      ResourceCapabilities.encode(message.resourceCapabilities, writer.uint32(74).fork()).join();
+    }
+    if (message.rootfsTarStagingDir !== "") {
+      writer.uint32(82).string(message.rootfsTarStagingDir);
+    }
+    if (message.rootfsTarMaxBytes !== 0) {
+      writer.uint32(88).uint64(message.rootfsTarMaxBytes);
+    }
+    if (message.extension !== undefined) {
+      PeerMetadata.encode(message.extension, writer.uint32(98).fork()).join();
+    }
+    if (message.resourceAdmissionPolicy !== "") {
+      writer.uint32(106).string(message.resourceAdmissionPolicy);
     }
     return writer;
   },
@@ -366,6 +485,62 @@ export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
             message.gatewayManagesLifecycle = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.supportsSandboxAuthentication = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.driverReportsRuntimeReadiness = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.resourceCapabilities = ResourceCapabilities.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.rootfsTarStagingDir = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.rootfsTarMaxBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.extension = PeerMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.resourceAdmissionPolicy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -400,6 +575,37 @@ export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
         : isSet(object.gateway_manages_lifecycle)
         ? globalThis.Boolean(object.gateway_manages_lifecycle)
         : false,
+      supportsSandboxAuthentication: isSet(object.supportsSandboxAuthentication)
+        ? globalThis.Boolean(object.supportsSandboxAuthentication)
+        : isSet(object.supports_sandbox_authentication)
+        ? globalThis.Boolean(object.supports_sandbox_authentication)
+        : false,
+      driverReportsRuntimeReadiness: isSet(object.driverReportsRuntimeReadiness)
+        ? globalThis.Boolean(object.driverReportsRuntimeReadiness)
+        : isSet(object.driver_reports_runtime_readiness)
+        ? globalThis.Boolean(object.driver_reports_runtime_readiness)
+        : false,
+      resourceCapabilities: isSet(object.resourceCapabilities)
+        ? ResourceCapabilities.fromJSON(object.resourceCapabilities)
+        : isSet(object.resource_capabilities)
+        ? ResourceCapabilities.fromJSON(object.resource_capabilities)
+        : undefined,
+      rootfsTarStagingDir: isSet(object.rootfsTarStagingDir)
+        ? globalThis.String(object.rootfsTarStagingDir)
+        : isSet(object.rootfs_tar_staging_dir)
+        ? globalThis.String(object.rootfs_tar_staging_dir)
+        : "",
+      rootfsTarMaxBytes: isSet(object.rootfsTarMaxBytes)
+        ? globalThis.Number(object.rootfsTarMaxBytes)
+        : isSet(object.rootfs_tar_max_bytes)
+        ? globalThis.Number(object.rootfs_tar_max_bytes)
+        : 0,
+      extension: isSet(object.extension) ? PeerMetadata.fromJSON(object.extension) : undefined,
+      resourceAdmissionPolicy: isSet(object.resourceAdmissionPolicy)
+        ? globalThis.String(object.resourceAdmissionPolicy)
+        : isSet(object.resource_admission_policy)
+        ? globalThis.String(object.resource_admission_policy)
+        : "",
     };
   },
 
@@ -417,6 +623,27 @@ export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
     if (message.gatewayManagesLifecycle !== false) {
       obj.gatewayManagesLifecycle = message.gatewayManagesLifecycle;
     }
+    if (message.supportsSandboxAuthentication !== false) {
+      obj.supportsSandboxAuthentication = message.supportsSandboxAuthentication;
+    }
+    if (message.driverReportsRuntimeReadiness !== false) {
+      obj.driverReportsRuntimeReadiness = message.driverReportsRuntimeReadiness;
+    }
+    if (message.resourceCapabilities !== undefined) {
+      obj.resourceCapabilities = ResourceCapabilities.toJSON(message.resourceCapabilities);
+    }
+    if (message.rootfsTarStagingDir !== "") {
+      obj.rootfsTarStagingDir = message.rootfsTarStagingDir;
+    }
+    if (message.rootfsTarMaxBytes !== 0) {
+      obj.rootfsTarMaxBytes = Math.round(message.rootfsTarMaxBytes);
+    }
+    if (message.extension !== undefined) {
+      obj.extension = PeerMetadata.toJSON(message.extension);
+    }
+    if (message.resourceAdmissionPolicy !== "") {
+      obj.resourceAdmissionPolicy = message.resourceAdmissionPolicy;
+    }
     return obj;
   },
 
@@ -429,20 +656,34 @@ export const GetCapabilitiesResponse: MessageFns<GetCapabilitiesResponse> = {
     message.driverVersion = object.driverVersion ?? "";
     message.defaultImage = object.defaultImage ?? "";
     message.gatewayManagesLifecycle = object.gatewayManagesLifecycle ?? false;
+    message.supportsSandboxAuthentication = object.supportsSandboxAuthentication ?? false;
+    message.driverReportsRuntimeReadiness = object.driverReportsRuntimeReadiness ?? false;
+    message.resourceCapabilities = (object.resourceCapabilities !== undefined && object.resourceCapabilities !== null)
+      ? ResourceCapabilities.fromPartial(object.resourceCapabilities)
+      : undefined;
+    message.rootfsTarStagingDir = object.rootfsTarStagingDir ?? "";
+    message.rootfsTarMaxBytes = object.rootfsTarMaxBytes ?? 0;
+    message.extension = (object.extension !== undefined && object.extension !== null)
+      ? PeerMetadata.fromPartial(object.extension)
+      : undefined;
+    message.resourceAdmissionPolicy = object.resourceAdmissionPolicy ?? "";
     return message;
   },
 };
 
-function createBaseGetGatewayListenerRequirementsRequest(): GetGatewayListenerRequirementsRequest {
-  return {};
+function createBaseAuthenticateSandboxRequest(): AuthenticateSandboxRequest {
+  return { credential: "" };
 }
 
-export const GetGatewayListenerRequirementsRequest: MessageFns<GetGatewayListenerRequirementsRequest> = {
-  encode(_: GetGatewayListenerRequirementsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const AuthenticateSandboxRequest: MessageFns<AuthenticateSandboxRequest> = {
+  encode(message: AuthenticateSandboxRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credential !== "") {
+      writer.uint32(10).string(message.credential);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetGatewayListenerRequirementsRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthenticateSandboxRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -451,189 +692,7 @@ export const GetGatewayListenerRequirementsRequest: MessageFns<GetGatewayListene
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetGatewayListenerRequirementsRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): GetGatewayListenerRequirementsRequest {
-    return {};
-  },
-
-  toJSON(_: GetGatewayListenerRequirementsRequest): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetGatewayListenerRequirementsRequest>, I>>(
-    base?: I,
-  ): GetGatewayListenerRequirementsRequest {
-    return GetGatewayListenerRequirementsRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetGatewayListenerRequirementsRequest>, I>>(
-    _: I,
-  ): GetGatewayListenerRequirementsRequest {
-    const message = createBaseGetGatewayListenerRequirementsRequest();
-    return message;
-  },
-};
-
-function createBaseGatewayDefaultRouteInterfaceRequirement(): GatewayDefaultRouteInterfaceRequirement {
-  return {};
-}
-
-export const GatewayDefaultRouteInterfaceRequirement: MessageFns<GatewayDefaultRouteInterfaceRequirement> = {
-  encode(_: GatewayDefaultRouteInterfaceRequirement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GatewayDefaultRouteInterfaceRequirement {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGatewayDefaultRouteInterfaceRequirement();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): GatewayDefaultRouteInterfaceRequirement {
-    return {};
-  },
-
-  toJSON(_: GatewayDefaultRouteInterfaceRequirement): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GatewayDefaultRouteInterfaceRequirement>, I>>(
-    base?: I,
-  ): GatewayDefaultRouteInterfaceRequirement {
-    return GatewayDefaultRouteInterfaceRequirement.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GatewayDefaultRouteInterfaceRequirement>, I>>(
-    _: I,
-  ): GatewayDefaultRouteInterfaceRequirement {
-    const message = createBaseGatewayDefaultRouteInterfaceRequirement();
-    return message;
-  },
-};
-
-function createBaseGatewayLoopbackInterfaceRequirement(): GatewayLoopbackInterfaceRequirement {
-  return {};
-}
-
-export const GatewayLoopbackInterfaceRequirement: MessageFns<GatewayLoopbackInterfaceRequirement> = {
-  encode(_: GatewayLoopbackInterfaceRequirement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GatewayLoopbackInterfaceRequirement {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGatewayLoopbackInterfaceRequirement();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): GatewayLoopbackInterfaceRequirement {
-    return {};
-  },
-
-  toJSON(_: GatewayLoopbackInterfaceRequirement): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GatewayLoopbackInterfaceRequirement>, I>>(
-    base?: I,
-  ): GatewayLoopbackInterfaceRequirement {
-    return GatewayLoopbackInterfaceRequirement.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GatewayLoopbackInterfaceRequirement>, I>>(
-    _: I,
-  ): GatewayLoopbackInterfaceRequirement {
-    const message = createBaseGatewayLoopbackInterfaceRequirement();
-    return message;
-  },
-};
-
-function createBaseGatewayListenerRequirement(): GatewayListenerRequirement {
-  return { reason: "", selector: undefined };
-}
-
-export const GatewayListenerRequirement: MessageFns<GatewayListenerRequirement> = {
-  encode(message: GatewayListenerRequirement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.reason !== "") {
-      writer.uint32(10).string(message.reason);
-    }
-    switch (message.selector?.$case) {
-      case "exactBindAddress":
-        writer.uint32(18).string(message.selector.value);
-        break;
-      case "defaultRouteInterface":
-        GatewayDefaultRouteInterfaceRequirement.encode(message.selector.value, writer.uint32(26).fork()).join();
-        break;
-      case "loopbackInterface":
-        GatewayLoopbackInterfaceRequirement.encode(message.selector.value, writer.uint32(34).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GatewayListenerRequirement {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGatewayListenerRequirement();
+      const message = createBaseAuthenticateSandboxRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -642,7 +701,77 @@ export const GatewayListenerRequirement: MessageFns<GatewayListenerRequirement> 
               break;
             }
 
-            message.reason = reader.string();
+            message.credential = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthenticateSandboxRequest {
+    return { credential: isSet(object.credential) ? globalThis.String(object.credential) : "" };
+  },
+
+  toJSON(message: AuthenticateSandboxRequest): unknown {
+    const obj: any = {};
+    if (message.credential !== "") {
+      obj.credential = message.credential;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthenticateSandboxRequest>, I>>(base?: I): AuthenticateSandboxRequest {
+    return AuthenticateSandboxRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthenticateSandboxRequest>, I>>(object: I): AuthenticateSandboxRequest {
+    const message = createBaseAuthenticateSandboxRequest();
+    message.credential = object.credential ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthenticateSandboxResponse(): AuthenticateSandboxResponse {
+  return { sandboxId: "", runtimeIdentity: "" };
+}
+
+export const AuthenticateSandboxResponse: MessageFns<AuthenticateSandboxResponse> = {
+  encode(message: AuthenticateSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sandboxId !== "") {
+      writer.uint32(10).string(message.sandboxId);
+    }
+    if (message.runtimeIdentity !== "") {
+      writer.uint32(18).string(message.runtimeIdentity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthenticateSandboxResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthenticateSandboxResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sandboxId = reader.string();
             continue;
           }
           case 2: {
@@ -650,29 +779,7 @@ export const GatewayListenerRequirement: MessageFns<GatewayListenerRequirement> 
               break;
             }
 
-            message.selector = { $case: "exactBindAddress", value: reader.string() };
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.selector = {
-              $case: "defaultRouteInterface",
-              value: GatewayDefaultRouteInterfaceRequirement.decode(reader, reader.uint32()),
-            };
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.selector = {
-              $case: "loopbackInterface",
-              value: GatewayLoopbackInterfaceRequirement.decode(reader, reader.uint32()),
-            };
+            message.runtimeIdentity = reader.string();
             continue;
           }
         }
@@ -687,95 +794,62 @@ export const GatewayListenerRequirement: MessageFns<GatewayListenerRequirement> 
     }
   },
 
-  fromJSON(object: any): GatewayListenerRequirement {
+  fromJSON(object: any): AuthenticateSandboxResponse {
     return {
-      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
-      selector: isSet(object.exactBindAddress)
-        ? { $case: "exactBindAddress", value: globalThis.String(object.exactBindAddress) }
-        : isSet(object.exact_bind_address)
-        ? { $case: "exactBindAddress", value: globalThis.String(object.exact_bind_address) }
-        : isSet(object.defaultRouteInterface)
-        ? {
-          $case: "defaultRouteInterface",
-          value: GatewayDefaultRouteInterfaceRequirement.fromJSON(object.defaultRouteInterface),
-        }
-        : isSet(object.default_route_interface)
-        ? {
-          $case: "defaultRouteInterface",
-          value: GatewayDefaultRouteInterfaceRequirement.fromJSON(object.default_route_interface),
-        }
-        : isSet(object.loopbackInterface)
-        ? { $case: "loopbackInterface", value: GatewayLoopbackInterfaceRequirement.fromJSON(object.loopbackInterface) }
-        : isSet(object.loopback_interface)
-        ? { $case: "loopbackInterface", value: GatewayLoopbackInterfaceRequirement.fromJSON(object.loopback_interface) }
-        : undefined,
+      sandboxId: isSet(object.sandboxId)
+        ? globalThis.String(object.sandboxId)
+        : isSet(object.sandbox_id)
+        ? globalThis.String(object.sandbox_id)
+        : "",
+      runtimeIdentity: isSet(object.runtimeIdentity)
+        ? globalThis.String(object.runtimeIdentity)
+        : isSet(object.runtime_identity)
+        ? globalThis.String(object.runtime_identity)
+        : "",
     };
   },
 
-  toJSON(message: GatewayListenerRequirement): unknown {
+  toJSON(message: AuthenticateSandboxResponse): unknown {
     const obj: any = {};
-    if (message.reason !== "") {
-      obj.reason = message.reason;
+    if (message.sandboxId !== "") {
+      obj.sandboxId = message.sandboxId;
     }
-    if (message.selector?.$case === "exactBindAddress") {
-      obj.exactBindAddress = message.selector.value;
-    } else if (message.selector?.$case === "defaultRouteInterface") {
-      obj.defaultRouteInterface = GatewayDefaultRouteInterfaceRequirement.toJSON(message.selector.value);
-    } else if (message.selector?.$case === "loopbackInterface") {
-      obj.loopbackInterface = GatewayLoopbackInterfaceRequirement.toJSON(message.selector.value);
+    if (message.runtimeIdentity !== "") {
+      obj.runtimeIdentity = message.runtimeIdentity;
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<GatewayListenerRequirement>, I>>(base?: I): GatewayListenerRequirement {
-    return GatewayListenerRequirement.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<AuthenticateSandboxResponse>, I>>(base?: I): AuthenticateSandboxResponse {
+    return AuthenticateSandboxResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GatewayListenerRequirement>, I>>(object: I): GatewayListenerRequirement {
-    const message = createBaseGatewayListenerRequirement();
-    message.reason = object.reason ?? "";
-    switch (object.selector?.$case) {
-      case "exactBindAddress": {
-        if (object.selector?.value !== undefined && object.selector?.value !== null) {
-          message.selector = { $case: "exactBindAddress", value: object.selector.value };
-        }
-        break;
-      }
-      case "defaultRouteInterface": {
-        if (object.selector?.value !== undefined && object.selector?.value !== null) {
-          message.selector = {
-            $case: "defaultRouteInterface",
-            value: GatewayDefaultRouteInterfaceRequirement.fromPartial(object.selector.value),
-          };
-        }
-        break;
-      }
-      case "loopbackInterface": {
-        if (object.selector?.value !== undefined && object.selector?.value !== null) {
-          message.selector = {
-            $case: "loopbackInterface",
-            value: GatewayLoopbackInterfaceRequirement.fromPartial(object.selector.value),
-          };
-        }
-        break;
-      }
-    }
+  fromPartial<I extends Exact<DeepPartial<AuthenticateSandboxResponse>, I>>(object: I): AuthenticateSandboxResponse {
+    const message = createBaseAuthenticateSandboxResponse();
+    message.sandboxId = object.sandboxId ?? "";
+    message.runtimeIdentity = object.runtimeIdentity ?? "";
     return message;
   },
 };
 
-function createBaseGetGatewayListenerRequirementsResponse(): GetGatewayListenerRequirementsResponse {
-  return { requirements: [] };
+function createBaseResourceCapabilities(): ResourceCapabilities {
+  return { cpu: undefined, memory: undefined, gpu: undefined };
 }
 
-export const GetGatewayListenerRequirementsResponse: MessageFns<GetGatewayListenerRequirementsResponse> = {
-  encode(message: GetGatewayListenerRequirementsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.requirements) {
-      GatewayListenerRequirement.encode(v!, writer.uint32(10).fork()).join();
+export const ResourceCapabilities: MessageFns<ResourceCapabilities> = {
+  encode(message: ResourceCapabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpu !== undefined) {
+      CpuResourceCapabilities.encode(message.cpu, writer.uint32(10).fork()).join();
+    }
+    if (message.memory !== undefined) {
+      MemoryResourceCapabilities.encode(message.memory, writer.uint32(18).fork()).join();
+    }
+    if (message.gpu !== undefined) {
+      GpuResourceCapabilities.encode(message.gpu, writer.uint32(26).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetGatewayListenerRequirementsResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): ResourceCapabilities {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -784,7 +858,7 @@ export const GetGatewayListenerRequirementsResponse: MessageFns<GetGatewayListen
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetGatewayListenerRequirementsResponse();
+      const message = createBaseResourceCapabilities();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -793,7 +867,23 @@ export const GetGatewayListenerRequirementsResponse: MessageFns<GetGatewayListen
               break;
             }
 
-            message.requirements.push(GatewayListenerRequirement.decode(reader, reader.uint32()));
+            message.cpu = CpuResourceCapabilities.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memory = MemoryResourceCapabilities.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.gpu = GpuResourceCapabilities.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -808,32 +898,281 @@ export const GetGatewayListenerRequirementsResponse: MessageFns<GetGatewayListen
     }
   },
 
-  fromJSON(object: any): GetGatewayListenerRequirementsResponse {
+  fromJSON(object: any): ResourceCapabilities {
     return {
-      requirements: globalThis.Array.isArray(object?.requirements)
-        ? object.requirements.map((e: any) => GatewayListenerRequirement.fromJSON(e))
-        : [],
+      cpu: isSet(object.cpu) ? CpuResourceCapabilities.fromJSON(object.cpu) : undefined,
+      memory: isSet(object.memory) ? MemoryResourceCapabilities.fromJSON(object.memory) : undefined,
+      gpu: isSet(object.gpu) ? GpuResourceCapabilities.fromJSON(object.gpu) : undefined,
     };
   },
 
-  toJSON(message: GetGatewayListenerRequirementsResponse): unknown {
+  toJSON(message: ResourceCapabilities): unknown {
     const obj: any = {};
-    if (message.requirements?.length) {
-      obj.requirements = message.requirements.map((e) => GatewayListenerRequirement.toJSON(e));
+    if (message.cpu !== undefined) {
+      obj.cpu = CpuResourceCapabilities.toJSON(message.cpu);
+    }
+    if (message.memory !== undefined) {
+      obj.memory = MemoryResourceCapabilities.toJSON(message.memory);
+    }
+    if (message.gpu !== undefined) {
+      obj.gpu = GpuResourceCapabilities.toJSON(message.gpu);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<GetGatewayListenerRequirementsResponse>, I>>(
-    base?: I,
-  ): GetGatewayListenerRequirementsResponse {
-    return GetGatewayListenerRequirementsResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ResourceCapabilities>, I>>(base?: I): ResourceCapabilities {
+    return ResourceCapabilities.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetGatewayListenerRequirementsResponse>, I>>(
-    object: I,
-  ): GetGatewayListenerRequirementsResponse {
-    const message = createBaseGetGatewayListenerRequirementsResponse();
-    message.requirements = object.requirements?.map((e) => GatewayListenerRequirement.fromPartial(e)) || [];
+  fromPartial<I extends Exact<DeepPartial<ResourceCapabilities>, I>>(object: I): ResourceCapabilities {
+    const message = createBaseResourceCapabilities();
+    message.cpu = (object.cpu !== undefined && object.cpu !== null)
+      ? CpuResourceCapabilities.fromPartial(object.cpu)
+      : undefined;
+    message.memory = (object.memory !== undefined && object.memory !== null)
+      ? MemoryResourceCapabilities.fromPartial(object.memory)
+      : undefined;
+    message.gpu = (object.gpu !== undefined && object.gpu !== null)
+      ? GpuResourceCapabilities.fromPartial(object.gpu)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCpuResourceCapabilities(): CpuResourceCapabilities {
+  return { limitSupported: false };
+}
+
+export const CpuResourceCapabilities: MessageFns<CpuResourceCapabilities> = {
+  encode(message: CpuResourceCapabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limitSupported !== false) {
+      writer.uint32(8).bool(message.limitSupported);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CpuResourceCapabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCpuResourceCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limitSupported = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CpuResourceCapabilities {
+    return {
+      limitSupported: isSet(object.limitSupported)
+        ? globalThis.Boolean(object.limitSupported)
+        : isSet(object.limit_supported)
+        ? globalThis.Boolean(object.limit_supported)
+        : false,
+    };
+  },
+
+  toJSON(message: CpuResourceCapabilities): unknown {
+    const obj: any = {};
+    if (message.limitSupported !== false) {
+      obj.limitSupported = message.limitSupported;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CpuResourceCapabilities>, I>>(base?: I): CpuResourceCapabilities {
+    return CpuResourceCapabilities.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CpuResourceCapabilities>, I>>(object: I): CpuResourceCapabilities {
+    const message = createBaseCpuResourceCapabilities();
+    message.limitSupported = object.limitSupported ?? false;
+    return message;
+  },
+};
+
+function createBaseMemoryResourceCapabilities(): MemoryResourceCapabilities {
+  return { limitSupported: false };
+}
+
+export const MemoryResourceCapabilities: MessageFns<MemoryResourceCapabilities> = {
+  encode(message: MemoryResourceCapabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limitSupported !== false) {
+      writer.uint32(8).bool(message.limitSupported);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryResourceCapabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryResourceCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limitSupported = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryResourceCapabilities {
+    return {
+      limitSupported: isSet(object.limitSupported)
+        ? globalThis.Boolean(object.limitSupported)
+        : isSet(object.limit_supported)
+        ? globalThis.Boolean(object.limit_supported)
+        : false,
+    };
+  },
+
+  toJSON(message: MemoryResourceCapabilities): unknown {
+    const obj: any = {};
+    if (message.limitSupported !== false) {
+      obj.limitSupported = message.limitSupported;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemoryResourceCapabilities>, I>>(base?: I): MemoryResourceCapabilities {
+    return MemoryResourceCapabilities.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemoryResourceCapabilities>, I>>(object: I): MemoryResourceCapabilities {
+    const message = createBaseMemoryResourceCapabilities();
+    message.limitSupported = object.limitSupported ?? false;
+    return message;
+  },
+};
+
+function createBaseGpuResourceCapabilities(): GpuResourceCapabilities {
+  return { defaultSelectionSupported: false, countSelectionSupported: false };
+}
+
+export const GpuResourceCapabilities: MessageFns<GpuResourceCapabilities> = {
+  encode(message: GpuResourceCapabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.defaultSelectionSupported !== false) {
+      writer.uint32(8).bool(message.defaultSelectionSupported);
+    }
+    if (message.countSelectionSupported !== false) {
+      writer.uint32(16).bool(message.countSelectionSupported);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GpuResourceCapabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGpuResourceCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.defaultSelectionSupported = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.countSelectionSupported = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GpuResourceCapabilities {
+    return {
+      defaultSelectionSupported: isSet(object.defaultSelectionSupported)
+        ? globalThis.Boolean(object.defaultSelectionSupported)
+        : isSet(object.default_selection_supported)
+        ? globalThis.Boolean(object.default_selection_supported)
+        : false,
+      countSelectionSupported: isSet(object.countSelectionSupported)
+        ? globalThis.Boolean(object.countSelectionSupported)
+        : isSet(object.count_selection_supported)
+        ? globalThis.Boolean(object.count_selection_supported)
+        : false,
+    };
+  },
+
+  toJSON(message: GpuResourceCapabilities): unknown {
+    const obj: any = {};
+    if (message.defaultSelectionSupported !== false) {
+      obj.defaultSelectionSupported = message.defaultSelectionSupported;
+    }
+    if (message.countSelectionSupported !== false) {
+      obj.countSelectionSupported = message.countSelectionSupported;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GpuResourceCapabilities>, I>>(base?: I): GpuResourceCapabilities {
+    return GpuResourceCapabilities.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GpuResourceCapabilities>, I>>(object: I): GpuResourceCapabilities {
+    const message = createBaseGpuResourceCapabilities();
+    message.defaultSelectionSupported = object.defaultSelectionSupported ?? false;
+    message.countSelectionSupported = object.countSelectionSupported ?? false;
     return message;
   },
 };
@@ -1000,6 +1339,9 @@ function createBaseDriverSandboxSpec(): DriverSandboxSpec {
     sandboxToken: "",
     command: [],
     tty: false,
+    awaitMainProcessAttachment: false,
+    workloadIdentity: undefined,
+    launchAuthentication: Buffer.alloc(0),
   };
 }
 
@@ -1025,6 +1367,15 @@ export const DriverSandboxSpec: MessageFns<DriverSandboxSpec> = {
     }
     if (message.tty !== false) {
       writer.uint32(104).bool(message.tty);
+    }
+    if (message.awaitMainProcessAttachment !== false) {
+      writer.uint32(112).bool(message.awaitMainProcessAttachment);
+    }
+    if (message.workloadIdentity !== undefined) {
+      WorkloadIdentityRequest.encode(message.workloadIdentity, writer.uint32(122).fork()).join();
+    }
+    if (message.launchAuthentication.length !== 0) {
+      writer.uint32(130).bytes(message.launchAuthentication);
     }
     return writer;
   },
@@ -1101,6 +1452,30 @@ export const DriverSandboxSpec: MessageFns<DriverSandboxSpec> = {
             message.tty = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.awaitMainProcessAttachment = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.workloadIdentity = WorkloadIdentityRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.launchAuthentication = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1149,6 +1524,21 @@ export const DriverSandboxSpec: MessageFns<DriverSandboxSpec> = {
         ? object.command.map((e: any) => globalThis.String(e))
         : [],
       tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
+      awaitMainProcessAttachment: isSet(object.awaitMainProcessAttachment)
+        ? globalThis.Boolean(object.awaitMainProcessAttachment)
+        : isSet(object.await_main_process_attachment)
+        ? globalThis.Boolean(object.await_main_process_attachment)
+        : false,
+      workloadIdentity: isSet(object.workloadIdentity)
+        ? WorkloadIdentityRequest.fromJSON(object.workloadIdentity)
+        : isSet(object.workload_identity)
+        ? WorkloadIdentityRequest.fromJSON(object.workload_identity)
+        : undefined,
+      launchAuthentication: isSet(object.launchAuthentication)
+        ? Buffer.from(bytesFromBase64(object.launchAuthentication))
+        : isSet(object.launch_authentication)
+        ? Buffer.from(bytesFromBase64(object.launch_authentication))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1181,6 +1571,15 @@ export const DriverSandboxSpec: MessageFns<DriverSandboxSpec> = {
     if (message.tty !== false) {
       obj.tty = message.tty;
     }
+    if (message.awaitMainProcessAttachment !== false) {
+      obj.awaitMainProcessAttachment = message.awaitMainProcessAttachment;
+    }
+    if (message.workloadIdentity !== undefined) {
+      obj.workloadIdentity = WorkloadIdentityRequest.toJSON(message.workloadIdentity);
+    }
+    if (message.launchAuthentication.length !== 0) {
+      obj.launchAuthentication = base64FromBytes(message.launchAuthentication);
+    }
     return obj;
   },
 
@@ -1208,6 +1607,11 @@ export const DriverSandboxSpec: MessageFns<DriverSandboxSpec> = {
     message.sandboxToken = object.sandboxToken ?? "";
     message.command = object.command?.map((e) => e) || [];
     message.tty = object.tty ?? false;
+    message.awaitMainProcessAttachment = object.awaitMainProcessAttachment ?? false;
+    message.workloadIdentity = (object.workloadIdentity !== undefined && object.workloadIdentity !== null)
+      ? WorkloadIdentityRequest.fromPartial(object.workloadIdentity)
+      : undefined;
+    message.launchAuthentication = object.launchAuthentication ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1295,6 +1699,483 @@ export const DriverSandboxSpec_EnvironmentEntry: MessageFns<DriverSandboxSpec_En
     object: I,
   ): DriverSandboxSpec_EnvironmentEntry {
     const message = createBaseDriverSandboxSpec_EnvironmentEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkloadIdentityRequest(): WorkloadIdentityRequest {
+  return { user: "", group: "" };
+}
+
+export const WorkloadIdentityRequest: MessageFns<WorkloadIdentityRequest> = {
+  encode(message: WorkloadIdentityRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.user !== "") {
+      writer.uint32(10).string(message.user);
+    }
+    if (message.group !== "") {
+      writer.uint32(18).string(message.group);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkloadIdentityRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkloadIdentityRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkloadIdentityRequest {
+    return {
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+    };
+  },
+
+  toJSON(message: WorkloadIdentityRequest): unknown {
+    const obj: any = {};
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkloadIdentityRequest>, I>>(base?: I): WorkloadIdentityRequest {
+    return WorkloadIdentityRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkloadIdentityRequest>, I>>(object: I): WorkloadIdentityRequest {
+    const message = createBaseWorkloadIdentityRequest();
+    message.user = object.user ?? "";
+    message.group = object.group ?? "";
+    return message;
+  },
+};
+
+function createBaseResolvedWorkloadIdentity(): ResolvedWorkloadIdentity {
+  return { uid: 0, gid: 0, supplementaryGids: [], source: "", resourceDigest: "" };
+}
+
+export const ResolvedWorkloadIdentity: MessageFns<ResolvedWorkloadIdentity> = {
+  encode(message: ResolvedWorkloadIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uid !== 0) {
+      writer.uint32(8).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(16).uint32(message.gid);
+    }
+    if (message.supplementaryGids.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.supplementaryGids) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.source !== "") {
+      writer.uint32(34).string(message.source);
+    }
+    if (message.resourceDigest !== "") {
+      writer.uint32(42).string(message.resourceDigest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolvedWorkloadIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolvedWorkloadIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.supplementaryGids.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.supplementaryGids.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resourceDigest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolvedWorkloadIdentity {
+    return {
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      supplementaryGids: globalThis.Array.isArray(object?.supplementaryGids)
+        ? object.supplementaryGids.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.supplementary_gids)
+        ? object.supplementary_gids.map((e: any) => globalThis.Number(e))
+        : [],
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      resourceDigest: isSet(object.resourceDigest)
+        ? globalThis.String(object.resourceDigest)
+        : isSet(object.resource_digest)
+        ? globalThis.String(object.resource_digest)
+        : "",
+    };
+  },
+
+  toJSON(message: ResolvedWorkloadIdentity): unknown {
+    const obj: any = {};
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.supplementaryGids?.length) {
+      obj.supplementaryGids = message.supplementaryGids.map((e) => Math.round(e));
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.resourceDigest !== "") {
+      obj.resourceDigest = message.resourceDigest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResolvedWorkloadIdentity>, I>>(base?: I): ResolvedWorkloadIdentity {
+    return ResolvedWorkloadIdentity.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResolvedWorkloadIdentity>, I>>(object: I): ResolvedWorkloadIdentity {
+    const message = createBaseResolvedWorkloadIdentity();
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.supplementaryGids = object.supplementaryGids?.map((e) => e) || [];
+    message.source = object.source ?? "";
+    message.resourceDigest = object.resourceDigest ?? "";
+    return message;
+  },
+};
+
+function createBaseDriverFenceEvidence(): DriverFenceEvidence {
+  return { generation: "", evidenceDigest: "", resourceClaims: {} };
+}
+
+export const DriverFenceEvidence: MessageFns<DriverFenceEvidence> = {
+  encode(message: DriverFenceEvidence, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== "") {
+      writer.uint32(10).string(message.generation);
+    }
+    if (message.evidenceDigest !== "") {
+      writer.uint32(18).string(message.evidenceDigest);
+    }
+    globalThis.Object.entries(message.resourceClaims).forEach(([key, value]: [string, string]) => {
+      DriverFenceEvidence_ResourceClaimsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriverFenceEvidence {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriverFenceEvidence();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.generation = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.evidenceDigest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = DriverFenceEvidence_ResourceClaimsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.resourceClaims[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriverFenceEvidence {
+    return {
+      generation: isSet(object.generation) ? globalThis.String(object.generation) : "",
+      evidenceDigest: isSet(object.evidenceDigest)
+        ? globalThis.String(object.evidenceDigest)
+        : isSet(object.evidence_digest)
+        ? globalThis.String(object.evidence_digest)
+        : "",
+      resourceClaims: isObject(object.resourceClaims)
+        ? (globalThis.Object.entries(object.resourceClaims) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.resource_claims)
+        ? (globalThis.Object.entries(object.resource_claims) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: DriverFenceEvidence): unknown {
+    const obj: any = {};
+    if (message.generation !== "") {
+      obj.generation = message.generation;
+    }
+    if (message.evidenceDigest !== "") {
+      obj.evidenceDigest = message.evidenceDigest;
+    }
+    if (message.resourceClaims) {
+      const entries = globalThis.Object.entries(message.resourceClaims) as [string, string][];
+      if (entries.length > 0) {
+        obj.resourceClaims = {};
+        entries.forEach(([k, v]) => {
+          obj.resourceClaims[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DriverFenceEvidence>, I>>(base?: I): DriverFenceEvidence {
+    return DriverFenceEvidence.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DriverFenceEvidence>, I>>(object: I): DriverFenceEvidence {
+    const message = createBaseDriverFenceEvidence();
+    message.generation = object.generation ?? "";
+    message.evidenceDigest = object.evidenceDigest ?? "";
+    message.resourceClaims = (globalThis.Object.entries(object.resourceClaims ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseDriverFenceEvidence_ResourceClaimsEntry(): DriverFenceEvidence_ResourceClaimsEntry {
+  return { key: "", value: "" };
+}
+
+export const DriverFenceEvidence_ResourceClaimsEntry: MessageFns<DriverFenceEvidence_ResourceClaimsEntry> = {
+  encode(message: DriverFenceEvidence_ResourceClaimsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriverFenceEvidence_ResourceClaimsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriverFenceEvidence_ResourceClaimsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriverFenceEvidence_ResourceClaimsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: DriverFenceEvidence_ResourceClaimsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DriverFenceEvidence_ResourceClaimsEntry>, I>>(
+    base?: I,
+  ): DriverFenceEvidence_ResourceClaimsEntry {
+    return DriverFenceEvidence_ResourceClaimsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DriverFenceEvidence_ResourceClaimsEntry>, I>>(
+    object: I,
+  ): DriverFenceEvidence_ResourceClaimsEntry {
+    const message = createBaseDriverFenceEvidence_ResourceClaimsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
@@ -1446,6 +2327,7 @@ function createBaseDriverSandboxTemplate(): DriverSandboxTemplate {
     resources: undefined,
     platformConfig: undefined,
     driverConfig: undefined,
+    userNamespaces: undefined,
   };
 }
 
@@ -1471,6 +2353,9 @@ export const DriverSandboxTemplate: MessageFns<DriverSandboxTemplate> = {
     }
     if (message.driverConfig !== undefined) {
       Struct.encode(Struct.wrap(message.driverConfig), writer.uint32(98).fork()).join();
+    }
+    if (message.userNamespaces !== undefined) {
+      writer.uint32(104).bool(message.userNamespaces);
     }
     return writer;
   },
@@ -1550,6 +2435,14 @@ export const DriverSandboxTemplate: MessageFns<DriverSandboxTemplate> = {
             message.driverConfig = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.userNamespaces = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1609,6 +2502,11 @@ export const DriverSandboxTemplate: MessageFns<DriverSandboxTemplate> = {
         : isObject(object.driver_config)
         ? object.driver_config
         : undefined,
+      userNamespaces: isSet(object.userNamespaces)
+        ? globalThis.Boolean(object.userNamespaces)
+        : isSet(object.user_namespaces)
+        ? globalThis.Boolean(object.user_namespaces)
+        : undefined,
     };
   },
 
@@ -1647,6 +2545,9 @@ export const DriverSandboxTemplate: MessageFns<DriverSandboxTemplate> = {
     if (message.driverConfig !== undefined) {
       obj.driverConfig = message.driverConfig;
     }
+    if (message.userNamespaces !== undefined) {
+      obj.userNamespaces = message.userNamespaces;
+    }
     return obj;
   },
 
@@ -1680,6 +2581,7 @@ export const DriverSandboxTemplate: MessageFns<DriverSandboxTemplate> = {
       : undefined;
     message.platformConfig = object.platformConfig ?? undefined;
     message.driverConfig = object.driverConfig ?? undefined;
+    message.userNamespaces = object.userNamespaces ?? undefined;
     return message;
   },
 };
@@ -1996,13 +2898,22 @@ export const DriverResourceRequirements: MessageFns<DriverResourceRequirements> 
 };
 
 function createBaseDriverSandboxStatus(): DriverSandboxStatus {
-  return { sandboxName: "", instanceId: "", agentFd: "", sandboxFd: "", conditions: [], deleting: false };
+  return {
+    name: "",
+    instanceId: "",
+    agentFd: "",
+    sandboxFd: "",
+    conditions: [],
+    deleting: false,
+    resolvedIdentity: undefined,
+    fenceEvidence: undefined,
+  };
 }
 
 export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
   encode(message: DriverSandboxStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sandboxName !== "") {
-      writer.uint32(10).string(message.sandboxName);
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
     }
     if (message.instanceId !== "") {
       writer.uint32(18).string(message.instanceId);
@@ -2018,6 +2929,12 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
     }
     if (message.deleting !== false) {
       writer.uint32(48).bool(message.deleting);
+    }
+    if (message.resolvedIdentity !== undefined) {
+      ResolvedWorkloadIdentity.encode(message.resolvedIdentity, writer.uint32(58).fork()).join();
+    }
+    if (message.fenceEvidence !== undefined) {
+      DriverFenceEvidence.encode(message.fenceEvidence, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2040,7 +2957,7 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
               break;
             }
 
-            message.sandboxName = reader.string();
+            message.name = reader.string();
             continue;
           }
           case 2: {
@@ -2083,6 +3000,22 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
             message.deleting = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.resolvedIdentity = ResolvedWorkloadIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.fenceEvidence = DriverFenceEvidence.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2097,11 +3030,7 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
 
   fromJSON(object: any): DriverSandboxStatus {
     return {
-      sandboxName: isSet(object.sandboxName)
-        ? globalThis.String(object.sandboxName)
-        : isSet(object.sandbox_name)
-        ? globalThis.String(object.sandbox_name)
-        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
       instanceId: isSet(object.instanceId)
         ? globalThis.String(object.instanceId)
         : isSet(object.instance_id)
@@ -2121,13 +3050,23 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
         ? object.conditions.map((e: any) => DriverCondition.fromJSON(e))
         : [],
       deleting: isSet(object.deleting) ? globalThis.Boolean(object.deleting) : false,
+      resolvedIdentity: isSet(object.resolvedIdentity)
+        ? ResolvedWorkloadIdentity.fromJSON(object.resolvedIdentity)
+        : isSet(object.resolved_identity)
+        ? ResolvedWorkloadIdentity.fromJSON(object.resolved_identity)
+        : undefined,
+      fenceEvidence: isSet(object.fenceEvidence)
+        ? DriverFenceEvidence.fromJSON(object.fenceEvidence)
+        : isSet(object.fence_evidence)
+        ? DriverFenceEvidence.fromJSON(object.fence_evidence)
+        : undefined,
     };
   },
 
   toJSON(message: DriverSandboxStatus): unknown {
     const obj: any = {};
-    if (message.sandboxName !== "") {
-      obj.sandboxName = message.sandboxName;
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     if (message.instanceId !== "") {
       obj.instanceId = message.instanceId;
@@ -2144,6 +3083,12 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
     if (message.deleting !== false) {
       obj.deleting = message.deleting;
     }
+    if (message.resolvedIdentity !== undefined) {
+      obj.resolvedIdentity = ResolvedWorkloadIdentity.toJSON(message.resolvedIdentity);
+    }
+    if (message.fenceEvidence !== undefined) {
+      obj.fenceEvidence = DriverFenceEvidence.toJSON(message.fenceEvidence);
+    }
     return obj;
   },
 
@@ -2152,18 +3097,24 @@ export const DriverSandboxStatus: MessageFns<DriverSandboxStatus> = {
   },
   fromPartial<I extends Exact<DeepPartial<DriverSandboxStatus>, I>>(object: I): DriverSandboxStatus {
     const message = createBaseDriverSandboxStatus();
-    message.sandboxName = object.sandboxName ?? "";
+    message.name = object.name ?? "";
     message.instanceId = object.instanceId ?? "";
     message.agentFd = object.agentFd ?? "";
     message.sandboxFd = object.sandboxFd ?? "";
     message.conditions = object.conditions?.map((e) => DriverCondition.fromPartial(e)) || [];
     message.deleting = object.deleting ?? false;
+    message.resolvedIdentity = (object.resolvedIdentity !== undefined && object.resolvedIdentity !== null)
+      ? ResolvedWorkloadIdentity.fromPartial(object.resolvedIdentity)
+      : undefined;
+    message.fenceEvidence = (object.fenceEvidence !== undefined && object.fenceEvidence !== null)
+      ? DriverFenceEvidence.fromPartial(object.fenceEvidence)
+      : undefined;
     return message;
   },
 };
 
 function createBaseDriverCondition(): DriverCondition {
-  return { type: "", status: "", reason: "", message: "", lastTransitionTime: "" };
+  return { type: "", status: "", reason: "", message: "", transitionTime: undefined };
 }
 
 export const DriverCondition: MessageFns<DriverCondition> = {
@@ -2180,8 +3131,8 @@ export const DriverCondition: MessageFns<DriverCondition> = {
     if (message.message !== "") {
       writer.uint32(34).string(message.message);
     }
-    if (message.lastTransitionTime !== "") {
-      writer.uint32(42).string(message.lastTransitionTime);
+    if (message.transitionTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.transitionTime), writer.uint32(842).fork()).join();
     }
     return writer;
   },
@@ -2231,12 +3182,12 @@ export const DriverCondition: MessageFns<DriverCondition> = {
             message.message = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
+          case 105: {
+            if (tag !== 842) {
               break;
             }
 
-            message.lastTransitionTime = reader.string();
+            message.transitionTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -2257,11 +3208,11 @@ export const DriverCondition: MessageFns<DriverCondition> = {
       status: isSet(object.status) ? globalThis.String(object.status) : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
-      lastTransitionTime: isSet(object.lastTransitionTime)
-        ? globalThis.String(object.lastTransitionTime)
-        : isSet(object.last_transition_time)
-        ? globalThis.String(object.last_transition_time)
-        : "",
+      transitionTime: isSet(object.transitionTime)
+        ? fromJsonTimestamp(object.transitionTime)
+        : isSet(object.transition_time)
+        ? fromJsonTimestamp(object.transition_time)
+        : undefined,
     };
   },
 
@@ -2279,8 +3230,8 @@ export const DriverCondition: MessageFns<DriverCondition> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
-    if (message.lastTransitionTime !== "") {
-      obj.lastTransitionTime = message.lastTransitionTime;
+    if (message.transitionTime !== undefined) {
+      obj.transitionTime = message.transitionTime.toISOString();
     }
     return obj;
   },
@@ -2294,19 +3245,19 @@ export const DriverCondition: MessageFns<DriverCondition> = {
     message.status = object.status ?? "";
     message.reason = object.reason ?? "";
     message.message = object.message ?? "";
-    message.lastTransitionTime = object.lastTransitionTime ?? "";
+    message.transitionTime = object.transitionTime ?? undefined;
     return message;
   },
 };
 
 function createBaseDriverPlatformEvent(): DriverPlatformEvent {
-  return { timestampMs: 0, source: "", type: "", reason: "", message: "", metadata: {} };
+  return { eventTime: undefined, source: "", type: "", reason: "", message: "", metadata: {} };
 }
 
 export const DriverPlatformEvent: MessageFns<DriverPlatformEvent> = {
   encode(message: DriverPlatformEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestampMs !== 0) {
-      writer.uint32(8).int64(message.timestampMs);
+    if (message.eventTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.eventTime), writer.uint32(810).fork()).join();
     }
     if (message.source !== "") {
       writer.uint32(18).string(message.source);
@@ -2339,12 +3290,12 @@ export const DriverPlatformEvent: MessageFns<DriverPlatformEvent> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
+          case 101: {
+            if (tag !== 810) {
               break;
             }
 
-            message.timestampMs = longToNumber(reader.int64());
+            message.eventTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 2: {
@@ -2404,11 +3355,11 @@ export const DriverPlatformEvent: MessageFns<DriverPlatformEvent> = {
 
   fromJSON(object: any): DriverPlatformEvent {
     return {
-      timestampMs: isSet(object.timestampMs)
-        ? globalThis.Number(object.timestampMs)
-        : isSet(object.timestamp_ms)
-        ? globalThis.Number(object.timestamp_ms)
-        : 0,
+      eventTime: isSet(object.eventTime)
+        ? fromJsonTimestamp(object.eventTime)
+        : isSet(object.event_time)
+        ? fromJsonTimestamp(object.event_time)
+        : undefined,
       source: isSet(object.source) ? globalThis.String(object.source) : "",
       type: isSet(object.type) ? globalThis.String(object.type) : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
@@ -2432,8 +3383,8 @@ export const DriverPlatformEvent: MessageFns<DriverPlatformEvent> = {
 
   toJSON(message: DriverPlatformEvent): unknown {
     const obj: any = {};
-    if (message.timestampMs !== 0) {
-      obj.timestampMs = Math.round(message.timestampMs);
+    if (message.eventTime !== undefined) {
+      obj.eventTime = message.eventTime.toISOString();
     }
     if (message.source !== "") {
       obj.source = message.source;
@@ -2464,7 +3415,7 @@ export const DriverPlatformEvent: MessageFns<DriverPlatformEvent> = {
   },
   fromPartial<I extends Exact<DeepPartial<DriverPlatformEvent>, I>>(object: I): DriverPlatformEvent {
     const message = createBaseDriverPlatformEvent();
-    message.timestampMs = object.timestampMs ?? 0;
+    message.eventTime = object.eventTime ?? undefined;
     message.source = object.source ?? "";
     message.type = object.type ?? "";
     message.reason = object.reason ?? "";
@@ -2693,7 +3644,7 @@ export const ValidateSandboxCreateResponse: MessageFns<ValidateSandboxCreateResp
 };
 
 function createBaseGetSandboxRequest(): GetSandboxRequest {
-  return { sandboxId: "", sandboxName: "" };
+  return { sandboxId: "", name: "" };
 }
 
 export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
@@ -2701,8 +3652,8 @@ export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
     if (message.sandboxId !== "") {
       writer.uint32(10).string(message.sandboxId);
     }
-    if (message.sandboxName !== "") {
-      writer.uint32(18).string(message.sandboxName);
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
     }
     return writer;
   },
@@ -2733,7 +3684,7 @@ export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
               break;
             }
 
-            message.sandboxName = reader.string();
+            message.name = reader.string();
             continue;
           }
         }
@@ -2755,11 +3706,7 @@ export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
         : isSet(object.sandbox_id)
         ? globalThis.String(object.sandbox_id)
         : "",
-      sandboxName: isSet(object.sandboxName)
-        ? globalThis.String(object.sandboxName)
-        : isSet(object.sandbox_name)
-        ? globalThis.String(object.sandbox_name)
-        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -2768,8 +3715,8 @@ export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
     if (message.sandboxId !== "") {
       obj.sandboxId = message.sandboxId;
     }
-    if (message.sandboxName !== "") {
-      obj.sandboxName = message.sandboxName;
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     return obj;
   },
@@ -2780,7 +3727,7 @@ export const GetSandboxRequest: MessageFns<GetSandboxRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetSandboxRequest>, I>>(object: I): GetSandboxRequest {
     const message = createBaseGetSandboxRequest();
     message.sandboxId = object.sandboxId ?? "";
-    message.sandboxName = object.sandboxName ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -3047,11 +3994,14 @@ export const CreateSandboxRequest: MessageFns<CreateSandboxRequest> = {
 };
 
 function createBaseCreateSandboxResponse(): CreateSandboxResponse {
-  return {};
+  return { runtimeIdentity: "" };
 }
 
 export const CreateSandboxResponse: MessageFns<CreateSandboxResponse> = {
-  encode(_: CreateSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: CreateSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runtimeIdentity !== "") {
+      writer.uint32(10).string(message.runtimeIdentity);
+    }
     return writer;
   },
 
@@ -3068,6 +4018,14 @@ export const CreateSandboxResponse: MessageFns<CreateSandboxResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runtimeIdentity = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3080,26 +4038,36 @@ export const CreateSandboxResponse: MessageFns<CreateSandboxResponse> = {
     }
   },
 
-  fromJSON(_: any): CreateSandboxResponse {
-    return {};
+  fromJSON(object: any): CreateSandboxResponse {
+    return {
+      runtimeIdentity: isSet(object.runtimeIdentity)
+        ? globalThis.String(object.runtimeIdentity)
+        : isSet(object.runtime_identity)
+        ? globalThis.String(object.runtime_identity)
+        : "",
+    };
   },
 
-  toJSON(_: CreateSandboxResponse): unknown {
+  toJSON(message: CreateSandboxResponse): unknown {
     const obj: any = {};
+    if (message.runtimeIdentity !== "") {
+      obj.runtimeIdentity = message.runtimeIdentity;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<CreateSandboxResponse>, I>>(base?: I): CreateSandboxResponse {
     return CreateSandboxResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CreateSandboxResponse>, I>>(_: I): CreateSandboxResponse {
+  fromPartial<I extends Exact<DeepPartial<CreateSandboxResponse>, I>>(object: I): CreateSandboxResponse {
     const message = createBaseCreateSandboxResponse();
+    message.runtimeIdentity = object.runtimeIdentity ?? "";
     return message;
   },
 };
 
 function createBaseStopSandboxRequest(): StopSandboxRequest {
-  return { sandboxId: "", sandboxName: "" };
+  return { sandboxId: "", name: "" };
 }
 
 export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
@@ -3107,8 +4075,8 @@ export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
     if (message.sandboxId !== "") {
       writer.uint32(10).string(message.sandboxId);
     }
-    if (message.sandboxName !== "") {
-      writer.uint32(18).string(message.sandboxName);
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
     }
     return writer;
   },
@@ -3139,7 +4107,7 @@ export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
               break;
             }
 
-            message.sandboxName = reader.string();
+            message.name = reader.string();
             continue;
           }
         }
@@ -3161,11 +4129,7 @@ export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
         : isSet(object.sandbox_id)
         ? globalThis.String(object.sandbox_id)
         : "",
-      sandboxName: isSet(object.sandboxName)
-        ? globalThis.String(object.sandboxName)
-        : isSet(object.sandbox_name)
-        ? globalThis.String(object.sandbox_name)
-        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -3174,8 +4138,8 @@ export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
     if (message.sandboxId !== "") {
       obj.sandboxId = message.sandboxId;
     }
-    if (message.sandboxName !== "") {
-      obj.sandboxName = message.sandboxName;
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     return obj;
   },
@@ -3186,7 +4150,7 @@ export const StopSandboxRequest: MessageFns<StopSandboxRequest> = {
   fromPartial<I extends Exact<DeepPartial<StopSandboxRequest>, I>>(object: I): StopSandboxRequest {
     const message = createBaseStopSandboxRequest();
     message.sandboxId = object.sandboxId ?? "";
-    message.sandboxName = object.sandboxName ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -3244,7 +4208,13 @@ export const StopSandboxResponse: MessageFns<StopSandboxResponse> = {
 };
 
 function createBaseStartSandboxRequest(): StartSandboxRequest {
-  return { sandboxId: "", sandboxName: "" };
+  return {
+    sandboxId: "",
+    name: "",
+    launchAuthentication: Buffer.alloc(0),
+    generationId: "",
+    expectedRuntimeIdentity: "",
+  };
 }
 
 export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
@@ -3252,8 +4222,17 @@ export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
     if (message.sandboxId !== "") {
       writer.uint32(10).string(message.sandboxId);
     }
-    if (message.sandboxName !== "") {
-      writer.uint32(18).string(message.sandboxName);
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.launchAuthentication.length !== 0) {
+      writer.uint32(26).bytes(message.launchAuthentication);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(34).string(message.generationId);
+    }
+    if (message.expectedRuntimeIdentity !== "") {
+      writer.uint32(42).string(message.expectedRuntimeIdentity);
     }
     return writer;
   },
@@ -3284,7 +4263,31 @@ export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
               break;
             }
 
-            message.sandboxName = reader.string();
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.launchAuthentication = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expectedRuntimeIdentity = reader.string();
             continue;
           }
         }
@@ -3306,10 +4309,21 @@ export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
         : isSet(object.sandbox_id)
         ? globalThis.String(object.sandbox_id)
         : "",
-      sandboxName: isSet(object.sandboxName)
-        ? globalThis.String(object.sandboxName)
-        : isSet(object.sandbox_name)
-        ? globalThis.String(object.sandbox_name)
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      launchAuthentication: isSet(object.launchAuthentication)
+        ? Buffer.from(bytesFromBase64(object.launchAuthentication))
+        : isSet(object.launch_authentication)
+        ? Buffer.from(bytesFromBase64(object.launch_authentication))
+        : Buffer.alloc(0),
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      expectedRuntimeIdentity: isSet(object.expectedRuntimeIdentity)
+        ? globalThis.String(object.expectedRuntimeIdentity)
+        : isSet(object.expected_runtime_identity)
+        ? globalThis.String(object.expected_runtime_identity)
         : "",
     };
   },
@@ -3319,8 +4333,17 @@ export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
     if (message.sandboxId !== "") {
       obj.sandboxId = message.sandboxId;
     }
-    if (message.sandboxName !== "") {
-      obj.sandboxName = message.sandboxName;
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.launchAuthentication.length !== 0) {
+      obj.launchAuthentication = base64FromBytes(message.launchAuthentication);
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.expectedRuntimeIdentity !== "") {
+      obj.expectedRuntimeIdentity = message.expectedRuntimeIdentity;
     }
     return obj;
   },
@@ -3331,17 +4354,23 @@ export const StartSandboxRequest: MessageFns<StartSandboxRequest> = {
   fromPartial<I extends Exact<DeepPartial<StartSandboxRequest>, I>>(object: I): StartSandboxRequest {
     const message = createBaseStartSandboxRequest();
     message.sandboxId = object.sandboxId ?? "";
-    message.sandboxName = object.sandboxName ?? "";
+    message.name = object.name ?? "";
+    message.launchAuthentication = object.launchAuthentication ?? Buffer.alloc(0);
+    message.generationId = object.generationId ?? "";
+    message.expectedRuntimeIdentity = object.expectedRuntimeIdentity ?? "";
     return message;
   },
 };
 
 function createBaseStartSandboxResponse(): StartSandboxResponse {
-  return {};
+  return { runtimeIdentity: "" };
 }
 
 export const StartSandboxResponse: MessageFns<StartSandboxResponse> = {
-  encode(_: StartSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: StartSandboxResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runtimeIdentity !== "") {
+      writer.uint32(10).string(message.runtimeIdentity);
+    }
     return writer;
   },
 
@@ -3358,6 +4387,14 @@ export const StartSandboxResponse: MessageFns<StartSandboxResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runtimeIdentity = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3370,26 +4407,36 @@ export const StartSandboxResponse: MessageFns<StartSandboxResponse> = {
     }
   },
 
-  fromJSON(_: any): StartSandboxResponse {
-    return {};
+  fromJSON(object: any): StartSandboxResponse {
+    return {
+      runtimeIdentity: isSet(object.runtimeIdentity)
+        ? globalThis.String(object.runtimeIdentity)
+        : isSet(object.runtime_identity)
+        ? globalThis.String(object.runtime_identity)
+        : "",
+    };
   },
 
-  toJSON(_: StartSandboxResponse): unknown {
+  toJSON(message: StartSandboxResponse): unknown {
     const obj: any = {};
+    if (message.runtimeIdentity !== "") {
+      obj.runtimeIdentity = message.runtimeIdentity;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<StartSandboxResponse>, I>>(base?: I): StartSandboxResponse {
     return StartSandboxResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<StartSandboxResponse>, I>>(_: I): StartSandboxResponse {
+  fromPartial<I extends Exact<DeepPartial<StartSandboxResponse>, I>>(object: I): StartSandboxResponse {
     const message = createBaseStartSandboxResponse();
+    message.runtimeIdentity = object.runtimeIdentity ?? "";
     return message;
   },
 };
 
 function createBaseDeleteSandboxRequest(): DeleteSandboxRequest {
-  return { sandboxId: "", sandboxName: "" };
+  return { sandboxId: "", name: "" };
 }
 
 export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
@@ -3397,8 +4444,8 @@ export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
     if (message.sandboxId !== "") {
       writer.uint32(10).string(message.sandboxId);
     }
-    if (message.sandboxName !== "") {
-      writer.uint32(18).string(message.sandboxName);
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
     }
     return writer;
   },
@@ -3429,7 +4476,7 @@ export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
               break;
             }
 
-            message.sandboxName = reader.string();
+            message.name = reader.string();
             continue;
           }
         }
@@ -3451,11 +4498,7 @@ export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
         : isSet(object.sandbox_id)
         ? globalThis.String(object.sandbox_id)
         : "",
-      sandboxName: isSet(object.sandboxName)
-        ? globalThis.String(object.sandboxName)
-        : isSet(object.sandbox_name)
-        ? globalThis.String(object.sandbox_name)
-        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -3464,8 +4507,8 @@ export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
     if (message.sandboxId !== "") {
       obj.sandboxId = message.sandboxId;
     }
-    if (message.sandboxName !== "") {
-      obj.sandboxName = message.sandboxName;
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     return obj;
   },
@@ -3476,7 +4519,7 @@ export const DeleteSandboxRequest: MessageFns<DeleteSandboxRequest> = {
   fromPartial<I extends Exact<DeepPartial<DeleteSandboxRequest>, I>>(object: I): DeleteSandboxRequest {
     const message = createBaseDeleteSandboxRequest();
     message.sandboxId = object.sandboxId ?? "";
-    message.sandboxName = object.sandboxName ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -4214,18 +5257,16 @@ export const ComputeDriverService = {
       Buffer.from(GetCapabilitiesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetCapabilitiesResponse => GetCapabilitiesResponse.decode(value),
   },
-  getGatewayListenerRequirements: {
-    path: "/openshell.compute.v1.ComputeDriver/GetGatewayListenerRequirements" as const,
+  authenticateSandbox: {
+    path: "/openshell.compute.v1.ComputeDriver/AuthenticateSandbox" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetGatewayListenerRequirementsRequest): Buffer =>
-      Buffer.from(GetGatewayListenerRequirementsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetGatewayListenerRequirementsRequest =>
-      GetGatewayListenerRequirementsRequest.decode(value),
-    responseSerialize: (value: GetGatewayListenerRequirementsResponse): Buffer =>
-      Buffer.from(GetGatewayListenerRequirementsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetGatewayListenerRequirementsResponse =>
-      GetGatewayListenerRequirementsResponse.decode(value),
+    requestSerialize: (value: AuthenticateSandboxRequest): Buffer =>
+      Buffer.from(AuthenticateSandboxRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthenticateSandboxRequest => AuthenticateSandboxRequest.decode(value),
+    responseSerialize: (value: AuthenticateSandboxResponse): Buffer =>
+      Buffer.from(AuthenticateSandboxResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthenticateSandboxResponse => AuthenticateSandboxResponse.decode(value),
   },
   validateSandboxCreate: {
     path: "/openshell.compute.v1.ComputeDriver/ValidateSandboxCreate" as const,
@@ -4332,10 +5373,7 @@ export const ComputeDriverService = {
 
 export interface ComputeDriverServer extends UntypedServiceImplementation {
   getCapabilities: handleUnaryCall<GetCapabilitiesRequest, GetCapabilitiesResponse>;
-  getGatewayListenerRequirements: handleUnaryCall<
-    GetGatewayListenerRequirementsRequest,
-    GetGatewayListenerRequirementsResponse
-  >;
+  authenticateSandbox: handleUnaryCall<AuthenticateSandboxRequest, AuthenticateSandboxResponse>;
   validateSandboxCreate: handleUnaryCall<ValidateSandboxCreateRequest, ValidateSandboxCreateResponse>;
   getSandbox: handleUnaryCall<GetSandboxRequest, GetSandboxResponse>;
   listSandboxes: handleUnaryCall<ListSandboxesRequest, ListSandboxesResponse>;
@@ -4364,20 +5402,20 @@ export interface ComputeDriverClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetCapabilitiesResponse) => void,
   ): ClientUnaryCall;
-  getGatewayListenerRequirements(
-    request: GetGatewayListenerRequirementsRequest,
-    callback: (error: ServiceError | null, response: GetGatewayListenerRequirementsResponse) => void,
+  authenticateSandbox(
+    request: AuthenticateSandboxRequest,
+    callback: (error: ServiceError | null, response: AuthenticateSandboxResponse) => void,
   ): ClientUnaryCall;
-  getGatewayListenerRequirements(
-    request: GetGatewayListenerRequirementsRequest,
+  authenticateSandbox(
+    request: AuthenticateSandboxRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetGatewayListenerRequirementsResponse) => void,
+    callback: (error: ServiceError | null, response: AuthenticateSandboxResponse) => void,
   ): ClientUnaryCall;
-  getGatewayListenerRequirements(
-    request: GetGatewayListenerRequirementsRequest,
+  authenticateSandbox(
+    request: AuthenticateSandboxRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetGatewayListenerRequirementsResponse) => void,
+    callback: (error: ServiceError | null, response: AuthenticateSandboxResponse) => void,
   ): ClientUnaryCall;
   validateSandboxCreate(
     request: ValidateSandboxCreateRequest,
@@ -4534,6 +5572,14 @@ export const ComputeDriverClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -4546,6 +5592,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
