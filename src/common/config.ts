@@ -4,11 +4,26 @@
 // `[openshell.drivers.substrate]` table of a TOML file > default. The TOML table is the same one the
 // OpenShell gateway reads `socket_path` from, so one gateway.toml can configure both sides. Every invalid
 // value is a ConfigError naming the key and where the value came from; the CLI exits 2 on it.
+//
+// Table-valued keys (resource_admission, template_labels) are TOML sub-tables in the file and JSON objects in a
+// flag or the environment; each comes whole from one source (no merging across sources). Untrusted TOML/JSON
+// is read through own properties only and a `__proto__` key is refused, so it never reaches a prototype.
+// The OpenShell v0.1 admission keys (allow_driver_config, resource_admission, template_labels) are described
+// in src/driver/admission-policy.ts.
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { isDnsLabel, labelValueError, qualifiedNameError } from './dns.js';
+// A cycle (admission-policy.ts throws this module's ConfigError): neither module uses the other at top level.
+import {
+  admissionAcknowledgement,
+  defaultAdmissionConfig,
+  parseResourceAdmission,
+  parseTemplateLabels,
+  type DriverAdmissionConfig,
+  type TemplateLabels,
+} from '../driver/admission-policy.js';
 import { isLoopbackHost } from './net.js';
 
 export type ConfigSource = 'flag' | 'env' | 'file' | 'default';
@@ -29,7 +44,7 @@ export const ENV_PREFIX = 'OPENSHELL_SUBSTRATE_';
 export const CONFIG_ENV = `${ENV_PREFIX}CONFIG`;
 export const TOML_TABLE = ['openshell', 'drivers', 'substrate'] as const;
 
-type Kind = 'string' | 'path' | 'bool' | 'int' | 'selector' | 'enum';
+type Kind = 'string' | 'path' | 'bool' | 'int' | 'selector' | 'enum' | 'admission' | 'template_labels';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -68,6 +83,9 @@ export const CONFIG_KEYS = {
   router_listen: { kind: 'string' },
   router_allow_remote: { kind: 'bool' },
   workers: { kind: 'int', min: 1, max: 1024 },
+  allow_driver_config: { kind: 'bool' },
+  resource_admission: { kind: 'admission' },
+  template_labels: { kind: 'template_labels' },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
@@ -109,6 +127,18 @@ export interface DriverConfig {
   routerAllowRemote: boolean;
   /** With --local: worker slots of the embedded Substrate's default pool; 0 = its default from memory. */
   workers: number;
+  /**
+   * OpenShell v0.1 admission policy (allow_driver_config + resource_admission); upstream defaults when unset.
+   * Validated at load.
+   */
+  admission: DriverAdmissionConfig;
+  /**
+   * admissionAcknowledgement(admission), computed once at load: GetCapabilities' resource_admission_policy.
+   * The gateway compares it byte-for-byte before every Validate/Create/Start, so it never changes afterwards.
+   */
+  admissionAck: string;
+  /** template_labels: "<namespace>/<name>" → labels the operator assigns to that pre-provisioned template. */
+  templateLabels: TemplateLabels;
   /** Where each key's value came from. */
   sources: Record<ConfigKey, ConfigSource>;
   /** The TOML file read, if any. */
@@ -173,7 +203,7 @@ function readTable(path: string): Record<string, unknown> {
   }
   let cur: unknown = doc;
   for (const part of TOML_TABLE) {
-    if (typeof cur !== 'object' || cur === null || !(part in cur)) {
+    if (typeof cur !== 'object' || cur === null || !Object.hasOwn(cur, part)) {
       throw new ConfigError('config', 'config', `config file ${path} has no [openshell.drivers.substrate] table`);
     }
     cur = (cur as Record<string, unknown>)[part];
@@ -182,7 +212,7 @@ function readTable(path: string): Record<string, unknown> {
     throw new ConfigError('config', 'config', `config file ${path}: openshell.drivers.substrate must be a table`);
   }
   const table = cur as Record<string, unknown>;
-  const unknown = Object.keys(table).filter((k) => !(k in CONFIG_KEYS));
+  const unknown = Object.keys(table).filter((k) => !Object.hasOwn(CONFIG_KEYS, k));
   if (unknown.length > 0) {
     throw new ConfigError(
       unknown[0]!,
@@ -227,10 +257,27 @@ export function parseSelector(v: unknown): Record<string, string> {
   return out;
 }
 
+/** A table-valued key's value: the TOML table itself from the file, a JSON object from a flag or env. */
+function tableValue(key: ConfigKey, raw: Raw, configPath?: string): unknown {
+  if (raw.source === 'file') return raw.value;
+  if (typeof raw.value !== 'string') fail(key, raw, 'must be a JSON object', configPath);
+  const text = raw.value.trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    fail(key, raw, `is not JSON: ${(e as Error).message}`, configPath);
+  }
+}
+
 function coerce(key: ConfigKey, raw: Raw, baseDir: string, env: NodeJS.ProcessEnv, configPath?: string): unknown {
   const spec: KeySpec = CONFIG_KEYS[key];
   const v = raw.value;
   switch (spec.kind) {
+    case 'admission':
+      return parseResourceAdmission(tableValue(key, raw, configPath), describe(raw.source, key, configPath), raw.source);
+    case 'template_labels':
+      return parseTemplateLabels(tableValue(key, raw, configPath), describe(raw.source, key, configPath), raw.source);
     case 'string':
     case 'enum': {
       if (typeof v !== 'string') fail(key, raw, 'must be a string', configPath);
@@ -321,7 +368,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     const e = env[envVarFor(key)];
     if (f !== undefined) raw = { value: f, source: 'flag' };
     else if (e !== undefined) raw = { value: e, source: 'env' };
-    else if (key in table) {
+    else if (Object.hasOwn(table, key)) {
       raw = { value: table[key], source: 'file' };
       base = fileDir;
     }
@@ -335,6 +382,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
   }
 
   const str = (k: ConfigKey, d = ''): string => (values[k] as string | undefined) ?? d;
+  const admission: DriverAdmissionConfig = {
+    allowDriverConfig: (values.allow_driver_config as boolean | undefined) ?? false,
+    resourceAdmission: (values.resource_admission as DriverAdmissionConfig['resourceAdmission'] | undefined) ?? defaultAdmissionConfig().resourceAdmission,
+  };
   const stateDir = str('state_dir') || defaultStateDirFor(env);
   const cfg: DriverConfig = {
     socketPath: str('socket_path') || join(stateDir, 'run', 'driver.sock'),
@@ -366,6 +417,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     routerListen: str('router_listen'),
     routerAllowRemote: (values.router_allow_remote as boolean | undefined) ?? false,
     workers: (values.workers as number | undefined) ?? 0,
+    admission,
+    admissionAck: admissionAcknowledgement(admission),
+    templateLabels: (values.template_labels as TemplateLabels | undefined) ?? (Object.create(null) as TemplateLabels),
     sources,
     configPath,
   };

@@ -3,71 +3,124 @@
 // identity and whatever environment (token references included) its author put there, so:
 //
 // 1. A template the driver synthesized for a sandbox (it carries the driver's owner annotation) can never be
-//    named: it is another sandbox's identity and token environment.
-// 2. A pre-provisioned template must be marked attachable by the operator with the label
-//    `openshell.ai/sandbox-attachable: "true"`; the optional label
-//    `openshell.ai/sandbox-attachable-workspace: "<workspace>"` restricts it to sandboxes of that workspace.
-//    The names are the ones OpenShell v0.1's resource admission uses by default.
+//    named: it is another sandbox's identity and token environment. This holds whatever the policy says.
+// 2. A pre-provisioned template is an external resource under OpenShell v0.1 resource admission
+//    (admission-policy.ts), and the operator chooses its scope by how it is labelled:
+//    - attachable to ONE workspace: it carries the policy's `${workspace}` label(s) (default policy:
+//      `openshell.ai/sandbox-attachable-workspace: "<workspace>"`) → upstream's admit(workspace): every
+//      required label must match, the `${workspace}` ones with the sandbox's workspace;
+//    - attachable to EVERY workspace: it carries none of the `${workspace}` labels → upstream's admit_shared
+//      (as for shared operator infrastructure such as a RuntimeClass): the fixed approval labels must match
+//      (default policy: `openshell.ai/sandbox-attachable: "true"`).
+//    The operator's `resource_admission` table replaces the labels; `enabled = false` admits every
+//    pre-provisioned template.
+//
+// Where a template's labels come from: Substrate v0.4 ActorTemplates carry no labels, so the operator marks
+// templates attachable in the driver's config, `[openshell.drivers.substrate.template_labels."<ns>/<name>"]`.
+// Those labels overlay the template's own metadata.labels (which the local Substrate still keeps). Both are
+// operator-controlled; caller metadata is never a label source.
 //
 // ValidateSandboxCreate and CreateSandbox both go through SubstrateDriver.validate, which calls
 // attachRefusal once the named template has been read.
 import { failedPrecondition, type ApiError } from '../common/errors.js';
+import { isRecord, ownGet, ownSet } from '../common/own.js';
 import { OWNER_ANNOTATION, OWNER_VALUE } from '../template/synthesize.js';
 import type { ActorTemplate } from '../template/types.js';
+import {
+  admissionFailure,
+  DEFAULT_REQUIRED_LABELS,
+  INVALID_WORKSPACE,
+  NOT_ADMITTED,
+  WORKSPACE_PLACEHOLDER,
+  type DriverAdmissionConfig,
+  type TemplateLabels,
+} from './admission-policy.js';
 
-/** Label an operator sets to "true" on a pre-provisioned ActorTemplate that sandboxes may name. */
+export { NOT_ADMITTED } from './admission-policy.js';
+
+/** Label an operator sets to "true" on a pre-provisioned ActorTemplate that sandboxes may name (default policy). */
 export const ATTACHABLE_LABEL = 'openshell.ai/sandbox-attachable';
-/** The value ATTACHABLE_LABEL must have (exactly; label values are case-sensitive). */
-export const ATTACHABLE_VALUE = 'true';
-/** Optional label restricting an attachable template to the sandboxes of one workspace. */
+/** The value ATTACHABLE_LABEL must have under the default policy (exactly; label values are case-sensitive). */
+export const ATTACHABLE_VALUE = DEFAULT_REQUIRED_LABELS[ATTACHABLE_LABEL]!;
+/** Label naming the one workspace whose sandboxes may attach a resource (default policy: "${workspace}"). */
 export const ATTACHABLE_WORKSPACE_LABEL = 'openshell.ai/sandbox-attachable-workspace';
 
-/** The label names admission checks; one object so a later change can make them configurable. */
+/** @deprecated The label names of the default policy; the policy itself is a DriverAdmissionConfig now. */
 export interface AdmissionLabels {
   attachable: string;
   workspace: string;
 }
 
+/** @deprecated See AdmissionLabels. */
 export const DEFAULT_ADMISSION_LABELS: Readonly<AdmissionLabels> = Object.freeze({
   attachable: ATTACHABLE_LABEL,
   workspace: ATTACHABLE_WORKSPACE_LABEL,
 });
 
-/** Prefix of every refusal for a missing or mismatched admission label. */
-export const NOT_ADMITTED = 'external resource not admitted by required labels';
+/** The key of a template in template_labels: "<namespace>/<name>". */
+export function templateRef(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/**
+ * The labels admission sees for the template `t` read from `namespace/name`: its own metadata.labels overlaid
+ * by `templateLabels["namespace/name"]`. Own string properties only; a null-prototype map.
+ */
+export function effectiveTemplateLabels(t: ActorTemplate, namespace: string, name: string, templateLabels: TemplateLabels): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (const src of [ownGet(t.metadata, 'labels'), ownGet(templateLabels, templateRef(namespace, name))]) {
+    if (!isRecord(src)) continue;
+    for (const k of Object.keys(src)) {
+      const v = src[k];
+      if (typeof v === 'string') ownSet(out, k, v);
+    }
+  }
+  return out;
+}
+
+const show = (v: string): string => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
 
 /**
  * Why a sandbox of `workspace` may not attach the existing template `t` (read from `namespace/name`), as a
- * FAILED_PRECONDITION ApiError, or null when it may.
+ * FAILED_PRECONDITION ApiError, or null when it may. `policy` is the operator's admission policy
+ * (DriverConfig.admission) and `templateLabels` the operator's template_labels (DriverConfig.templateLabels).
  */
 export function attachRefusal(
   t: ActorTemplate,
   namespace: string,
   name: string,
   workspace: string,
-  labels: AdmissionLabels = DEFAULT_ADMISSION_LABELS,
+  policy: DriverAdmissionConfig,
+  templateLabels: TemplateLabels,
 ): ApiError | null {
   const ref = `ActorTemplate ${namespace}/${name}`;
-  if (t.metadata?.annotations?.[OWNER_ANNOTATION] === OWNER_VALUE) {
+  if (ownGet(ownGet(t.metadata, 'annotations'), OWNER_ANNOTATION) === OWNER_VALUE) {
     return failedPrecondition(
       `${ref} was synthesized by the driver for another sandbox and cannot be attached: a sandbox may name only pre-provisioned templates marked attachable`,
     );
   }
-  const l = t.metadata?.labels ?? {};
-  const attachable = Object.prototype.hasOwnProperty.call(l, labels.attachable) ? l[labels.attachable] : undefined;
-  if (attachable !== ATTACHABLE_VALUE) {
-    const has = attachable === undefined ? 'it has no such label' : `it has ${labels.attachable}=${JSON.stringify(attachable)}`;
-    return failedPrecondition(
-      `${NOT_ADMITTED}: ${ref} needs label ${labels.attachable}=${JSON.stringify(ATTACHABLE_VALUE)} (${has}); the operator marks a pre-provisioned template attachable with that label`,
-    );
-  }
-  if (Object.prototype.hasOwnProperty.call(l, labels.workspace)) {
-    const only = l[labels.workspace] ?? '';
-    if (only !== workspace) {
-      return failedPrecondition(
-        `${NOT_ADMITTED}: ${ref} has label ${labels.workspace}=${JSON.stringify(only)}, which admits only sandboxes of workspace ${JSON.stringify(only)}; this sandbox is in workspace ${JSON.stringify(workspace)}`,
-      );
+  const labels = effectiveTemplateLabels(t, namespace, name, templateLabels);
+  // Workspace-scoped when it carries a label the policy fills with the workspace; shared otherwise.
+  const scoped = Object.entries(policy.resourceAdmission.requiredLabels).some(
+    ([k, v]) => v === WORKSPACE_PLACEHOLDER && Object.prototype.hasOwnProperty.call(labels, k),
+  );
+  const f = admissionFailure(policy, scoped ? workspace : null, labels);
+  if (!f) return null;
+  switch (f.kind) {
+    case 'invalid-policy':
+      return failedPrecondition(f.message);
+    case 'invalid-workspace':
+      return failedPrecondition(`${INVALID_WORKSPACE}: ${show(workspace)} is not a valid label value`);
+    case 'unmet': {
+      const how = `the operator marks a pre-provisioned template attachable with that label, on the template or in the driver config [openshell.drivers.substrate.template_labels."${templateRef(namespace, name)}"]`;
+      if (f.workspace && f.actual !== undefined) {
+        return failedPrecondition(
+          `${NOT_ADMITTED}: ${ref} has label ${f.key}=${show(f.actual)}, which admits only sandboxes of workspace ${show(f.actual)}; this sandbox is in workspace ${show(workspace)}`,
+        );
+      }
+      const has = f.actual === undefined ? 'it has no such label' : `it has ${f.key}=${show(f.actual)}`;
+      const what = f.workspace ? " (the sandbox's workspace)" : '';
+      return failedPrecondition(`${NOT_ADMITTED}: ${ref} needs label ${f.key}=${show(f.expected)}${what} (${has}); ${how}`);
     }
   }
-  return null;
 }

@@ -19,6 +19,7 @@ import {
   attachRefusal,
   DEFAULT_ADMISSION_LABELS,
 } from '../../src/driver/admission.js';
+import { defaultAdmissionConfig } from '../../src/driver/admission-policy.js';
 import { Code } from '../../src/common/errors.js';
 import { OWNER_ANNOTATION, OWNER_VALUE, templateNameFor, synthesizeActorTemplate } from '../../src/template/synthesize.js';
 import type { ActorTemplate } from '../../src/template/types.js';
@@ -37,6 +38,9 @@ function labelled(name: string, image: string, labels: Record<string, string>) {
 }
 
 describe('template ownership: the admission rule itself', () => {
+  // The operator's policy (upstream default: both labels required) and template_labels (none).
+  const POLICY = defaultAdmissionConfig();
+  const NO_TL = {};
   const base = (labels?: Record<string, string>, annotations?: Record<string, string>): ActorTemplate =>
     ({ ...operatorTemplate('t', 'local/x@sha256:' + '1'.repeat(64)), metadata: { name: 't', namespace: 'ns', labels, annotations } }) as ActorTemplate;
 
@@ -55,7 +59,7 @@ describe('template ownership: the admission rule itself', () => {
     const t = synthesizeActorTemplate(victim, cfg);
     expect(t.metadata.labels?.[ATTACHABLE_LABEL]).toBe('true');
     expect(t.metadata.annotations?.[OWNER_ANNOTATION]).toBe(OWNER_VALUE);
-    const e = attachRefusal(t, 'default', t.metadata.name!, 'default');
+    const e = attachRefusal(t, 'default', t.metadata.name!, 'default', POLICY, NO_TL);
     expect(e?.code).toBe(Code.FAILED_PRECONDITION);
     expect(e?.message).toMatch(SYNTHESIZED);
   });
@@ -63,33 +67,36 @@ describe('template ownership: the admission rule itself', () => {
   it('requires attachable="true" exactly', () => {
     const cases: Array<Record<string, string> | undefined> = [undefined, {}, { [ATTACHABLE_LABEL]: 'false' }, { [ATTACHABLE_LABEL]: 'True' }, { [ATTACHABLE_LABEL]: '' }];
     for (const labels of cases) {
-      const e = attachRefusal(base(labels), 'ns', 't', 'default');
+      const e = attachRefusal(base(labels), 'ns', 't', 'default', POLICY, NO_TL);
       expect(e?.code, JSON.stringify(labels)).toBe(Code.FAILED_PRECONDITION);
       expect(e?.message).toMatch(/^external resource not admitted by required labels: ActorTemplate ns\/t needs label openshell\.ai\/sandbox-attachable="true"/);
     }
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default')).toBeNull();
+    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'default' }), 'ns', 't', 'default', POLICY, NO_TL)).toBeNull();
   });
 
-  it('restricts to the workspace label when present (an empty value admits no workspace)', () => {
+  it('scopes by the workspace label: without it the template is shared (attachable label only), with it only that workspace may attach', () => {
+    // Shared operator infrastructure (upstream admit_shared): the fixed approval label alone admits, from any workspace.
+    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default', POLICY, NO_TL)).toBeNull();
+    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'team-y', POLICY, NO_TL)).toBeNull();
     const x = base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' });
-    expect(attachRefusal(x, 'ns', 't', 'team-x')).toBeNull();
-    const e = attachRefusal(x, 'ns', 't', 'team-y');
+    expect(attachRefusal(x, 'ns', 't', 'team-x', POLICY, NO_TL)).toBeNull();
+    const e = attachRefusal(x, 'ns', 't', 'team-y', POLICY, NO_TL);
     expect(e?.code).toBe(Code.FAILED_PRECONDITION);
     expect(e?.message).toContain(ATTACHABLE_WORKSPACE_LABEL);
     expect(e?.message).toContain('"team-x"');
     expect(e?.message).toContain('"team-y"');
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: '' }), 'ns', 't', 'default')?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: '' }), 'ns', 't', 'default', POLICY, NO_TL)?.code).toBe(Code.FAILED_PRECONDITION);
   });
 
   it('reads only own label properties (an inherited one does not admit)', () => {
     const labels = Object.create({ [ATTACHABLE_LABEL]: 'true' }) as Record<string, string>;
-    expect(attachRefusal(base(labels), 'ns', 't', 'default')?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(attachRefusal(base(labels), 'ns', 't', 'default', POLICY, NO_TL)?.code).toBe(Code.FAILED_PRECONDITION);
   });
 
-  it('takes the label names as a parameter (so they can become configurable)', () => {
-    const custom = { attachable: 'example.com/shared', workspace: 'example.com/shared-ws' };
-    expect(attachRefusal(base({ 'example.com/shared': 'true' }), 'ns', 't', 'default', custom)).toBeNull();
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default', custom)?.message).toMatch(/needs label example\.com\/shared="true"/);
+  it("evaluates the operator's policy (required_labels replace the defaults)", () => {
+    const custom = { allowDriverConfig: false, resourceAdmission: { enabled: true, requiredLabels: { 'example.com/shared': 'true' } } };
+    expect(attachRefusal(base({ 'example.com/shared': 'true' }), 'ns', 't', 'default', custom, NO_TL)).toBeNull();
+    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default', custom, NO_TL)?.message).toMatch(/needs label example\.com\/shared="true"/);
   });
 });
 

@@ -1,13 +1,19 @@
 // The one config loader: flag > env (OPENSHELL_SUBSTRATE_*) > TOML [openshell.drivers.substrate] > default,
 // and every error naming the key and where the bad value came from. The CLI exits 2 on any of them.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CONFIG_KEY_NAMES, ConfigError, envVarFor, loadConfig } from '../../src/common/config.js';
 import { main as serveMain } from '../../src/cli/serve.js';
 import { main as actorsMain } from '../../src/cli/actors.js';
 import { main as sandboxesMain } from '../../src/cli/sandboxes.js';
+import { admissionAcknowledgement } from '../../src/driver/admission-policy.js';
+
+/** upstream's acknowledgement of its default DriverAdmissionConfig (OpenShell naming). */
+const DEFAULT_ACK =
+  'v1:{"allow_driver_config":false,"resource_admission":{"enabled":true,"required_labels":{"openshell.ai/sandbox-attachable":"true","openshell.ai/sandbox-attachable-workspace":"${workspace}"}}}';
 
 const dir = mkdtempSync(join(tmpdir(), 'cfg-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,6 +48,14 @@ describe('defaults', () => {
     expect(c.local).toBe(false);
     expect(c.apiPlaintext).toBe(false);
     expect(c.workerSelector).toEqual({});
+    expect(c.admission.allowDriverConfig).toBe(false);
+    expect(c.admission.resourceAdmission.enabled).toBe(true);
+    expect(c.admission.resourceAdmission.requiredLabels).toEqual({
+      'openshell.ai/sandbox-attachable': 'true',
+      'openshell.ai/sandbox-attachable-workspace': '${workspace}',
+    });
+    expect(c.admissionAck).toBe(DEFAULT_ACK);
+    expect(c.templateLabels).toEqual({});
     for (const k of CONFIG_KEY_NAMES) expect(c.sources[k]).toBe('default');
   });
 
@@ -201,6 +215,119 @@ describe('errors name the key and the source', () => {
   });
 });
 
+describe('OpenShell v0.1 admission keys: allow_driver_config, resource_admission, template_labels', () => {
+  const A = 'openshell.ai/sandbox-attachable';
+  const W = 'openshell.ai/sandbox-attachable-workspace';
+
+  it('are keys like any other (flag, env, file)', () => {
+    for (const k of ['allow_driver_config', 'resource_admission', 'template_labels']) expect(CONFIG_KEY_NAMES).toContain(k);
+    expect(envVarFor('resource_admission')).toBe('OPENSHELL_SUBSTRATE_RESOURCE_ADMISSION');
+    expect(envVarFor('template_labels')).toBe('OPENSHELL_SUBSTRATE_TEMPLATE_LABELS');
+  });
+
+  it('reads the file: allow_driver_config, the resource_admission sub-table, template_labels sub-tables', () => {
+    const f = toml(`
+[openshell]
+version = 2
+[openshell.drivers.substrate]
+socket_path = "/run/s.sock"
+allow_driver_config = true
+[openshell.drivers.substrate.resource_admission]
+enabled = true
+required_labels = { "example.com/approved" = "yes", "example.com/team" = "\${workspace}" }
+[openshell.drivers.substrate.template_labels."default/shared"]
+"openshell.ai/sandbox-attachable" = "true"
+"openshell.ai/sandbox-attachable-workspace" = "team-a"
+[openshell.drivers.substrate.template_labels."tools/builder"]
+"example.com/approved" = "yes"
+`);
+    const c = loadConfig({ env: ENV0, flags: { config: f } });
+    expect(c.admission).toEqual({
+      allowDriverConfig: true,
+      resourceAdmission: { enabled: true, requiredLabels: { 'example.com/approved': 'yes', 'example.com/team': '${workspace}' } },
+    });
+    expect(c.admissionAck).toBe(
+      'v1:{"allow_driver_config":true,"resource_admission":{"enabled":true,"required_labels":{"example.com/approved":"yes","example.com/team":"${workspace}"}}}',
+    );
+    expect(c.templateLabels).toEqual({ 'default/shared': { [A]: 'true', [W]: 'team-a' }, 'tools/builder': { 'example.com/approved': 'yes' } });
+    expect(c.sources.resource_admission).toBe('file');
+    expect(c.sources.template_labels).toBe('file');
+  });
+
+  it("takes upstream's opt-out example and keeps the defaults for an omitted map", () => {
+    const off = toml('[openshell.drivers.substrate.resource_admission]\nenabled = false\nrequired_labels = {}\n');
+    expect(loadConfig({ env: ENV0, flags: { config: off } }).admissionAck).toBe(
+      'v1:{"allow_driver_config":false,"resource_admission":{"enabled":false,"required_labels":{}}}',
+    );
+    const keep = toml('[openshell.drivers.substrate]\nresource_admission = { enabled = false }\n');
+    expect(loadConfig({ env: ENV0, flags: { config: keep } }).admission.resourceAdmission.requiredLabels).toEqual({ [A]: 'true', [W]: '${workspace}' });
+  });
+
+  it('reads JSON from env and flags, with flag > env > file', () => {
+    const f = toml('[openshell.drivers.substrate.resource_admission]\nrequired_labels = { "from/file" = "x" }\n');
+    const env = { ...ENV0, OPENSHELL_SUBSTRATE_RESOURCE_ADMISSION: '{"required_labels":{"from/env":"y"}}', OPENSHELL_SUBSTRATE_ALLOW_DRIVER_CONFIG: 'true' };
+    const e = loadConfig({ env, flags: { config: f } });
+    expect(e.admission.resourceAdmission.requiredLabels).toEqual({ 'from/env': 'y' });
+    expect(e.admission.allowDriverConfig).toBe(true);
+    expect(e.sources.resource_admission).toBe('env');
+    const g = loadConfig({ env, flags: { config: f, resource_admission: '{"enabled":false,"required_labels":{}}', allow_driver_config: false } });
+    expect(g.admissionAck).toBe('v1:{"allow_driver_config":false,"resource_admission":{"enabled":false,"required_labels":{}}}');
+    expect(g.sources.resource_admission).toBe('flag');
+    const t = loadConfig({ env: { ...ENV0, OPENSHELL_SUBSTRATE_TEMPLATE_LABELS: JSON.stringify({ 'default/x': { [A]: 'true', [W]: 'w' } }) } });
+    expect(t.templateLabels).toEqual({ 'default/x': { [A]: 'true', [W]: 'w' } });
+    // An empty env value is the default.
+    expect(loadConfig({ env: { ...ENV0, OPENSHELL_SUBSTRATE_RESOURCE_ADMISSION: '' } }).admissionAck).toBe(DEFAULT_ACK);
+  });
+
+  it('computes the acknowledgement once, stable and equal to the policy it describes', () => {
+    const a = loadConfig({ env: ENV0, flags: { resource_admission: '{"required_labels":{"z/b":"1","a/a":"2"}}' } });
+    expect(a.admissionAck).toBe('v1:{"allow_driver_config":false,"resource_admission":{"enabled":true,"required_labels":{"a/a":"2","z/b":"1"}}}');
+    expect(admissionAcknowledgement(a.admission)).toBe(a.admissionAck);
+    expect(loadConfig({ env: ENV0, flags: { resource_admission: '{"required_labels":{"a/a":"2","z/b":"1"}}' } }).admissionAck).toBe(a.admissionAck);
+  });
+
+  it('errors name the key path and the source', () => {
+    const empty = toml('[openshell.drivers.substrate.resource_admission]\nrequired_labels = {}\n');
+    const e1 = err(() => loadConfig({ env: ENV0, flags: { config: empty } }));
+    expect(e1.key).toBe('resource_admission.required_labels');
+    expect(e1.source).toBe('file');
+    expect(e1.message).toBe(
+      `invalid config resource_admission.required_labels (from file ${empty}): resource_admission.required_labels must not be empty while enabled`,
+    );
+    const unknown = toml('[openshell.drivers.substrate.resource_admission]\nenable = false\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: unknown } })).message).toMatch(/resource_admission\.enable .*unknown field `enable`/);
+    const e2 = err(() => loadConfig({ env: { ...ENV0, OPENSHELL_SUBSTRATE_RESOURCE_ADMISSION: '{enabled:false}' } }));
+    expect(e2.key).toBe('resource_admission');
+    expect(e2.source).toBe('env');
+    expect(e2.message).toMatch(/^invalid config resource_admission \(from env OPENSHELL_SUBSTRATE_RESOURCE_ADMISSION\): is not JSON/);
+    const e3 = err(() => loadConfig({ env: ENV0, flags: { resource_admission: '{"required_labels":{"openshell.ai/managed-by":"x","a/b":"c"}}' } }));
+    expect(e3.source).toBe('flag');
+    expect(e3.message).toContain('(from flag --resource-admission): resource admission label key is reserved for driver-owned metadata: openshell.ai/managed-by');
+    const e4 = err(() => loadConfig({ env: ENV0, flags: { template_labels: JSON.stringify({ 'default/x': { [W]: '${workspace}' } }) } }));
+    expect(e4.key).toBe('template_labels."default/x"');
+    expect(e4.message).toContain('(from flag --template-labels)');
+    const e5 = err(() => loadConfig({ env: { ...ENV0, OPENSHELL_SUBSTRATE_ALLOW_DRIVER_CONFIG: 'perhaps' } }));
+    expect(e5.key).toBe('allow_driver_config');
+    const bool = toml('[openshell.drivers.substrate]\nallow_driver_config = "yes please"\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: bool } })).key).toBe('allow_driver_config');
+    const notTable = toml('[openshell.drivers.substrate]\nresource_admission = "{}"\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: notTable } })).key).toBe('resource_admission');
+  });
+
+  it('never lets __proto__ in TOML or JSON reach a prototype', () => {
+    const sub = toml('[openshell.drivers.substrate.resource_admission.__proto__]\nenabled = false\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: sub } })).message).toContain('unknown field `__proto__`');
+    const top = toml('[openshell.drivers.substrate.__proto__]\napi_plaintext = true\nallow_driver_config = true\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: top } })).message).toContain('unknown key in [openshell.drivers.substrate]: __proto__');
+    const labels = toml('[openshell.drivers.substrate.template_labels.__proto__]\n"openshell.ai/sandbox-attachable" = "true"\n');
+    expect(err(() => loadConfig({ env: ENV0, flags: { config: labels } })).message).toContain('"__proto__" is not allowed');
+    const json = err(() => loadConfig({ env: { ...ENV0, OPENSHELL_SUBSTRATE_TEMPLATE_LABELS: '{"default/x":{"__proto__":"true"}}' } }));
+    expect(json.message).toContain('"__proto__" is not allowed');
+    expect(({} as Record<string, unknown>).enabled).toBeUndefined();
+    expect(({} as Record<string, unknown>)['openshell.ai/sandbox-attachable']).toBeUndefined();
+  });
+});
+
 describe('the CLI exits 2 on invalid config, naming the key', () => {
   const captureStderr = async (fn: () => Promise<number>) => {
     const orig = process.stderr.write.bind(process.stderr);
@@ -241,6 +368,18 @@ describe('the CLI exits 2 on invalid config, naming the key', () => {
     expect(s.text).toContain('bogus');
   });
 
+  it('serve: invalid admission config exits 2 (the real binary), naming the key and the file', () => {
+    const bad = toml('[openshell.drivers.substrate]\nallow_driver_config = false\n[openshell.drivers.substrate.resource_admission]\nrequired_labels = { "openshell.ai/sandbox-attachable-workspace" = "\${workspace}" }\n');
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, XDG_STATE_HOME: join(dir, 'xdg') };
+    const r = spawnSync(process.execPath, [resolve('bin/substrate-driver.js'), 'serve', '--config', bad], { env, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`invalid config resource_admission.required_labels (from file ${bad})`);
+    expect(r.stderr).toContain('resource_admission.required_labels must include a shared approval label');
+    const j = spawnSync(process.execPath, [resolve('bin/substrate-driver.js'), 'serve', '--template-labels', '{"x":{}}'], { env, encoding: 'utf8', timeout: 60_000 });
+    expect(j.status, j.stderr).toBe(2);
+    expect(j.stderr).toContain('invalid config template_labels."x" (from flag --template-labels)');
+  });
+
   it('unknown flags are usage errors (exit 2) and --help exits 0', async () => {
     const r = await captureStderr(() => serveMain(['--no-such-flag']));
     expect(r.code).toBe(2);
@@ -259,6 +398,9 @@ describe('the CLI exits 2 on invalid config, naming the key', () => {
       process.stdout.write = orig;
     }
     expect(out).toContain('--metrics-listen');
+    expect(out).toContain('--resource-admission');
+    expect(out).toContain('--template-labels');
+    expect(out).toContain('--allow-driver-config');
     expect(out).toContain('substrate-driver sandboxes watch');
     expect(out).toContain('--selector');
   });
