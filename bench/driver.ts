@@ -133,6 +133,8 @@ function gatewaySandbox(id: string, name: string, image: string, token: string):
       sandboxToken: token,
       command: ['/usr/bin/node', '-e', SERVER_JS],
       tty: false,
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
     },
   };
 }
@@ -446,6 +448,10 @@ async function populate(ctx: Ctx, count: number, concurrency = 32): Promise<numb
       createdAt: new Date().toISOString(),
       provisioned: true,
       workerSelector: {},
+      instance: id.slice(0, 8),
+      runtimeGeneration: 1,
+      launch: '',
+      gateway: 'v0.0',
       sandbox: stripToken({ ...sb, status: undefined }),
     };
     await ctx.records.put(rec);

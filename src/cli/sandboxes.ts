@@ -126,7 +126,7 @@ function printSandbox(sb: DriverSandbox, json: boolean): void {
     `instance:   ${sb.status?.instanceId || '-'}`,
     `deleting:   ${sb.status?.deleting ? 'yes' : 'no'}`,
     'conditions:',
-    ...(sb.status?.conditions ?? []).map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message} (since ${c.lastTransitionTime})`),
+    ...(sb.status?.conditions ?? []).map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message} (since ${c.transitionTime?.toISOString() ?? '-'})`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
@@ -155,7 +155,7 @@ async function waitRunning(c: DriverClient, id: string, timeoutSecs: number): Pr
 export async function main(argv: string[]): Promise<number> {
   return runSubcommand('sandboxes', argv, USAGE, SPECS, async (sub, p) => {
     const json = p.flags.json === true;
-    const c = new DriverClient(socketOf(p.flags));
+    const c = new DriverClient(socketOf(p.flags), { tool: true });
     try {
       switch (sub) {
         case 'list': {
@@ -211,6 +211,8 @@ export async function main(argv: string[]): Promise<number> {
               sandboxToken: '',
               command,
               tty,
+              awaitMainProcessAttachment: false,
+              launchAuthentication: Buffer.alloc(0),
             },
           };
           await c.validateSandboxCreate(sandbox);

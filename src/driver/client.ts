@@ -1,23 +1,38 @@
-// A promise-based client of the driver's own socket (the generated ComputeDriverClient over h2c on a Unix
-// socket, exactly as the gateway dials it). Used by `substrate-driver sandboxes` and the contract tests.
+// A promise-based client of the driver's own socket (the generated v0.1 ComputeDriverClient over h2c on a
+// Unix socket, exactly as the gateway dials it). Used by `substrate-driver sandboxes` and the contract tests.
+// `tool: true` marks calls as the project's own (GetCapabilities then leaves the driver's idea of which
+// gateway generation is talking alone); the gateway stand-in leaves it off.
 import * as grpc from '@grpc/grpc-js';
 import {
   ComputeDriverClient,
-  type DriverSandbox,
+  DriverSandbox,
+  StartSandboxRequest,
   type GetCapabilitiesResponse,
-  type GatewayListenerRequirement,
   type WatchSandboxesEvent,
 } from '../gen/compute_driver.js';
+import type { PeerMetadata } from '../gen/extension.js';
+import { ComputeDriverService as V0Service, type GatewayListenerRequirement } from '../gen/v0/compute_driver.js';
+import { TOOL_CLIENT_HEADER } from './service.js';
 
 export class DriverClient {
   readonly raw: ComputeDriverClient;
 
-  constructor(socketPath: string, options: grpc.ClientOptions = {}) {
+  private readonly tool: boolean;
+
+  constructor(socketPath: string, options: grpc.ClientOptions & { tool?: boolean } = {}) {
+    const { tool, ...grpcOptions } = options;
+    this.tool = tool ?? false;
     this.raw = new ComputeDriverClient(`unix:${socketPath}`, grpc.credentials.createInsecure(), {
       // The gateway's tonic client caps decoded responses at 4 MiB; so does this one.
       'grpc.max_receive_message_length': 4 * 1024 * 1024,
-      ...options,
+      ...grpcOptions,
     });
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.tool) md.set(TOOL_CLIENT_HEADER, '1');
+    return md;
   }
 
   close(): void {
@@ -28,29 +43,41 @@ export class DriverClient {
     return new Promise<Res>((resolve, reject) => {
       const fn = (this.raw as unknown as Record<string, Function>)[method]!;
       const opts: Partial<grpc.CallOptions> = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
-      fn.call(this.raw, req, new grpc.Metadata(), opts, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+      fn.call(this.raw, req, this.metadata(), opts, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
     });
   }
 
-  getCapabilities(): Promise<GetCapabilitiesResponse> {
-    return this.unary('getCapabilities', {});
+  /** With `gateway` metadata as a v0.1 gateway calls it; without, as a 0.0.x gateway does. */
+  getCapabilities(gateway?: PeerMetadata): Promise<GetCapabilitiesResponse> {
+    return this.unary('getCapabilities', { gateway });
   }
 
-  async getGatewayListenerRequirements(): Promise<GatewayListenerRequirement[]> {
-    const r = await this.unary<unknown, { requirements: GatewayListenerRequirement[] }>('getGatewayListenerRequirements', {});
-    return r.requirements;
+  /** 0.0.x only (v0.1 removed the RPC); answered on the same socket. */
+  getGatewayListenerRequirements(): Promise<GatewayListenerRequirement[]> {
+    const m = V0Service.getGatewayListenerRequirements;
+    return new Promise((resolve, reject) =>
+      this.raw.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, this.metadata(), (err, res) =>
+        err || !res ? reject(err) : resolve(res.requirements),
+      ),
+    );
+  }
+
+  async authenticateSandbox(credential: string): Promise<{ sandboxId: string; runtimeIdentity: string }> {
+    return this.unary('authenticateSandbox', { credential });
   }
 
   async validateSandboxCreate(sandbox: DriverSandbox): Promise<void> {
-    await this.unary('validateSandboxCreate', { sandbox });
+    await this.unary('validateSandboxCreate', { sandbox: DriverSandbox.fromPartial(sandbox) });
   }
 
-  async createSandbox(sandbox: DriverSandbox): Promise<void> {
-    await this.unary('createSandbox', { sandbox });
+  /** Returns the runtime identity. */
+  async createSandbox(sandbox: DriverSandbox): Promise<string> {
+    const r = await this.unary<unknown, { runtimeIdentity: string }>('createSandbox', { sandbox: DriverSandbox.fromPartial(sandbox) });
+    return r.runtimeIdentity;
   }
 
-  async getSandbox(sandboxId: string, sandboxName = ''): Promise<DriverSandbox> {
-    const r = await this.unary<unknown, { sandbox?: DriverSandbox }>('getSandbox', { sandboxId, sandboxName });
+  async getSandbox(sandboxId: string, name = ''): Promise<DriverSandbox> {
+    const r = await this.unary<unknown, { sandbox?: DriverSandbox }>('getSandbox', { sandboxId, name });
     return r.sandbox!;
   }
 
@@ -59,16 +86,18 @@ export class DriverClient {
     return r.sandboxes;
   }
 
-  async stopSandbox(sandboxId: string, sandboxName = ''): Promise<void> {
-    await this.unary('stopSandbox', { sandboxId, sandboxName });
+  async stopSandbox(sandboxId: string, name = ''): Promise<void> {
+    await this.unary('stopSandbox', { sandboxId, name });
   }
 
-  async startSandbox(sandboxId: string, sandboxName = ''): Promise<void> {
-    await this.unary('startSandbox', { sandboxId, sandboxName });
+  /** Returns the runtime identity. `more`: v0.1's launch authentication, generation and expected identity. */
+  async startSandbox(sandboxId: string, name = '', more: Partial<StartSandboxRequest> = {}): Promise<string> {
+    const r = await this.unary<unknown, { runtimeIdentity: string }>('startSandbox', StartSandboxRequest.fromPartial({ ...more, sandboxId, name }));
+    return r.runtimeIdentity;
   }
 
-  async deleteSandbox(sandboxId: string, sandboxName = ''): Promise<boolean> {
-    const r = await this.unary<unknown, { deleted: boolean }>('deleteSandbox', { sandboxId, sandboxName });
+  async deleteSandbox(sandboxId: string, name = ''): Promise<boolean> {
+    const r = await this.unary<unknown, { deleted: boolean }>('deleteSandbox', { sandboxId, name });
     return r.deleted;
   }
 
@@ -82,6 +111,6 @@ export class DriverClient {
 
   /** Opens WatchSandboxes; the returned stream emits 'data' (WatchSandboxesEvent), 'error', 'end'. */
   watch(): grpc.ClientReadableStream<WatchSandboxesEvent> {
-    return this.raw.watchSandboxes({});
+    return this.raw.watchSandboxes({}, this.metadata());
   }
 }

@@ -4,7 +4,11 @@
 // - any `Ready=False` whose reason is not on the gateway's transient list is a permanent ERROR, so it is used
 //   only for real failures;
 // - an actor suspended outside the gateway (idle suspend, an operator, a lost worker) while the gateway wants
-//   it running is `Ready=Unknown` with a reason that says it resumes on demand: never ERROR, never STOPPED.
+//   it running is `Ready=Unknown` with a reason that says it resumes on demand: never ERROR, never STOPPED;
+// - `Ready=True` and `Suspended=True` are never emitted together: v0.1 gateways let Ready win, 0.0.x
+//   gateways let Suspended win, and every state must derive the same phase under both;
+// - an actor the gateway stopped that a request woke again is reported as stopping (the driver suspends it
+//   again), never Ready.
 import { Actor_Status, type Actor } from '../gen/ateapi.js';
 import type { DriverCondition } from '../gen/compute_driver.js';
 import type { Desired } from './records.js';
@@ -52,7 +56,7 @@ export interface StatusInput {
   progress?: string;
 }
 
-type Cond = Omit<DriverCondition, 'lastTransitionTime'>;
+type Cond = Omit<DriverCondition, 'transitionTime'>;
 
 const ready = (status: 'True' | 'False' | 'Unknown', reason: string, message: string): Cond => ({ type: 'Ready', status, reason, message });
 const suspended = (status: 'True' | 'False', reason: string, message: string): Cond => ({ type: 'Suspended', status, reason, message });
@@ -106,10 +110,13 @@ export function conditionsFor(i: StatusInput): Cond[] {
         if (i.op === 'stopping' || i.op === 'deleting') {
           return [suspended('False', REASON.stopping, `stopping: checkpoint requested${where(a)}`), ready('Unknown', REASON.stopping, 'stopping')];
         }
-        if (s === Actor_Status.STATUS_RUNNING) {
-          return [ready('True', REASON.running, `running${where(a)} (resumed outside the gateway after a stop)`)];
-        }
-        return [ready('Unknown', REASON.starting, `resuming${where(a)} (resumed outside the gateway after a stop)`)];
+        // Woken by data traffic (the router resumes on demand) after the gateway stopped it: the driver
+        // suspends it again, so a sandbox the gateway stopped stays stopped. Never Ready=True here: the
+        // gateway keeps its row STOPPED and would otherwise be contradicted.
+        return [
+          suspended('False', REASON.stopping, `woken${where(a)} by a request after the gateway stopped it; suspending it again (StartSandbox starts it)`),
+          ready('Unknown', REASON.stopping, 'stopping'),
+        ];
       default:
         return [ready('Unknown', REASON.unknown, `actor status ${Actor_Status[s] ?? s}`)];
     }
@@ -140,22 +147,34 @@ export function conditionsFor(i: StatusInput): Cond[] {
 }
 
 /**
- * Adds `last_transition_time`: kept from the previous conditions when type, status and reason are
- * unchanged, `now` otherwise. Keeps snapshots stable between polls.
+ * Adds `transition_time` (a protobuf Timestamp; 0.0.x gateways get it as last_transition_time, RFC 3339):
+ * kept from the previous conditions when type, status and reason are unchanged, `now` otherwise. Keeps
+ * snapshots stable between polls. Every condition has one: a v0.1 gateway drops an event whose time is
+ * invalid.
  */
-export function stampTransitions(prev: DriverCondition[] | undefined, next: Cond[], now: string): DriverCondition[] {
+export function stampTransitions(prev: DriverCondition[] | undefined, next: Cond[], now: Date): DriverCondition[] {
   return next.map((c) => {
     const p = prev?.find((x) => x.type === c.type);
-    const same = p && p.status === c.status && p.reason === c.reason;
-    return { ...c, lastTransitionTime: same ? p.lastTransitionTime : now };
+    const same = p && p.status === c.status && p.reason === c.reason && p.transitionTime;
+    return { ...c, transitionTime: same ? p.transitionTime : now };
   });
 }
 
-/** The gateway's derive_phase (§3.1), for tests and for `sandboxes list`. */
-export function derivePhase(conds: DriverCondition[] | undefined, deleting = false): string {
+/** The phase-derivation rules of a gateway generation. */
+export type PhaseRules = 'v0.1' | 'v0.0';
+
+const isTrue = (c: DriverCondition, type: string) => c.type.toLowerCase() === type && c.status.toLowerCase() === 'true';
+
+/**
+ * The gateway's derive_phase, for tests, metrics and `sandboxes list`. 0.0.x (compute-driver.md §3.1): any
+ * `Suspended=True` is STOPPED. v0.1 (openshell-v0.1.md §4.4): `Suspended=True` is STOPPED only when no
+ * `Ready=True` is present. The driver never emits both, so the two agree on every state it reports.
+ */
+export function derivePhase(conds: DriverCondition[] | undefined, deleting = false, rules: PhaseRules = 'v0.1'): string {
   if (!conds) return 'UNKNOWN';
   if (deleting) return 'DELETING';
-  if (conds.some((c) => c.type.toLowerCase() === 'suspended' && c.status.toLowerCase() === 'true')) return 'STOPPED';
+  const suspended = conds.some((c) => isTrue(c, 'suspended'));
+  if (suspended && (rules === 'v0.0' || !conds.some((c) => isTrue(c, 'ready')))) return 'STOPPED';
   const r = conds.find((c) => c.type === 'Ready');
   if (!r) return 'PROVISIONING';
   if (r.status === 'True') return 'READY';

@@ -17,8 +17,12 @@ import type {
   DriverPlatformEvent,
   DriverSandbox,
   GetCapabilitiesResponse,
+  ResolvedWorkloadIdentity,
+  StartSandboxRequest,
   WatchSandboxesEvent,
 } from '../gen/compute_driver.js';
+import type { PeerMetadata } from '../gen/extension.js';
+import { randomBytes } from 'node:crypto';
 import {
   ApiError,
   Code,
@@ -37,6 +41,9 @@ import { RecordStore, stripToken, type SandboxRecord } from './records.js';
 import type { ControlPort, StorePort, TemplatePort } from './ports.js';
 import { WatchHub, type EventSink } from './hub.js';
 import { attachRefusal } from './admission.js';
+import { defaultAdmissionConfig, type DriverAdmissionConfig, type TemplateLabels } from './admission-policy.js';
+import { driverMetadata, negotiationRefusal } from './negotiation.js';
+import { GatewayGeneration, type Generation } from './generations.js';
 
 /** Atespaces Substrate itself uses: a sandbox's workspace is never one of them (its actors would sit beside the golden ones). */
 const RESERVED_ATESPACES: readonly string[] = ['ate-golden'];
@@ -71,6 +78,22 @@ export interface DriverOptions {
   onPoll?: (ok: boolean) => void;
   /** Called when a watch stream is ended with ABORTED (metrics). */
   onWatchAborted?: () => void;
+  /** The gateway generation talking to this driver (learnt from GetCapabilities); default in memory, 0.0.x until a GetCapabilities says otherwise. */
+  generation?: GatewayGeneration;
+  /** The operator's admission policy (allow_driver_config, resource_admission); default: upstream's. */
+  admission?: DriverAdmissionConfig;
+  /** Its acknowledgement (`v1:` + JSON), fixed for the life of the process. */
+  admissionAck?: string;
+  /** Operator-set labels of pre-provisioned templates ("namespace/name" → labels), over their own. */
+  templateLabels?: TemplateLabels;
+  /** Which limits of synthesized templates the Substrate is known to enforce (the local one: by cgroups). */
+  limitsEnforced?: { cpu: boolean; memory: boolean };
+  /** Delivers a sandbox's launch authentication into its running actor (see launch.ts). */
+  deliverLaunch?: (r: SandboxRecord, signal?: AbortSignal) => Promise<void>;
+  /** v0.1 gateways: refuses a caller driver_config the operator does not allow (allow_driver_config). */
+  checkDriverConfig?: (driverConfig: Record<string, unknown> | undefined) => ApiError | null;
+  /** The identity workloads run as, when the driver knows it (the local Substrate: 0:0 inside gVisor). */
+  resolvedIdentity?: Omit<ResolvedWorkloadIdentity, 'resourceDigest'>;
 }
 
 interface Plan {
@@ -94,6 +117,8 @@ interface Live {
   /** The projection last published on the watch hub. */
   published?: DriverSandbox;
   provisioning?: { abort: AbortController; done: Promise<void> };
+  /** Suspending again an actor that a request woke after the gateway stopped it. */
+  restopping?: Promise<void>;
 }
 
 const PROGRESS = {
@@ -123,8 +148,11 @@ export class SubstrateDriver {
   private stopped = false;
   private started = false;
   backendHealthy = false;
+  readonly generation: GatewayGeneration;
+  private capsCache?: { key: string; res: GetCapabilitiesResponse };
 
   constructor(private readonly o: DriverOptions) {
+    this.generation = o.generation ?? new GatewayGeneration();
     this.hub = new WatchHub(o.watchBufferLimit ?? 1024, o.onWatchAborted);
     this.records = new RecordStore(o.store, o.namespace, (id) => o.templates.tokenSecretNameFor(id), o.templates.tokenSecretKey);
   }
@@ -249,7 +277,7 @@ export class SubstrateDriver {
       failure: r.failureReason ? { reason: r.failureReason, message: r.failureMessage ?? '' } : undefined,
       progress: l.progress,
     });
-    l.conds = stampTransitions(l.conds, conds, new Date().toISOString());
+    l.conds = stampTransitions(l.conds, conds, new Date());
     const running = l.actor?.status === Actor_Status.STATUS_RUNNING || l.actor?.status === Actor_Status.STATUS_RESUMING;
     const sb: DriverSandbox = {
       id: r.id,
@@ -258,12 +286,14 @@ export class SubstrateDriver {
       workspace: r.workspace,
       spec: undefined,
       status: {
-        sandboxName: r.name,
+        name: r.name,
         instanceId: running ? (l.actor?.ateomPodName ?? '') : '',
         agentFd: '',
         sandboxFd: '',
         conditions: l.conds,
         deleting: !!l.deleting,
+        resolvedIdentity: this.o.resolvedIdentity && { ...this.o.resolvedIdentity, resourceDigest: imageDigestOf(r.sandbox) },
+        fenceEvidence: undefined,
       },
     };
     l.projected = { inputs, sandbox: sb };
@@ -295,7 +325,7 @@ export class SubstrateDriver {
     message: string,
     metadata: Record<string, string> = {},
   ): void {
-    const event: DriverPlatformEvent = { timestampMs: Date.now(), source: EVENT_SOURCE, type, reason, message, metadata };
+    const event: DriverPlatformEvent = { eventTime: new Date(), source: EVENT_SOURCE, type, reason, message, metadata };
     this.hub.publish({ payload: { $case: 'platformEvent', value: { sandboxId: id, event } } });
   }
 
@@ -360,18 +390,101 @@ export class SubstrateDriver {
         }
       }
       this.emitIfChanged(r.id);
+      this.keepStopped(r.id);
     }
+  }
+
+  /**
+   * A sandbox the gateway stopped stays stopped. The router resumes an actor for any request that names it
+   * (ours and Substrate v0.4's alike), so an actor the gateway stopped can be woken by data traffic; the
+   * driver then suspends it again and reports it stopping, never Ready (the gateway keeps its row STOPPED).
+   */
+  private keepStopped(id: string): void {
+    const r = this.records.get(id);
+    const l = this.liveOf(id);
+    const s = l.actor?.status;
+    if (!r || r.desired !== 'stopped' || !r.provisioned || l.op || l.deleting || l.restopping) return;
+    if (s !== Actor_Status.STATUS_RUNNING && s !== Actor_Status.STATUS_RESUMING) return;
+    log.info('suspending again a sandbox the gateway stopped (a request woke it)', { sandbox_id: id });
+    l.restopping = this.withLock(id, async () => {
+      const cur = this.records.get(id);
+      if (!cur || cur.desired !== 'stopped' || l.op || l.deleting) return;
+      l.op = 'stopping';
+      this.emitIfChanged(id);
+      try {
+        l.actor = await this.bringToStopped(cur);
+        this.platformEvent(id, 'Normal', 'Stopped', 'a request woke the stopped sandbox; suspended it again (StartSandbox starts it)');
+      } finally {
+        l.op = undefined;
+        this.emitIfChanged(id);
+      }
+    })
+      .catch((e) => log.warn('could not suspend a woken stopped sandbox; retrying at the next poll', { sandbox_id: id, error: mapBackendError(e).message }))
+      .finally(() => {
+        l.restopping = undefined;
+      });
   }
 
   // ------------------------------------------------------------------------------------------ RPCs
 
-  capabilities(): GetCapabilitiesResponse {
-    return {
+  /**
+   * GetCapabilities. A v0.1 gateway calls it at startup and again before every Validate, Create and Start
+   * (comparing resource_admission_policy byte for byte), so the answer is built once and negotiation with
+   * the same gateway metadata is remembered: a repeat costs one string compare.
+   */
+  capabilities(gateway?: PeerMetadata, fromGateway = true): GetCapabilitiesResponse {
+    const gen: Generation = gateway ? 'v0.1' : 'v0.0';
+    const key = gateway ? JSON.stringify(gateway) : '';
+    const hit = this.capsCache;
+    if (hit && hit.key === key) {
+      if (fromGateway) this.generation.seen(gen);
+      return hit.res;
+    }
+    const ours = driverMetadata(this.o.version);
+    if (gateway) {
+      const refused = negotiationRefusal(gateway, ours);
+      if (refused) throw refused;
+    }
+    const limits = this.o.limitsEnforced ?? { cpu: false, memory: false };
+    const res: GetCapabilitiesResponse = {
       driverName: DRIVER_NAME,
       driverVersion: this.o.version,
       defaultImage: this.o.defaultImage,
+      // The gateway need not stop sandboxes at its shutdown: a suspended actor costs no worker, and a
+      // running one is suspended by Substrate when idle.
       gatewayManagesLifecycle: false,
+      // See authenticateSandbox.
+      supportsSandboxAuthentication: false,
+      // Readiness comes from the supervisor session, as for every in-tree driver.
+      driverReportsRuntimeReadiness: false,
+      resourceCapabilities: {
+        cpu: { limitSupported: limits.cpu },
+        memory: { limitSupported: limits.memory },
+        gpu: { defaultSelectionSupported: false, countSelectionSupported: false },
+      },
+      rootfsTarStagingDir: '',
+      rootfsTarMaxBytes: 0,
+      extension: ours,
+      resourceAdmissionPolicy: this.o.admissionAck ?? '',
     };
+    this.capsCache = { key, res };
+    if (fromGateway) this.generation.seen(gen);
+    return res;
+  }
+
+  /** v0.1 gateways always send spec.workload_identity; otherwise the generation GetCapabilities saw. */
+  private generationOf(sb: DriverSandbox): Generation {
+    return sb.spec?.workloadIdentity !== undefined ? 'v0.1' : this.generation.current;
+  }
+
+  /** `substrate:<atespace>/<actor>:<instance>` — stable for the sandbox's compute resource. */
+  private stableIdentity(r: SandboxRecord): string {
+    return `substrate:${r.atespace}/${r.id}:${r.instance}`;
+  }
+
+  /** The stable part plus the generation part (`#g<n>`). */
+  runtimeIdentity(r: SandboxRecord): string {
+    return `${this.stableIdentity(r)}#g${r.runtimeGeneration}`;
   }
 
   /** All validation of a sandbox about to be created; returns where it will live. */
@@ -389,6 +502,22 @@ export class SubstrateDriver {
     }
 
     const spec = sb.spec;
+    const wi = spec?.workloadIdentity;
+    if (wi && (wi.user !== '' || wi.group !== '')) {
+      const asked = [wi.user !== '' ? `user ${JSON.stringify(wi.user)}` : '', wi.group !== '' ? `group ${JSON.stringify(wi.group)}` : ''].filter(Boolean).join(' and ');
+      throw failedPrecondition(
+        `workload_identity asks for ${asked}, which the substrate driver cannot honour: Substrate v0.4 ActorTemplate containers have no user or group field, so a sandbox runs as its image's default user; remove process.run_as_user / run_as_group from the sandbox policy`,
+      );
+    }
+    if (spec?.template?.userNamespaces === true) {
+      throw failedPrecondition(
+        'template.user_namespaces = true cannot be honoured: Substrate runs each actor in its own gVisor sandbox, whose user namespace the driver does not control; leave user_namespaces unset',
+      );
+    }
+    if (this.generationOf(sb) === 'v0.1') {
+      const refused = this.o.checkDriverConfig?.(spec?.template?.driverConfig as Record<string, unknown> | undefined);
+      if (refused) throw refused;
+    }
     if (spec?.resourceRequirements?.gpu !== undefined) {
       throw failedPrecondition(
         'GPU requests are not supported by the substrate driver: the pinned Substrate API (ateapi 86e138f6) has no GPU field; create the sandbox without a GPU',
@@ -462,7 +591,7 @@ export class SubstrateDriver {
       }
       // Only pre-provisioned templates the operator marked attachable (for this workspace); never another
       // sandbox's synthesized one. create() runs this same validation, so CreateSandbox checks it again.
-      const refused = attachRefusal(t, ns, name, workspace);
+      const refused = attachRefusal(t, ns, name, workspace, this.o.admission ?? defaultAdmissionConfig(), this.o.templateLabels ?? {});
       if (refused) throw refused;
       const res = tmpl?.resources;
       if (res && (res.cpuLimit || res.memoryLimit)) {
@@ -491,10 +620,12 @@ export class SubstrateDriver {
     };
   }
 
-  async create(sb: DriverSandbox | undefined): Promise<void> {
+  /** CreateSandbox: returns the runtime identity once the record is durable; provisioning goes on. */
+  async create(sb: DriverSandbox | undefined): Promise<string> {
     const plan = await this.validate(sb);
     const s = sb!;
-    await this.withLock(s.id, async () => {
+    const launch = s.spec?.launchAuthentication ?? Buffer.alloc(0);
+    return this.withLock(s.id, async () => {
       if (this.records.get(s.id)) throw alreadyExists(`sandbox ${s.id} already exists`);
       const rec: SandboxRecord = {
         id: s.id,
@@ -510,6 +641,10 @@ export class SubstrateDriver {
         provisioned: false,
         workerSelector: plan.workerSelector,
         sandbox: stripToken({ ...s, status: undefined }),
+        instance: randomBytes(8).toString('hex'),
+        runtimeGeneration: 1,
+        launch: Buffer.from(launch).toString('base64'),
+        gateway: this.generationOf(s),
       };
       try {
         await this.records.put(rec);
@@ -526,6 +661,7 @@ export class SubstrateDriver {
         'openshell.progress.active_detail': 'accepted',
       });
       this.startProvisioning(s.id);
+      return this.runtimeIdentity(rec);
     });
   }
 
@@ -604,6 +740,13 @@ export class SubstrateDriver {
         l.actor = a;
         if (a.status !== Actor_Status.STATUS_RUNNING) {
           throw new ApiError(Code.INTERNAL, `ResumeActor returned status ${statusName(a)} instead of STATUS_RUNNING`);
+        }
+        const cur = this.records.get(id);
+        if (cur?.launch) {
+          step = `deliver launch credentials to actor ${r.atespace}/${r.id}`;
+          reason = 'LaunchDeliveryFailed';
+          this.setProgress(id, PROGRESS.starting, 'handing the sandbox its launch credentials');
+          await this.deliver(cur, signal);
         }
         this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`, {
           'openshell.progress.complete_step': PROGRESS.starting,
@@ -717,38 +860,63 @@ export class SubstrateDriver {
     throw new ApiError(Code.ABORTED, `actor ${ref.atespace}/${ref.name} did not settle in SUSPENDED (last status ${statusName(a)}); retry`);
   }
 
-  /** StartSandbox: returns once the actor is RUNNING. Idempotent; NOT_FOUND when gone. */
-  async startSandbox(id: string): Promise<void> {
+  /**
+   * StartSandbox: returns once the actor is RUNNING (and, for a v0.1 gateway, holds the launch credentials
+   * of this start), with the runtime identity. Idempotent; NOT_FOUND when gone. A v0.1 gateway sends fresh
+   * launch authentication and the identity it recorded: the stable part must still name this sandbox's
+   * compute resource; the generation part is bumped when the actor is actually started.
+   */
+  async startSandbox(req: StartSandboxRequest | string): Promise<string> {
+    const q: StartSandboxRequest =
+      typeof req === 'string' ? { sandboxId: req, name: '', launchAuthentication: Buffer.alloc(0), generationId: '', expectedRuntimeIdentity: '' } : req;
+    const id = q.sandboxId;
     this.mustRecord(id);
-    await this.withLock(id, async () => {
+    return this.withLock(id, async () => {
       let r = this.mustRecord(id);
       assertNotFailed(r);
+      const expected = q.expectedRuntimeIdentity;
+      if (expected !== '') {
+        const stable = expected.split('#')[0];
+        if (stable !== this.stableIdentity(r)) {
+          throw failedPrecondition(
+            `sandbox ${id}: expected_runtime_identity names another compute resource than this sandbox's actor ${r.atespace}/${r.id} (it was recreated); delete the sandbox and create it again`,
+          );
+        }
+      }
       const l = this.liveOf(id);
       const before = r.desired;
-      r = await this.persist(id, { desired: 'running' });
+      const fresh = q.launchAuthentication.length > 0 ? Buffer.from(q.launchAuthentication).toString('base64') : r.launch;
+      r = await this.persist(id, { desired: 'running', launch: fresh });
       if (l.provisioning) {
         await l.provisioning.done;
         r = this.mustRecord(id);
         assertNotFailed(r);
-        if (l.actor?.status === Actor_Status.STATUS_RUNNING) return;
+        if (l.actor?.status === Actor_Status.STATUS_RUNNING) {
+          await this.deliver(r);
+          return this.runtimeIdentity(r);
+        }
       }
       if (!r.provisioned) {
         this.startProvisioning(id);
         await this.liveOf(id).provisioning?.done;
         r = this.mustRecord(id);
         assertNotFailed(r);
-        return;
+        return this.runtimeIdentity(r);
       }
       l.op = 'starting';
       this.emitIfChanged(id);
       try {
+        const wasRunning = l.actor?.status === Actor_Status.STATUS_RUNNING;
         const a = await this.o.control.resumeActor(this.refOf(r));
         l.actor = a;
         l.actorMissing = false;
         if (a.status !== Actor_Status.STATUS_RUNNING) {
           throw new ApiError(Code.ABORTED, `actor ${r.atespace}/${r.id} is ${statusName(a)} after ResumeActor; retry`);
         }
+        if (!wasRunning || before === 'stopped') r = await this.persist(id, { runtimeGeneration: r.runtimeGeneration + 1 });
+        await this.deliver(r);
         this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`);
+        return this.runtimeIdentity(r);
       } catch (e) {
         if (isCode(e, Code.NOT_FOUND)) {
           l.actorMissing = true;
@@ -766,6 +934,12 @@ export class SubstrateDriver {
         this.emitIfChanged(id);
       }
     });
+  }
+
+  /** Hands a running actor the sandbox's latest launch authentication (no-op without one). */
+  private async deliver(r: SandboxRecord, signal?: AbortSignal): Promise<void> {
+    if (!r.launch || !this.o.deliverLaunch) return;
+    await this.o.deliverLaunch(r, signal);
   }
 
   private async persist(id: string, change: Partial<SandboxRecord>): Promise<SandboxRecord> {
@@ -977,4 +1151,11 @@ export class SubstrateDriver {
 /** A sandbox whose provisioning failed stays failed: only DeleteSandbox applies to it. */
 function assertNotFailed(r: SandboxRecord): void {
   if (r.failureReason) throw failedPrecondition(`sandbox ${r.id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+}
+
+/** The digest of the sandbox's pinned image (`…@sha256:<hex>`), or "" when it names a template instead. */
+function imageDigestOf(sb: DriverSandbox): string {
+  const image = sb.spec?.template?.image ?? '';
+  const at = image.lastIndexOf('@');
+  return at >= 0 ? image.slice(at + 1) : '';
 }

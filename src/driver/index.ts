@@ -11,6 +11,15 @@ import { storePort, templatePort } from './adapters.js';
 import { SubstrateDriver } from './driver.js';
 import { DriverMetrics } from './metrics.js';
 import { serveDriver, type DriverServer } from './server.js';
+import { GatewayGeneration } from './generations.js';
+import { checkDriverConfig } from './admission-policy.js';
+import { cgroupLimitSupport } from '../local/runtime/gvisor.js';
+
+/** The local Substrate enforces template cpu/memory limits where this machine's cgroups allow it. */
+function localLimits(): { cpu: boolean; memory: boolean } {
+  const cg = cgroupLimitSupport();
+  return { cpu: cg.cpu, memory: cg.memory };
+}
 
 export { SubstrateDriver } from './driver.js';
 export { DriverMetrics } from './metrics.js';
@@ -131,6 +140,14 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
       pollIntervalMs: cfg.pollIntervalMs,
       watchBufferLimit: o.watchBufferLimit,
       onWatchAborted: () => metrics.watchAborted.inc(),
+      generation: new GatewayGeneration(`${cfg.socketPath}.generation`),
+      admission: cfg.admission,
+      admissionAck: cfg.admissionAck,
+      templateLabels: cfg.templateLabels,
+      checkDriverConfig: (dc) => checkDriverConfig(cfg.admission.allowDriverConfig, dc),
+      // A remote Substrate's enforcement is not observable from here: claim none.
+      limitsEnforced: o.local ? localLimits() : { cpu: false, memory: false },
+      resolvedIdentity: o.local ? { uid: 0, gid: 0, supplementaryGids: [], source: 'substrate-local-runtime' } : undefined,
     });
     const server = await serveDriver({
       driver,

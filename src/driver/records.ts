@@ -3,7 +3,7 @@
 // (atespace, template, whether it owns the template, the desired state). The same Secret is the one the
 // synthesized ActorTemplate references for the sandbox token (a secretKeyRef, never a literal).
 //
-// Record contents are never logged: the token is in there.
+// Record contents are never logged: the token and the launch authentication are in there.
 import type { DriverSandbox } from '../gen/compute_driver.js';
 import type { StorePort, StoredSecret } from './ports.js';
 
@@ -37,9 +37,20 @@ export interface SandboxRecord {
   failureMessage?: string;
   /** Extra CreateActor worker selector (config plus driver_config). */
   workerSelector: Record<string, string>;
-  /** The sandbox as the gateway sent it, without the token (for resuming provisioning after a restart). */
+  /** The sandbox as the gateway sent it, without its secrets (for resuming provisioning after a restart). */
   sandbox: DriverSandbox;
+  /** Random id fixed at create: the stable part of the runtime identity (a recreated sandbox gets another). */
+  instance: string;
+  /** Generation part of the runtime identity; bumped by every StartSandbox that starts the actor. */
+  runtimeGeneration: number;
+  /** The latest launch authentication (v0.1 gateways), base64 of the gateway's bytes; "" = none. Secret. */
+  launch: string;
+  /** The gateway generation that created the sandbox. */
+  gateway: 'v0.1' | 'v0.0';
 }
+
+/** Record key of the launch authentication (in the same Secret as the token). */
+export const LAUNCH_KEY = 'launch_authentication';
 
 /** The Secret form. `tokenKey` is the key the synthesized template references. */
 export function recordToSecret(r: SandboxRecord, tokenKey: string): { data: Record<string, string>; labels: Record<string, string> } {
@@ -59,6 +70,10 @@ export function recordToSecret(r: SandboxRecord, tokenKey: string): { data: Reco
     sandbox: JSON.stringify(sandbox),
   };
   data[tokenKey] = r.token;
+  data[LAUNCH_KEY] = r.launch;
+  data.instance = r.instance;
+  data.runtime_generation = String(r.runtimeGeneration);
+  data.gateway = r.gateway;
   if (r.failureReason) {
     data.failure_reason = r.failureReason;
     data.failure_message = r.failureMessage ?? '';
@@ -102,13 +117,19 @@ export function recordFromSecret(s: StoredSecret, tokenKey: string): { record: S
       failureMessage: d.failure_message || undefined,
       workerSelector,
       sandbox,
+      // Records written before runtime identities existed: their creation time is stable too.
+      instance: d.instance || `c${Date.parse(d.created_at ?? '') || 0}`,
+      runtimeGeneration: Math.max(1, Number.parseInt(d.runtime_generation ?? '1', 10) || 1),
+      launch: d[LAUNCH_KEY] ?? '',
+      gateway: d.gateway === 'v0.1' ? 'v0.1' : 'v0.0',
     },
   };
 }
 
+/** The sandbox without its secrets (sandbox token, launch authentication). */
 export function stripToken(s: DriverSandbox): DriverSandbox {
   if (!s.spec) return s;
-  return { ...s, spec: { ...s.spec, sandboxToken: '' } };
+  return { ...s, spec: { ...s.spec, sandboxToken: '', launchAuthentication: Buffer.alloc(0) } };
 }
 
 /** In-memory map of records, written through to Secrets before any change is visible. */

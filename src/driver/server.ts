@@ -1,7 +1,7 @@
 // The driver's gRPC server on its Unix socket (plain h2c, as the gateway dials it), with socket hygiene and a
 // bounded graceful shutdown that does not hang on open watch streams.
 import * as grpc from '@grpc/grpc-js';
-import { ComputeDriverService } from '../gen/compute_driver.js';
+import { dualServiceDefinition } from './generations.js';
 import { logger } from '../common/log.js';
 import type { SubstrateDriver } from './driver.js';
 import type { DriverMetrics, MetricsServer } from './metrics.js';
@@ -46,7 +46,8 @@ export async function serveDriver(o: DriverServerOptions): Promise<DriverServer>
     // ListSandboxes answers must stay under the gateway's 4 MiB; requests are small.
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
   });
-  server.addService(ComputeDriverService, computeDriverService(o.driver, o.metrics));
+  // One socket, both gateway generations (see generations.ts).
+  server.addService(dualServiceDefinition(() => o.driver.generation.current), computeDriverService(o.driver, o.metrics) as unknown as grpc.UntypedServiceImplementation);
   const oldUmask = process.umask(0o177);
   let ino: string;
   try {

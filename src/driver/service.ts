@@ -3,6 +3,7 @@
 // logged (CreateSandbox carries the sandbox token).
 import * as grpc from '@grpc/grpc-js';
 import type { ComputeDriverServer } from '../gen/compute_driver.js';
+import type { GetGatewayListenerRequirementsResponse } from '../gen/v0/compute_driver.js';
 import { ApiError, Code, toServiceError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import type { SubstrateDriver } from './driver.js';
@@ -12,14 +13,32 @@ const log = logger('driver.rpc');
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
-export function computeDriverService(driver: SubstrateDriver, metrics?: DriverMetrics): ComputeDriverServer {
-  function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res> | Res): Unary<Req, Res> {
+/**
+ * Why AuthenticateSandbox is not implemented (supports_sandbox_authentication = false). The credential the
+ * driver could verify is a Substrate actor JWT, and it cannot reach a workload on Substrate v0.4.0: its
+ * egress gateway refuses actor-JWT injection (HTTP 501). v0.1's split supervisor also needs the launch
+ * authentication bundle regardless, which the driver delivers into each actor. The seam is
+ * SubstrateDriver.authenticate, should Substrate start handing actors a verifiable credential.
+ */
+export const AUTHENTICATE_UNIMPLEMENTED =
+  'AuthenticateSandbox is not implemented by the substrate driver (supports_sandbox_authentication = false): the credential it would verify, a Substrate actor JWT, cannot reach a workload on Substrate v0.4.0, whose egress gateway refuses actor-JWT injection (HTTP 501); sandboxes authenticate with the launch authentication the driver delivers into each actor instead';
+
+/** gRPC metadata key the project's own tools send: their GetCapabilities says nothing about the gateway. */
+export const TOOL_CLIENT_HEADER = 'openshell-substrate-tool';
+
+/** The methods served on the socket: v0.1's, plus 0.0.x's GetGatewayListenerRequirements. */
+export type DualComputeDriverServer = ComputeDriverServer & {
+  getGatewayListenerRequirements: grpc.handleUnaryCall<unknown, GetGatewayListenerRequirementsResponse>;
+};
+
+export function computeDriverService(driver: SubstrateDriver, metrics?: DriverMetrics): DualComputeDriverServer {
+  function unary<Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res): Unary<Req, Res> {
     return (call, cb) => {
       const started = process.hrtime.bigint();
       void (async () => {
         let code = 'OK';
         try {
-          const res = await fn(call.request);
+          const res = await fn(call.request, call);
           cb(null, res);
         } catch (e) {
           const se = toServiceError(e);
@@ -40,26 +59,28 @@ export function computeDriverService(driver: SubstrateDriver, metrics?: DriverMe
   }
 
   return {
-    getCapabilities: unary('GetCapabilities', () => driver.capabilities()),
+    // The project's own clients (CLI, tests' probes) mark themselves so that they do not change which
+    // gateway generation the responses are encoded for.
+    getCapabilities: unary('GetCapabilities', (req, call) =>
+      driver.capabilities(req.gateway, call.metadata.get(TOOL_CLIENT_HEADER).length === 0),
+    ),
+    // 0.0.x gateways only (v0.1 removed it): no extra gateway listener is needed.
     getGatewayListenerRequirements: unary('GetGatewayListenerRequirements', () => ({ requirements: [] })),
+    authenticateSandbox: unary('AuthenticateSandbox', () => {
+      throw new ApiError(Code.UNIMPLEMENTED, AUTHENTICATE_UNIMPLEMENTED);
+    }),
     validateSandboxCreate: unary('ValidateSandboxCreate', async (req) => {
       await driver.validate(req.sandbox);
       return {};
     }),
     getSandbox: unary('GetSandbox', async (req) => ({ sandbox: await driver.getSandbox(req.sandboxId) })),
     listSandboxes: unary('ListSandboxes', async () => ({ sandboxes: await driver.listSandboxes() })),
-    createSandbox: unary('CreateSandbox', async (req) => {
-      await driver.create(req.sandbox);
-      return {};
-    }),
+    createSandbox: unary('CreateSandbox', async (req) => ({ runtimeIdentity: await driver.create(req.sandbox) })),
     stopSandbox: unary('StopSandbox', async (req) => {
       await driver.stopSandbox(req.sandboxId);
       return {};
     }),
-    startSandbox: unary('StartSandbox', async (req) => {
-      await driver.startSandbox(req.sandboxId);
-      return {};
-    }),
+    startSandbox: unary('StartSandbox', async (req) => ({ runtimeIdentity: await driver.startSandbox(req) })),
     deleteSandbox: unary('DeleteSandbox', async (req) => ({ deleted: await driver.deleteSandbox(req.sandboxId) })),
     watchSandboxes: (call) => {
       // A stream's latency is its lifetime; only the opening is counted.

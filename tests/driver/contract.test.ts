@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Actor_Status } from '../../src/gen/ateapi.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
 import { derivePhase } from '../../src/driver/conditions.js';
+import { cgroupLimitSupport } from '../../src/local/runtime/gvisor.js';
 import { driverVersion } from '../../src/driver/index.js';
 import { templateNameFor, tokenSecretNameFor, OWNER_ANNOTATION } from '../../src/template/synthesize.js';
 import {
@@ -51,12 +52,32 @@ describe('ComputeDriver contract against the local Substrate', () => {
   });
 
   it('answers the startup probes', async () => {
+    // As a 0.0.x gateway asks (no metadata); the v0.1 fields are unknown to it and ignored.
     const caps = await env.client.getCapabilities();
+    const limits = cgroupLimitSupport();
     expect(caps).toEqual({
       driverName: 'substrate',
       driverVersion: driverVersion(),
       defaultImage: env.image,
       gatewayManagesLifecycle: false,
+      supportsSandboxAuthentication: false,
+      driverReportsRuntimeReadiness: false,
+      resourceCapabilities: {
+        cpu: { limitSupported: limits.cpu },
+        memory: { limitSupported: limits.memory },
+        gpu: { defaultSelectionSupported: false, countSelectionSupported: false },
+      },
+      rootfsTarStagingDir: '',
+      rootfsTarMaxBytes: 0,
+      extension: {
+        protocolVersion: { major: 1, minor: 0 },
+        implementationName: 'openshell-driver-substrate',
+        implementationVersion: driverVersion(),
+        supportedCapabilities: ['openshell.compute.contract', 'openshell.compute.launch-authentication'],
+        requiredCapabilities: ['openshell.compute.contract'],
+      },
+      resourceAdmissionPolicy:
+        'v1:{"allow_driver_config":false,"resource_admission":{"enabled":true,"required_labels":{"openshell.ai/sandbox-attachable":"true","openshell.ai/sandbox-attachable-workspace":"${workspace}"}}}',
     });
     expect(caps.driverVersion).toMatch(/^\d+\.\d+\.\d+/);
     expect(await env.client.getGatewayListenerRequirements()).toEqual([]);
@@ -241,7 +262,7 @@ describe('ComputeDriver contract against the local Substrate', () => {
       const sb = (first.payload as { value: { sandbox: DriverSandbox } }).value.sandbox;
       expect(sb.id).toBe(s1.id);
       expect(sb.name).toBe('first');
-      expect(sb.status?.sandboxName).toBe('first');
+      expect(sb.status?.name).toBe('first');
       expect(sb.workspace).toBe('default');
     } finally {
       w2.cancel();
@@ -330,7 +351,7 @@ describe('ComputeDriver contract against the local Substrate', () => {
     expect(all.length).toBeGreaterThan(0);
     for (const sb of all) {
       expect(sb.name).toBe(names.get(sb.id));
-      expect(sb.status?.sandboxName).toBe(names.get(sb.id));
+      expect(sb.status?.name).toBe(names.get(sb.id));
     }
   });
 

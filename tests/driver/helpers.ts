@@ -132,6 +132,8 @@ export function sandboxOf(o: {
       sandboxToken: o.token ?? '',
       command: o.command ?? ['/usr/bin/node', '-e', COUNTER_JS],
       tty: false,
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
     },
   };
 }

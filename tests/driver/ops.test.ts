@@ -126,7 +126,7 @@ describe('driver operations against the local Substrate', () => {
     const big = 'x'.repeat(2000);
     for (let i = 0; i < 3000; i++) {
       env.driver.driver.hub.publish({
-        payload: { $case: 'platformEvent', value: { sandboxId: id, event: { timestampMs: Date.now(), source: 'substrate', type: 'Normal', reason: 'Burst', message: big, metadata: {} } } },
+        payload: { $case: 'platformEvent', value: { sandboxId: id, event: { eventTime: new Date(), source: 'substrate', type: 'Normal', reason: 'Burst', message: big, metadata: {} } } },
       });
     }
     expect(env.driver.driver.hub.aborted).toBe(1);

@@ -73,6 +73,8 @@ describe('driver write path against an ateapi server over TLS with a bearer toke
       sandboxToken: o.token ?? '',
       command: t.command,
       tty: false,
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
     },
   });
 

@@ -33,7 +33,7 @@ function sandbox(token = ''): DriverSandbox {
     name: `box-${seq}`,
     namespace: '',
     workspace: 'default',
-    spec: { logLevel: '', environment: { GREETING: 'hi' }, sandboxToken: token, command: ['node', 'server.js'], tty: false, template: { image: `app${PIN}`, agentSocketPath: '', labels: {}, environment: {} } },
+    spec: { logLevel: '', environment: { GREETING: 'hi' }, sandboxToken: token, command: ['node', 'server.js'], tty: false, awaitMainProcessAttachment: false, launchAuthentication: Buffer.alloc(0), template: { image: `app${PIN}`, agentSocketPath: '', labels: {}, environment: {} } },
   };
 }
 

@@ -21,8 +21,14 @@ function actor(status: Actor_Status, pod = ''): Actor {
   };
 }
 
-const phaseOf = (conds: ReturnType<typeof conditionsFor>) =>
-  derivePhase(conds.map((c) => ({ ...c, lastTransitionTime: '' })));
+/** The phase under both gateway generations' rules; they must agree for everything the driver emits. */
+const phaseOf = (conds: ReturnType<typeof conditionsFor>) => {
+  const stamped = conds.map((c) => ({ ...c, transitionTime: new Date(0) }));
+  const v01 = derivePhase(stamped, false, 'v0.1');
+  const v00 = derivePhase(stamped, false, 'v0.0');
+  expect(v00, `0.0.x and v0.1 rules disagree on ${JSON.stringify(conds)}`).toBe(v01);
+  return v01;
+};
 
 const STATUSES = [
   Actor_Status.STATUS_UNSPECIFIED,
@@ -100,10 +106,14 @@ describe('conditions for a stopped-intent sandbox', () => {
     expect(c.some((x) => x.type === 'Ready' && x.status === 'True')).toBe(false);
   });
 
-  it('a stopped sandbox resumed outside the gateway (the router) reads running, never ERROR', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_RUNNING, 'w'), desired: 'stopped', provisioned: true });
-    expect(phaseOf(c)).toBe('READY');
-  });
+  for (const s of [Actor_Status.STATUS_RUNNING, Actor_Status.STATUS_RESUMING]) {
+    it(`a stopped sandbox woken by a request (${Actor_Status[s]}) reads stopping, never Ready=True nor ERROR: the driver suspends it again`, () => {
+      const c = conditionsFor({ actor: actor(s, 'w'), desired: 'stopped', provisioned: true });
+      expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'False', reason: 'PodTerminating' });
+      expect(c.some((x) => x.type === 'Ready' && x.status === 'True')).toBe(false);
+      expect(phaseOf(c)).toBe('PROVISIONING');
+    });
+  }
 });
 
 describe('failures', () => {
@@ -131,9 +141,12 @@ describe('every status × desired state × operation', () => {
       for (const op of OPS) {
         it(`${Actor_Status[s]} desired=${desired} op=${op ?? '-'}: never ERROR; STOPPED only when stopped by the gateway`, () => {
           const c = conditionsFor({ actor: actor(s, 'w'), desired, op, provisioned: true });
-          const phase = phaseOf(c);
+          const phase = phaseOf(c); // asserts both generations' rules agree
           expect(phase).not.toBe('ERROR');
           if (desired === 'running') expect(phase).not.toBe('STOPPED');
+          // Never both: v0.1 would let Ready win, 0.0.x Suspended.
+          const both = c.some((x) => x.type === 'Ready' && x.status === 'True') && c.some((x) => x.type === 'Suspended' && x.status === 'True');
+          expect(both).toBe(false);
           for (const x of c) {
             expect(['True', 'False', 'Unknown']).toContain(x.status);
             expect(x.reason).not.toBe('');
@@ -149,21 +162,25 @@ describe('every status × desired state × operation', () => {
 });
 
 describe('transition times', () => {
+  const [T1, T2, T3] = [new Date(1_000), new Date(2_000), new Date(3_000)];
   it('keeps the time while type, status and reason hold, and moves it on a change', () => {
-    const a = stampTransitions(undefined, [{ type: 'Ready', status: 'Unknown', reason: 'Starting', message: 'x' }], 't1');
-    const b = stampTransitions(a, [{ type: 'Ready', status: 'Unknown', reason: 'Starting', message: 'y' }], 't2');
-    expect(b[0]!.lastTransitionTime).toBe('t1');
-    const c = stampTransitions(b, [{ type: 'Ready', status: 'True', reason: 'ActorRunning', message: 'z' }], 't3');
-    expect(c[0]!.lastTransitionTime).toBe('t3');
+    const a = stampTransitions(undefined, [{ type: 'Ready', status: 'Unknown', reason: 'Starting', message: 'x' }], T1);
+    const b = stampTransitions(a, [{ type: 'Ready', status: 'Unknown', reason: 'Starting', message: 'y' }], T2);
+    expect(b[0]!.transitionTime).toBe(T1);
+    const c = stampTransitions(b, [{ type: 'Ready', status: 'True', reason: 'ActorRunning', message: 'z' }], T3);
+    expect(c[0]!.transitionTime).toBe(T3);
   });
 });
 
 describe('derivePhase mirrors the gateway', () => {
-  const cond = (type: string, status: string, reason = '') => ({ type, status, reason, message: '', lastTransitionTime: '' });
+  const cond = (type: string, status: string, reason = '') => ({ type, status, reason, message: '', transitionTime: new Date(0) });
   it('applies the gateway rules in order', () => {
     expect(derivePhase(undefined)).toBe('UNKNOWN');
     expect(derivePhase([cond('Ready', 'True')], true)).toBe('DELETING');
-    expect(derivePhase([cond('Ready', 'True'), cond('suspended', 'TRUE')])).toBe('STOPPED');
+    // The one rule the generations differ on: 0.0.x lets Suspended=True win, v0.1 lets Ready=True win.
+    expect(derivePhase([cond('Ready', 'True'), cond('suspended', 'TRUE')], false, 'v0.0')).toBe('STOPPED');
+    expect(derivePhase([cond('Ready', 'True'), cond('suspended', 'TRUE')], false, 'v0.1')).toBe('READY');
+    expect(derivePhase([cond('Ready', 'Unknown'), cond('Suspended', 'True')], false, 'v0.1')).toBe('STOPPED');
     expect(derivePhase([cond('Ready', 'False', 'starting')])).toBe('PROVISIONING');
     expect(derivePhase([cond('Ready', 'False', 'Resuming')])).toBe('ERROR');
     expect(derivePhase([cond('Ready', 'False', '')])).toBe('ERROR');
