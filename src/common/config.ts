@@ -83,6 +83,7 @@ export const CONFIG_KEYS = {
   router_listen: { kind: 'string' },
   router_allow_remote: { kind: 'bool' },
   workers: { kind: 'int', min: 1, max: 1024 },
+  gateway_config: { kind: 'path' },
   allow_driver_config: { kind: 'bool' },
   resource_admission: { kind: 'admission' },
   template_labels: { kind: 'template_labels' },
@@ -131,6 +132,8 @@ export interface DriverConfig {
    * OpenShell v0.1 admission policy (allow_driver_config + resource_admission); upstream defaults when unset.
    * Validated at load.
    */
+  /** The gateway's TOML whose [openshell.drivers.substrate] admission keys apply here ('' = none). */
+  gatewayConfig: string;
   admission: DriverAdmissionConfig;
   /**
    * admissionAcknowledgement(admission), computed once at load: GetCapabilities' resource_admission_policy.
@@ -381,6 +384,30 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     }
   }
 
+  // gateway_config: the gateway's own TOML. Its [openshell.drivers.substrate] admission keys are the ones the
+  // gateway checks our acknowledgement against, so the operator writes them there once; a different value
+  // set on our side is an error rather than a silent mismatch.
+  const gatewayConfig = (values.gateway_config as string | undefined) ?? '';
+  if (gatewayConfig) {
+    const gtable = readTable(gatewayConfig);
+    for (const key of ['allow_driver_config', 'resource_admission'] as const) {
+      if (!Object.hasOwn(gtable, key)) continue;
+      const raw: Raw = { value: gtable[key], source: 'file' };
+      const v = coerce(key, raw, dirname(gatewayConfig), env, gatewayConfig);
+      if (sources[key] === 'default') {
+        values[key] = v;
+        sources[key] = 'file';
+        raws[key] = raw;
+      } else if (JSON.stringify(v) !== JSON.stringify(values[key])) {
+        throw new ConfigError(
+          key,
+          sources[key],
+          `invalid config ${key} (${describe(sources[key], key, configPath)}): it differs from the gateway's ${key} in ${gatewayConfig}; the gateway compares the two, so set it only in the gateway's file`,
+        );
+      }
+    }
+  }
+
   const str = (k: ConfigKey, d = ''): string => (values[k] as string | undefined) ?? d;
   const admission: DriverAdmissionConfig = {
     allowDriverConfig: (values.allow_driver_config as boolean | undefined) ?? false,
@@ -417,6 +444,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     routerListen: str('router_listen'),
     routerAllowRemote: (values.router_allow_remote as boolean | undefined) ?? false,
     workers: (values.workers as number | undefined) ?? 0,
+    gatewayConfig,
     admission,
     admissionAck: admissionAcknowledgement(admission),
     templateLabels: (values.template_labels as TemplateLabels | undefined) ?? (Object.create(null) as TemplateLabels),

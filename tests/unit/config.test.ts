@@ -314,6 +314,38 @@ required_labels = { "example.com/approved" = "yes", "example.com/team" = "\${wor
     expect(err(() => loadConfig({ env: ENV0, flags: { config: notTable } })).key).toBe('resource_admission');
   });
 
+  it("gateway_config: takes the admission keys from the gateway's own TOML (written once), and refuses a different value here", () => {
+    const gw = toml(`[openshell]
+version = 2
+[openshell.gateway]
+compute_driver = "substrate"
+[openshell.drivers.substrate]
+socket_path = "/run/openshell/substrate.sock"
+allow_driver_config = true
+[openshell.drivers.substrate.resource_admission]
+enabled = true
+required_labels = { "example.com/approved" = "yes" }
+`);
+    const c = loadConfig({ env: ENV0, flags: { gateway_config: gw } });
+    expect(c.gatewayConfig).toBe(gw);
+    expect(c.admission).toEqual({ allowDriverConfig: true, resourceAdmission: { enabled: true, requiredLabels: { 'example.com/approved': 'yes' } } });
+    expect(c.admissionAck).toBe('v1:{"allow_driver_config":true,"resource_admission":{"enabled":true,"required_labels":{"example.com/approved":"yes"}}}');
+    expect(c.sources.resource_admission).toBe('file');
+    // The same value on our side is fine; a different one is an error naming both places.
+    expect(loadConfig({ env: ENV0, flags: { gateway_config: gw, allow_driver_config: 'true' } }).admission.allowDriverConfig).toBe(true);
+    const e = err(() => loadConfig({ env: ENV0, flags: { gateway_config: gw, allow_driver_config: 'false' } }));
+    expect(e.key).toBe('allow_driver_config');
+    expect(e.message).toMatch(/flag --allow-driver-config.*differs from the gateway's allow_driver_config in .*c\d+\.toml/);
+    // Without admission keys in the gateway's table both sides use upstream's defaults.
+    const bare = toml('[openshell.drivers.substrate]\nsocket_path = "/run/x.sock"\n');
+    expect(loadConfig({ env: ENV0, flags: { gateway_config: bare } }).admissionAck).toBe(DEFAULT_ACK);
+    // An invalid table in the gateway's file names the key and that file.
+    const bad = toml('[openshell.drivers.substrate.resource_admission]\nrequired_labels = {}\n');
+    const e2 = err(() => loadConfig({ env: ENV0, flags: { gateway_config: bad } }));
+    expect(e2.message).toMatch(/required_labels must not be empty while enabled/);
+    expect(e2.message).toContain(bad);
+  });
+
   it('never lets __proto__ in TOML or JSON reach a prototype', () => {
     const sub = toml('[openshell.drivers.substrate.resource_admission.__proto__]\nenabled = false\n');
     expect(err(() => loadConfig({ env: ENV0, flags: { config: sub } })).message).toContain('unknown field `__proto__`');
