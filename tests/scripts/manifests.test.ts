@@ -158,7 +158,6 @@ describe('deploy/k8s', () => {
       public_key_path: `${jwtMount.mountPath}/public.pem`,
       kid_path: `${jwtMount.mountPath}/kid`,
       gateway_id: 'openshell',
-      ttl_secs: 0,
     });
     // The ServiceAccount the RBAC binds.
     expect(pod.serviceAccountName).toBe('openshell-gateway');
@@ -170,19 +169,48 @@ describe('deploy/k8s', () => {
     checkSidecarPod(patch.spec.template.spec);
   });
 
-  it('the gateway config selects the substrate driver on the shared socket', () => {
-    const cm = one('ConfigMap', 'openshell-gateway-config');
-    expect(cm.data['gateway.toml']).toContain('compute_drivers = ["substrate"]');
+  it('the gateway config (OpenShell v0.1 schema 2) selects the substrate driver on the shared socket, with the admission table', () => {
     const doc = gatewayToml();
-    expect(doc.openshell.gateway.compute_drivers).toEqual(['substrate']);
-    expect(doc.openshell.drivers.substrate).toEqual({ socket_path: SOCKET });
+    expect(doc.openshell.version).toBe(2);
+    expect(doc.openshell.gateway.compute_driver).toBe('substrate');
+    expect(doc.openshell.gateway.compute_drivers).toBeUndefined();
+    expect(doc.openshell.drivers.substrate).toEqual({
+      socket_path: SOCKET,
+      allow_driver_config: false,
+      resource_admission: {
+        enabled: true,
+        required_labels: { 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': '${workspace}' },
+      },
+    });
+  });
+
+  it("the driver reads its admission keys from the gateway's config it mounts, and acknowledges exactly them", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'manifests-test-'));
+    try {
+      const gw = path.join(dir, 'gateway.toml');
+      fs.writeFileSync(gw, one('ConfigMap', 'openshell-gateway-config').data['gateway.toml']);
+      const drv = path.join(dir, 'driver.toml');
+      const driverText = one('ConfigMap', 'openshell-substrate-driver').data['driver.toml'] as string;
+      const mounted = (parseToml(driverText) as Obj).openshell.drivers.substrate.gateway_config as string;
+      const pod = one('Deployment', 'openshell-gateway').spec.template.spec;
+      const driver = pod.initContainers.find((c: { name: string }) => c.name === 'substrate-driver');
+      expect(mountOf(driver, 'gateway-config')).toMatchObject({ mountPath: mounted, subPath: 'gateway.toml', readOnly: true });
+      fs.writeFileSync(drv, driverText.replace(mounted, gw));
+      const cfg = loadConfig({ flags: { config: drv }, env: {} });
+      expect(cfg.admissionAck).toBe(
+        'v1:{"allow_driver_config":false,"resource_admission":{"enabled":true,"required_labels":{"openshell.ai/sandbox-attachable":"true","openshell.ai/sandbox-attachable-workspace":"${workspace}"}}}',
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the driver config is accepted by the driver\'s own loader and points at the API over TLS', () => {
     const tmpFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'manifests-test-')), 'driver.toml');
     try {
       fs.writeFileSync(tmpFile, one('ConfigMap', 'openshell-substrate-driver').data['driver.toml']);
-      const cfg = loadConfig({ flags: { config: tmpFile }, env: {} });
+      // gateway_config names the gateway's file, mounted in the pod only (checked in the next test).
+      const cfg = loadConfig({ flags: { config: tmpFile, gateway_config: '' }, env: {} });
       expect(cfg).toMatchObject({
         apiEndpoint: 'api.ate-system.svc:443',
         apiTlsServerName: API_AUDIENCE,
