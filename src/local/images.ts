@@ -1,7 +1,9 @@
 // Images of the local Substrate: content-addressed root filesystems built on this machine, never the host
 // root. The default image "node" holds the machine's Node.js binary, its `ldd` libraries and a minimal /etc,
-// hardlinked from the host (copied when the state dir is on another filesystem). App images add a directory's
-// contents at /app. Layout:
+// hardlinked from the host (copied when the state dir is on another filesystem), plus the OpenShell launch
+// bootstrap agent (copied, never linked) at /opt/openshell-substrate/{bootstrap-agent,launch-auth}.mjs and the mount points of
+// the per-actor writable launch directories (/.openshell, /etc/openshell; see runtime/paths.ts). App images add
+// a directory's contents at /app. Layout:
 //   <stateDir>/images/<name>/<hex>/rootfs/      the root filesystem (mounted read-only by the runtime)
 //   <stateDir>/images/<name>/<hex>/image.json   name, ref, digest, createdAt, bytes, per-file manifest
 // Digest: sha256 over the sorted lines "<relative path>\t<mode>\t<sha256 of content>" of every entry
@@ -14,6 +16,7 @@ import path from 'node:path';
 import { failedPrecondition, invalid, notFound } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { run } from './runtime/exec.js';
+import { BOOTSTRAP_AGENT_DIR, LAUNCH_WRITABLE_DIRS, bootstrapAgentFiles } from './runtime/paths.js';
 
 const log = logger('local.images');
 
@@ -58,6 +61,9 @@ const DIRS: Array<[string, number]> = [
   ['root', 0o700],
   ['usr', 0o755],
   ['usr/bin', 0o755],
+  ['opt', 0o755],
+  [BOOTSTRAP_AGENT_DIR, 0o755],
+  ...LAUNCH_WRITABLE_DIRS.map((d): [string, number] => [d, 0o755]),
 ];
 
 function imagesDir(stateDir: string): string {
@@ -231,6 +237,8 @@ interface SourceFile {
   rel: string;
   /** host path (real file) */
   path: string;
+  /** Copy instead of hardlink (a project file that may be edited: the image must not change with it). */
+  copy?: boolean;
   size: number;
   mtimeMs: number;
   ino: number;
@@ -260,10 +268,20 @@ async function nodeSources(): Promise<SourceFile[]> {
     const p = m[1] as string;
     want.set(path.resolve(p).slice(1), fs.realpathSync(p));
   }
-  return [...want].map(([rel, p]) => {
+  const files: SourceFile[] = [...want].map(([rel, p]) => {
     const st = fs.statSync(p);
     return { rel, path: p, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
   });
+  // The bootstrap agent is a source too: an edited agent makes a new default image.
+  for (const f of bootstrapAgentFiles()) {
+    try {
+      const st = fs.statSync(f.path);
+      files.push({ rel: f.rel, path: f.path, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, copy: true });
+    } catch {
+      throw failedPrecondition(`the OpenShell bootstrap agent file ${f.path} is missing; the default image needs it`);
+    }
+  }
+  return files;
 }
 
 async function populateNodeRootfs(root: string, sources: SourceFile[]): Promise<Map<string, string>> {
@@ -273,7 +291,10 @@ async function populateNodeRootfs(root: string, sources: SourceFile[]): Promise<
   }
   for (const s of sources) {
     await fsp.mkdir(path.join(root, path.dirname(s.rel)), { recursive: true, mode: 0o755 });
-    await linkOrCopy(s.path, path.join(root, s.rel));
+    if (s.copy) {
+      await fsp.copyFile(s.path, path.join(root, s.rel));
+      await fsp.chmod(path.join(root, s.rel), 0o644);
+    } else await linkOrCopy(s.path, path.join(root, s.rel));
   }
   for (const [rel, text] of Object.entries(ETC_FILES)) await fsp.writeFile(path.join(root, rel), text, { mode: 0o644 });
   return new Map();

@@ -5,6 +5,14 @@
 // (compute-driver.md §6.2/§6.3): driver-set values override user values, the sandbox token is only ever a
 // secretKeyRef (never a literal), and the gateway's command is forwarded exactly through
 // OPENSHELL_MAIN_PROCESS_SPEC. No idle `sleep` workload is ever installed.
+//
+// Two credential modes:
+//   * OpenShell 0.0.x gateways (no launch authentication): the token by Secret reference, as above.
+//   * OpenShell v0.1 gateways (the sandbox carries `launch_authentication`, or the caller passes
+//     `launchDelivery`): the template holds NO token and NO Secret reference. The container command is wrapped
+//     with the bootstrap agent (src/sandbox/bootstrap-agent.mjs), to which the driver delivers each sandbox's
+//     own bundle after the actor runs (src/driver/launch.ts). The template may carry the gateway's PUBLIC
+//     verification keys (OPENSHELL_SUBSTRATE_GATEWAY_KEYS) as the agent's trust anchor.
 import { createHash } from 'node:crypto';
 import { ApiError, Code } from '../common/errors.js';
 import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.js';
@@ -12,6 +20,8 @@ import type { DriverSandbox } from '../gen/compute_driver.js';
 import type { ActorTemplate, Container, EnvVar } from './types.js';
 import { RESERVED_CONTAINER_NAME, validateActorTemplate } from './validate.js';
 import { parseQuantity } from '../common/quantity.js';
+import { AGENT_IMAGE_PATH } from '../sandbox/bootstrap-agent.mjs';
+import { LaunchError, parseLaunchAuthentication, type GatewayKey } from '../sandbox/launch-auth.mjs';
 
 export interface SynthesisConfig {
   namespace: string;
@@ -27,6 +37,20 @@ export interface SynthesisConfig {
    */
   supervisorCommand?: string[];
   readyz?: { path: string; port: number };
+  /**
+   * The argv prefix that runs the launch-credential bootstrap agent in front of the container command (v0.1
+   * gateways only). Default BOOTSTRAP_AGENT_COMMAND (the agent in every local image, run by the image's node).
+   */
+  bootstrapAgentCommand?: string[];
+}
+
+export interface LaunchDeliveryTemplateOptions {
+  /**
+   * The gateway's public verification keys (PEM strings) the agent trusts; sorted by key id in the template.
+   * Undefined or empty: none in the template, the agent trusts the first bundle that verifies (trust on first
+   * use). Default when synthesizing from a sandbox that carries launch_authentication: the bundle's keys.
+   */
+  gatewayKeys?: readonly GatewayKey[];
 }
 
 export interface SynthesisOptions {
@@ -36,7 +60,17 @@ export interface SynthesisOptions {
    * pass this explicitly.
    */
   hasToken?: boolean;
+  /**
+   * Launch-authentication mode (OpenShell v0.1): no token and no Secret reference in the template, the command
+   * wrapped with the bootstrap agent. Default: on when `spec.launch_authentication` is non-empty (its public keys
+   * become the trust anchor). The gateway sends the bundle on Create only, so a re-synthesis later must pass this
+   * (with the same keys) explicitly; `false` forces the 0.0.x token mode.
+   */
+  launchDelivery?: LaunchDeliveryTemplateOptions | false;
 }
+
+/** Runs the bootstrap agent (src/sandbox/bootstrap-agent.mjs) with the image's node, then the container command. */
+export const BOOTSTRAP_AGENT_COMMAND: readonly string[] = ['/usr/bin/node', AGENT_IMAGE_PATH, '--'];
 
 export const DRIVER_NAME = 'openshell-driver-substrate';
 /** On every template the driver creates; the driver deletes only templates carrying it with this value. */
@@ -66,6 +100,10 @@ export const ENV = {
   LOG_LEVEL: 'OPENSHELL_LOG_LEVEL',
   SANDBOX_TOKEN: 'OPENSHELL_SANDBOX_TOKEN',
   SANDBOX_TOKEN_FILE: 'OPENSHELL_SANDBOX_TOKEN_FILE',
+  /** The bootstrap agent's trust anchor: JSON [{key_id, public_key_pem}] of public keys (never a secret). */
+  GATEWAY_KEYS: 'OPENSHELL_SUBSTRATE_GATEWAY_KEYS',
+  /** The bootstrap agent's port; the driver never sets it (the agent's default 17461), users may not. */
+  BOOTSTRAP_PORT: 'OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT',
 } as const;
 
 /** Names the driver owns: any user value for them is dropped (and the driver's set, where it has one). */
@@ -136,6 +174,9 @@ function checkConfig(cfg: SynthesisConfig): void {
   if (cfg.supervisorCommand && cfg.supervisorCommand.length > MAX_COMMAND) {
     throw badConfig(`driver config: supervisor command has ${cfg.supervisorCommand.length} items; an ActorTemplate container command allows at most ${MAX_COMMAND}`);
   }
+  if (cfg.bootstrapAgentCommand && (cfg.bootstrapAgentCommand.length === 0 || !cfg.bootstrapAgentCommand[0] || cfg.bootstrapAgentCommand.length > 8)) {
+    throw badConfig('driver config: the bootstrap agent command must be a non-empty argv of at most 8 items whose first element is a program');
+  }
   if (cfg.readyz) {
     const { port, path } = cfg.readyz;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw badConfig(`driver config: readyz port ${port} must be an integer from 1 to 65535`);
@@ -145,7 +186,10 @@ function checkConfig(cfg: SynthesisConfig): void {
   }
 }
 
-function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, hasToken: boolean): EnvVar[] {
+/** How the template carries credentials: a Secret reference (0.0.x), launch delivery (v0.1), or nothing. */
+type CredentialMode = { kind: 'token' } | { kind: 'none' } | { kind: 'launch'; gatewayKeys: GatewayKey[] };
+
+function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: CredentialMode): EnvVar[] {
   const spec = sandbox.spec;
   // Template first, the spec wins (the Docker driver's precedence, compute-driver.md §2.2).
   const merged = new Map<string, string>();
@@ -168,8 +212,11 @@ function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, hasToken: boolea
   if (cfg.gatewayEndpoint) env.push({ name: ENV.ENDPOINT, value: cfg.gatewayEndpoint });
   env.push({ name: ENV.LOG_LEVEL, value: spec?.logLevel || 'info' });
   env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty) });
-  if (hasToken) {
+  if (mode.kind === 'token') {
     env.push({ name: ENV.SANDBOX_TOKEN, valueFrom: { secretKeyRef: { name: tokenSecretNameFor(sandbox.id), key: TOKEN_SECRET_KEY } } });
+  } else if (mode.kind === 'launch' && mode.gatewayKeys.length > 0) {
+    // Public keys only: the same slot the token reference takes in 0.0.x mode.
+    env.push({ name: ENV.GATEWAY_KEYS, value: JSON.stringify(mode.gatewayKeys.map((k) => ({ key_id: k.key_id, public_key_pem: k.public_key_pem }))) });
   }
   if (env.length > MAX_ENV) {
     const driverCount = env.length - merged.size;
@@ -208,6 +255,41 @@ function buildLabels(sandbox: DriverSandbox): { labels: Record<string, string>; 
   return { labels, annotations };
 }
 
+const KEY_ID = /^\S{1,256}$/;
+
+function credentialModeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: string): CredentialMode {
+  const bytes = sandbox.spec?.launchAuthentication;
+  let keys: readonly GatewayKey[] | undefined;
+  if (opts.launchDelivery === false) {
+    // 0.0.x token mode forced: fall through below.
+  } else if (opts.launchDelivery) {
+    keys = opts.launchDelivery.gatewayKeys ?? [];
+  } else if (bytes && bytes.length > 0) {
+    try {
+      keys = parseLaunchAuthentication(bytes).verification_keys;
+    } catch (e) {
+      // The parser names fields, never values.
+      throw invalidArg(`sandbox ${who}: launch_authentication is invalid: ${e instanceof LaunchError ? e.message : 'it cannot be parsed'}`);
+    }
+  }
+  if (keys === undefined) {
+    const hasToken = opts.hasToken ?? (sandbox.spec?.sandboxToken ?? '') !== '';
+    return hasToken ? { kind: 'token' } : { kind: 'none' };
+  }
+  const seen = new Set<string>();
+  for (const k of keys) {
+    if (!k || typeof k.key_id !== 'string' || !KEY_ID.test(k.key_id) || seen.has(k.key_id)) {
+      throw invalidArg(`sandbox ${who}: gateway verification key ids must be unique, non-empty and without whitespace`);
+    }
+    seen.add(k.key_id);
+    if (typeof k.public_key_pem !== 'string' || !/^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\r?\n?$/.test(k.public_key_pem)) {
+      throw invalidArg(`sandbox ${who}: gateway verification key ${JSON.stringify(k.key_id)} is not a PEM public key (only public keys may go into a template)`);
+    }
+  }
+  const sorted = [...keys].sort((a, b) => (a.key_id < b.key_id ? -1 : a.key_id > b.key_id ? 1 : 0));
+  return { kind: 'launch', gatewayKeys: sorted };
+}
+
 /**
  * Builds the sandbox's ActorTemplate. Throws ApiError: INVALID_ARGUMENT for a sandbox that cannot be expressed
  * (unpinned or missing image, too many env vars or command items, bad env names or labels),
@@ -229,12 +311,15 @@ export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisCo
   }
   const main = mainProcessOf(sandbox);
   if (!main.command[0]) throw invalidArg(`sandbox ${who}: command[0] is empty; the first element must be the program to run`);
-  const command = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
+  const mode = credentialModeOf(sandbox, opts, who);
+  const inner = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
+  const command = mode.kind === 'launch' ? [...(cfg.bootstrapAgentCommand ?? BOOTSTRAP_AGENT_COMMAND), ...inner] : inner;
   if (command.length > MAX_COMMAND) {
-    throw invalidArg(`sandbox ${who}: command has ${command.length} items; an ActorTemplate container command allows at most ${MAX_COMMAND}`);
+    throw invalidArg(
+      `sandbox ${who}: command has ${command.length} items${mode.kind === 'launch' ? ` (with the ${command.length - inner.length} of the bootstrap agent)` : ''}; an ActorTemplate container command allows at most ${MAX_COMMAND}`,
+    );
   }
-  const hasToken = opts.hasToken ?? (sandbox.spec?.sandboxToken ?? '') !== '';
-  const env = buildEnv(sandbox, cfg, hasToken);
+  const env = buildEnv(sandbox, cfg, mode);
   const { labels, annotations } = buildLabels(sandbox);
 
   const container: Container = { name: CONTAINER_NAME, image, command, env };
@@ -287,12 +372,15 @@ function resourceLimitsOf(sandbox: DriverSandbox, who: string): Array<{ name: 'c
 
 /**
  * The error synthesis would raise for this sandbox, or null. Counts the token env slot even when the token is
- * not known yet (ValidateSandboxCreate runs before the gateway mints it), so a sandbox that validates also
- * synthesizes on Create.
+ * not known yet (ValidateSandboxCreate runs before the gateway mints it), and the bootstrap agent's command
+ * items (a v0.1 gateway's Create carries launch authentication), so a sandbox that validates also synthesizes
+ * on Create whichever gateway generation sends it.
  */
 export function synthesisProblem(sandbox: DriverSandbox, cfg: SynthesisConfig): ApiError | null {
   try {
     synthesizeActorTemplate(sandbox, cfg, { hasToken: true });
+    // A v0.1 gateway's Create carries launch authentication (Validate does not): the agent's argv counts too.
+    synthesizeActorTemplate(sandbox, cfg, { launchDelivery: { gatewayKeys: [] } });
     return null;
   } catch (e) {
     if (e instanceof ApiError) return e;

@@ -1,10 +1,14 @@
 // ActorTemplate synthesis from a DriverSandbox: CRD rules, env precedence and driver overrides, the token only
-// by Secret reference, and OPENSHELL_MAIN_PROCESS_SPEC exactly as the supervisor decodes it.
-import { describe, expect, it } from 'vitest';
+// by Secret reference (0.0.x gateways) or not at all (v0.1 launch authentication: the bootstrap agent wraps the
+// command, public keys only), and OPENSHELL_MAIN_PROCESS_SPEC exactly as the supervisor decodes it.
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
 import { isDnsLabel } from '../../src/common/dns.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
+import { AGENT_IMAGE_PATH } from '../../src/sandbox/bootstrap-agent.mjs';
+import { GatewayStandin, secretPartsOf, type Minted } from '../security/launch-helpers.js';
 import {
+  BOOTSTRAP_AGENT_COMMAND,
   OWNER_ANNOTATION,
   OWNER_VALUE,
   synthesizeActorTemplate,
@@ -44,9 +48,11 @@ function sandbox(over: { spec?: Partial<NonNullable<DriverSandbox['spec']>>; tem
       sandboxToken: '',
       command: ['/bin/bash', '-l'],
       tty: true,
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
       ...over.spec,
       template: { image: IMAGE, agentSocketPath: '', labels: {}, environment: {}, ...over.template },
-    },
+    } as NonNullable<DriverSandbox['spec']>,
   };
 }
 
@@ -253,5 +259,98 @@ describe('synthesizeActorTemplate', () => {
 
   it('rejects an empty sandbox id', () => {
     expectCode(() => synthesizeActorTemplate(sandbox({ id: '' }), cfg()), Code.INVALID_ARGUMENT, /sandbox id is empty/);
+  });
+});
+
+describe('synthesizeActorTemplate for v0.1 gateways (launch authentication)', () => {
+  let gw: GatewayStandin;
+  let m: Minted;
+  const secretFree = (t: unknown) => {
+    const text = JSON.stringify(t);
+    for (const part of secretPartsOf(m)) expect(text).not.toContain(part);
+    expect(text).not.toContain(TOKEN);
+    expect(text).not.toContain('secretKeyRef');
+    expect(text).not.toMatch(/PRIVATE KEY/);
+  };
+  const launch = (over: Parameters<typeof sandbox>[0] = {}) =>
+    sandbox({ ...over, spec: { sandboxToken: m.gatewayToken, launchAuthentication: m.bytes, command: ['node', 'server.js'], tty: false, ...over.spec } });
+
+  beforeAll(async () => {
+    gw = await GatewayStandin.create('gw-1', 'key-a');
+    m = await gw.mint({ sandboxId: ID, authEpoch: 1 });
+  });
+
+  it('wraps the command with the bootstrap agent and carries no token, no Secret reference, only public keys', () => {
+    const t = synthesizeActorTemplate(launch(), cfg());
+    expect(validateActorTemplate(t)).toEqual([]);
+    expect(t.spec.containers![0]!.command).toEqual(['/usr/bin/node', AGENT_IMAGE_PATH, '--', 'node', 'server.js']);
+    expect(BOOTSTRAP_AGENT_COMMAND).toEqual(['/usr/bin/node', '/opt/openshell-substrate/bootstrap-agent.mjs', '--']);
+    const env = envOf(t);
+    expect(env.some((e) => e.name.startsWith('OPENSHELL_SANDBOX_TOKEN'))).toBe(false);
+    expect(JSON.parse(valueOf(env, 'OPENSHELL_SUBSTRATE_GATEWAY_KEYS')!)).toEqual(gw.publicKeys());
+    expect(valueOf(env, 'OPENSHELL_ENDPOINT')).toBe('http://127.0.0.1:8080');
+    expect(valueOf(env, 'OPENSHELL_SANDBOX_ID')).toBe(ID);
+    // The supervisor still gets the gateway's own command through the process spec.
+    expect(valueOf(env, 'OPENSHELL_MAIN_PROCESS_SPEC')).toBe('{"version":1,"command":["node","server.js"],"tty":false}');
+    secretFree(t);
+  });
+
+  it('never a token, whatever the caller says about the token Secret or the user puts in the environment', () => {
+    const user = { OPENSHELL_SANDBOX_TOKEN: TOKEN, OPENSHELL_SUBSTRATE_GATEWAY_KEYS: '[{"key_id":"evil","public_key_pem":"x"}]', OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT: '1' };
+    for (const t of [
+      synthesizeActorTemplate(launch({ spec: { environment: user } }), cfg(), { hasToken: true }),
+      synthesizeActorTemplate(launch({ template: { environment: user } }), cfg()),
+    ]) {
+      secretFree(t);
+      expect(envOf(t).filter((e) => e.name === 'OPENSHELL_SUBSTRATE_GATEWAY_KEYS')).toHaveLength(1);
+      expect(JSON.parse(valueOf(envOf(t), 'OPENSHELL_SUBSTRATE_GATEWAY_KEYS')!)).toEqual(gw.publicKeys());
+      expect(envOf(t).some((e) => e.name === 'OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT')).toBe(false);
+    }
+  });
+
+  it('re-synthesis without the bundle (the gateway sends it on Create only) gives the same template when given the keys', () => {
+    const fromBundle = synthesizeActorTemplate(launch(), cfg());
+    const later = synthesizeActorTemplate(sandbox({ spec: { command: ['node', 'server.js'], tty: false } }), cfg(), { launchDelivery: { gatewayKeys: gw.publicKeys() } });
+    expect(jsonEqual(fromBundle.spec, later.spec)).toBe(true);
+    // No keys: trust on first use, nothing in the template but the wrapper.
+    const tofu = synthesizeActorTemplate(sandbox(), cfg(), { launchDelivery: {} });
+    expect(tofu.spec.containers![0]!.command!.slice(0, 3)).toEqual([...BOOTSTRAP_AGENT_COMMAND]);
+    expect(envOf(tofu).some((e) => e.name.startsWith('OPENSHELL_SUBSTRATE_'))).toBe(false);
+    // launchDelivery false forces the 0.0.x mode: the Secret reference, no wrapper.
+    const legacy = synthesizeActorTemplate(launch(), cfg(), { launchDelivery: false });
+    expect(legacy.spec.containers![0]!.command).toEqual(['node', 'server.js']);
+    expect(envOf(legacy).find((e) => e.name === 'OPENSHELL_SANDBOX_TOKEN')?.valueFrom?.secretKeyRef?.name).toBe(tokenSecretNameFor(ID));
+    // A custom agent command (an image that keeps the agent elsewhere).
+    const custom = synthesizeActorTemplate(launch(), cfg({ bootstrapAgentCommand: ['/bin/agent', '--'] }));
+    expect(custom.spec.containers![0]!.command).toEqual(['/bin/agent', '--', 'node', 'server.js']);
+  });
+
+  it('refuses a malformed bundle and private keys without repeating any of it', async () => {
+    const bad = await gw.mint({ sandboxId: ID, authEpoch: 1, edit: (b) => (b.supervisor.secret = b.supervisor.gateway_token) });
+    try {
+      synthesizeActorTemplate(sandbox({ spec: { launchAuthentication: bad.bytes } }), cfg());
+      throw new Error('accepted');
+    } catch (e) {
+      expect((e as ApiError).code).toBe(Code.INVALID_ARGUMENT);
+      expect((e as ApiError).message).toMatch(/launch_authentication is invalid: .*unknown field "secret"/);
+      expect((e as ApiError).message).not.toContain(bad.gatewayToken);
+    }
+    const priv = '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n';
+    expectCode(() => synthesizeActorTemplate(sandbox(), cfg(), { launchDelivery: { gatewayKeys: [{ key_id: 'k', public_key_pem: priv }] } }), Code.INVALID_ARGUMENT, /not a PEM public key/);
+    expectCode(
+      () => synthesizeActorTemplate(sandbox(), cfg(), { launchDelivery: { gatewayKeys: [...gw.publicKeys(), ...gw.publicKeys()] } }),
+      Code.INVALID_ARGUMENT,
+      /must be unique/,
+    );
+  });
+
+  it("counts the agent's argv against the 64 command items, and validation counts it before Create", () => {
+    expect(synthesizeActorTemplate(launch({ spec: { command: Array(61).fill('a') } }), cfg()).spec.containers![0]!.command).toHaveLength(64);
+    expectCode(() => synthesizeActorTemplate(launch({ spec: { command: Array(62).fill('a') } }), cfg()), Code.INVALID_ARGUMENT, /65 items \(with the 3 of the bootstrap agent\)/);
+    // Validate carries no bundle (the gateway sends it on Create only): 62 items must already be refused.
+    expect(validateSandboxForSynthesis(sandbox({ spec: { command: Array(62).fill('a') } }), cfg())).toMatch(/65 items/);
+    // The anchor takes the token's env slot: 26 user variables still fit.
+    const user = Object.fromEntries(Array.from({ length: 26 }, (_, i) => [`VAR_${i}`, 'x']));
+    expect(envOf(synthesizeActorTemplate(launch({ spec: { environment: user } }), cfg()))).toHaveLength(32);
   });
 });

@@ -25,6 +25,7 @@ import {
   MAX_SLOT_INDEX,
   REQUIRED_RUNSC_VERSION,
   defaultRunscPath,
+  LAUNCH_WRITABLE_DIRS,
   forwarderScript,
   instancePaths,
   slotIp,
@@ -810,6 +811,8 @@ function checkSpec(spec: WorkloadSpec): void {
 }
 
 const CPU_PERIOD_US = 100_000;
+/** Size of each launch directory's tmpfs: a bundle is a few KiB. */
+const LAUNCH_DIR_BYTES = 1024 * 1024;
 
 /**
  * Which per-sandbox limits this host's cgroups can enforce: v1 with a hierarchy per controller (memory, cpu,
@@ -864,6 +867,13 @@ export function ociConfig(spec: WorkloadSpec, netns: string, cgroupsPath?: strin
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs' },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: tmpOptions },
+      // Per-actor writable launch directories (credentials the bootstrap agent writes), in the sandbox's memory.
+      ...LAUNCH_WRITABLE_DIRS.filter((d) => fs.existsSync(path.join(spec.rootfs, d))).map((d) => ({
+        destination: `/${d}`,
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', 'noexec', 'mode=755', `size=${LAUNCH_DIR_BYTES}`],
+      })),
     ],
     linux,
   };

@@ -94,4 +94,24 @@ export function forwarderScript(): string {
   return path.join(projectRoot(), 'src', 'local', 'runtime', 'forwarder.mjs');
 }
 
+/**
+ * Directories of an image root that each actor gets writable, as its own tmpfs (the root filesystem is
+ * read-only): the OpenShell launch files the bootstrap agent writes (src/sandbox/bootstrap-agent.mjs). A tmpfs
+ * lives in the sandbox's memory, so a checkpoint carries the actor's own files and a golden snapshot, taken
+ * before any delivery, carries none. Mounted only where the image has the directory (images.ts creates both).
+ */
+export const LAUNCH_WRITABLE_DIRS: readonly string[] = ['.openshell', 'etc/openshell'];
+
+/** Where the bootstrap agent's files go in every local image (the agent imports its sibling). */
+export const BOOTSTRAP_AGENT_DIR = 'opt/openshell-substrate';
+const BOOTSTRAP_AGENT_FILES = ['bootstrap-agent.mjs', 'launch-auth.mjs'];
+
+/** The bootstrap agent's sources (src/sandbox/), copied into every local image under BOOTSTRAP_AGENT_DIR. */
+export function bootstrapAgentFiles(): Array<{ rel: string; path: string }> {
+  return BOOTSTRAP_AGENT_FILES.map((name) => {
+    const beside = fileURLToPath(new URL(`../../sandbox/${name}`, import.meta.url));
+    return { rel: `${BOOTSTRAP_AGENT_DIR}/${name}`, path: existsSync(beside) ? beside : path.join(projectRoot(), 'src', 'sandbox', name) };
+  });
+}
+
 export const REQUIRED_RUNSC_VERSION = '0.0~20240729';
