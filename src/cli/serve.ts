@@ -65,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
       const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined, routerAllowRemote: cfg.routerAllowRemote });
       localStop = () => h.stop();
       const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
-      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kube: h.kube, stateDir: h.stateDir, defaultImage: img?.ref };
+      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kube: h.kube, stateDir: h.stateDir, defaultImage: img?.ref, routerUrl: h.routerUrl };
     } else if (!cfg.apiEndpoint) {
       const { kubeAccessOf, readLocalJson } = await import('../local/index.js');
       const lj = readLocalJson(cfg.stateDir);
@@ -74,11 +74,21 @@ export async function main(argv: string[]): Promise<number> {
         // read again before every call, and only a live instance, named by its pid and nonce, gets one.
         relocateLocal = () => {
           const now = readLocalJson(cfg.stateDir);
-          return now && local ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kube: kubeAccessOf(now), nonce: now.nonce } : undefined;
+          return now && local
+            ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kube: kubeAccessOf(now), nonce: now.nonce, routerUrl: now.router_url }
+            : undefined;
         };
         const { ensureDefaultImage } = await import('../local/images.js');
         const img = await ensureDefaultImage(lj.state_dir).catch(() => undefined);
-        local = { apiEndpoint: lj.api_endpoint, apiTls: lj.api_tls, kube: kubeAccessOf(lj), nonce: lj.nonce, stateDir: lj.state_dir, defaultImage: img?.ref };
+        local = {
+          apiEndpoint: lj.api_endpoint,
+          apiTls: lj.api_tls,
+          kube: kubeAccessOf(lj),
+          nonce: lj.nonce,
+          stateDir: lj.state_dir,
+          defaultImage: img?.ref,
+          routerUrl: lj.router_url,
+        };
         log.info('using the local Substrate found in the state directory', { pid: lj.pid, api: lj.api_endpoint });
       }
     }

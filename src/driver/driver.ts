@@ -44,6 +44,9 @@ import { attachRefusal } from './admission.js';
 import { defaultAdmissionConfig, type DriverAdmissionConfig, type TemplateLabels } from './admission-policy.js';
 import { driverMetadata, negotiationRefusal } from './negotiation.js';
 import { GatewayGeneration, type Generation } from './generations.js';
+import { parseLaunchAuthentication } from './launch.js';
+import { AGENT_IMAGE_PATH } from '../sandbox/bootstrap-agent.mjs';
+import { BOOTSTRAP_AGENT_COMMAND } from '../template/synthesize.js';
 
 /** Atespaces Substrate itself uses: a sandbox's workspace is never one of them (its actors would sit beside the golden ones). */
 const RESERVED_ATESPACES: readonly string[] = ['ate-golden'];
@@ -119,6 +122,17 @@ interface Live {
   provisioning?: { abort: AbortController; done: Promise<void> };
   /** Suspending again an actor that a request woke after the gateway stopped it. */
   restopping?: Promise<void>;
+  /** The incarnation (worker) of the actor that last received the launch authentication. */
+  deliveredTo?: string;
+  /** A background re-delivery in flight. */
+  redelivering?: Promise<void>;
+  /** Whether a pre-provisioned template runs the bootstrap agent (read once). */
+  templateRunsAgent?: boolean;
+}
+
+/** Which run of an actor this is: a worker death restores it elsewhere, from an older snapshot. */
+function incarnationOf(a: Actor | undefined): string {
+  return a ? `${a.ateomPodNamespace}/${a.ateomPodName}/${a.ateomPodUid}` : '';
 }
 
 const PROGRESS = {
@@ -391,6 +405,7 @@ export class SubstrateDriver {
       }
       this.emitIfChanged(r.id);
       this.keepStopped(r.id);
+      this.redeliverIfNeeded(r.id);
     }
   }
 
@@ -517,6 +532,19 @@ export class SubstrateDriver {
     if (this.generationOf(sb) === 'v0.1') {
       const refused = this.o.checkDriverConfig?.(spec?.template?.driverConfig as Record<string, unknown> | undefined);
       if (refused) throw refused;
+    }
+    const launch = spec?.launchAuthentication;
+    if (launch && launch.length > 0) {
+      if (!this.o.deliverLaunch) {
+        throw failedPrecondition(
+          'the sandbox carries launch authentication, which the driver delivers into its actor through the actor router, and no router is known: set router_url',
+        );
+      }
+      // Structure and the sandbox it was minted for; never a token in the message.
+      const summary = parseLaunchAuthentication(launch);
+      if (summary.sandboxId !== undefined && summary.sandboxId !== sb.id) {
+        throw invalid(`launch_authentication of sandbox ${sb.id} was minted for another sandbox; the gateway must send this sandbox's own`);
+      }
     }
     if (spec?.resourceRequirements?.gpu !== undefined) {
       throw failedPrecondition(
@@ -694,7 +722,10 @@ export class SubstrateDriver {
         step = `apply ActorTemplate ${r.templateNamespace}/${r.template}`;
         reason = 'TemplateRejected';
         this.setProgress(id, PROGRESS.requesting, `applying ActorTemplate ${r.template}`);
-        const t = this.o.templates.synthesize({ ...r.sandbox, id: r.id, name: r.name, workspace: r.workspace }, r.token !== '');
+        // With launch authentication (v0.1) the template runs the bootstrap agent and carries only the
+        // gateway's public keys; without (0.0.x) it references the token Secret.
+        const spec = r.sandbox.spec && { ...r.sandbox.spec, launchAuthentication: Buffer.from(r.launch, 'base64') };
+        const t = this.o.templates.synthesize({ ...r.sandbox, spec, id: r.id, name: r.name, workspace: r.workspace }, r.token !== '');
         await this.o.store.applyTemplate(t);
         check();
         step = `wait for ActorTemplate ${r.templateNamespace}/${r.template} to be Ready`;
@@ -936,10 +967,62 @@ export class SubstrateDriver {
     });
   }
 
-  /** Hands a running actor the sandbox's latest launch authentication (no-op without one). */
+  /**
+   * Hands a running actor the sandbox's latest launch authentication, through the actor router to the
+   * bootstrap agent in the actor (see launch.ts and src/sandbox/bootstrap-agent.mjs). No-op without a bundle.
+   * A pre-provisioned template receives it only if it runs the agent; otherwise a Warning event says so.
+   */
   private async deliver(r: SandboxRecord, signal?: AbortSignal): Promise<void> {
     if (!r.launch || !this.o.deliverLaunch) return;
+    const l = this.liveOf(r.id);
+    if (!r.owned && !(await this.templateRunsAgent(r))) return;
     await this.o.deliverLaunch(r, signal);
+    l.deliveredTo = incarnationOf(l.actor);
+  }
+
+  private async templateRunsAgent(r: SandboxRecord): Promise<boolean> {
+    const l = this.liveOf(r.id);
+    if (l.templateRunsAgent !== undefined) return l.templateRunsAgent;
+    const t = await this.o.store.getTemplate(r.templateNamespace, r.template).catch(() => null);
+    const command = t?.spec?.containers?.[0]?.command ?? [];
+    l.templateRunsAgent = command.some((c) => c === AGENT_IMAGE_PATH || c.endsWith('/bootstrap-agent.mjs'));
+    if (!l.templateRunsAgent) {
+      this.platformEvent(
+        r.id,
+        'Warning',
+        'NoBootstrapAgent',
+        `ActorTemplate ${r.templateNamespace}/${r.template} does not run the bootstrap agent, so this sandbox gets no launch credentials; wrap its container command with ${BOOTSTRAP_AGENT_COMMAND.join(' ')}`,
+      );
+    }
+    return l.templateRunsAgent;
+  }
+
+  /**
+   * A running actor whose incarnation has not received the latest bundle (the driver restarted, or a worker
+   * death restored it from an older snapshot) gets it again, in the background. An agent already holding a
+   * newer one refuses it (FAILED_PRECONDITION), which is fine.
+   */
+  private redeliverIfNeeded(id: string): void {
+    const r = this.records.get(id);
+    const l = this.liveOf(id);
+    if (!r?.launch || !this.o.deliverLaunch || r.desired !== 'running' || !r.provisioned || l.op || l.deleting || l.redelivering) return;
+    if (l.actor?.status !== Actor_Status.STATUS_RUNNING || l.deliveredTo === incarnationOf(l.actor)) return;
+    l.redelivering = this.withLock(id, async () => {
+      const cur = this.records.get(id);
+      if (!cur || cur.desired !== 'running' || l.actor?.status !== Actor_Status.STATUS_RUNNING || l.deliveredTo === incarnationOf(l.actor)) return;
+      await this.deliver(cur);
+      log.info('launch credentials delivered again', { sandbox_id: id, worker: l.actor?.ateomPodName ?? '' });
+    })
+      .catch((e) => {
+        if (isCode(e, Code.FAILED_PRECONDITION)) {
+          l.deliveredTo = incarnationOf(l.actor);
+          return;
+        }
+        log.warn('could not deliver launch credentials again; retrying at the next poll', { sandbox_id: id, error: mapBackendError(e).message });
+      })
+      .finally(() => {
+        l.redelivering = undefined;
+      });
   }
 
   private async persist(id: string, change: Partial<SandboxRecord>): Promise<SandboxRecord> {

@@ -14,6 +14,17 @@ import { serveDriver, type DriverServer } from './server.js';
 import { GatewayGeneration } from './generations.js';
 import { checkDriverConfig } from './admission-policy.js';
 import { cgroupLimitSupport } from '../local/runtime/gvisor.js';
+import { LaunchDelivery } from './launch.js';
+import type { SandboxRecord } from './records.js';
+
+/** Hands a sandbox's latest launch authentication to the bootstrap agent in its actor, via the router. */
+async function deliverLaunch(r: SandboxRecord, routerUrl: string, endpoint: string, signal?: AbortSignal): Promise<void> {
+  await new LaunchDelivery({ routerUrl }).deliver(
+    { atespace: r.atespace, actor: r.id },
+    { sandboxId: r.id, launchAuthentication: Buffer.from(r.launch, 'base64'), endpoint: endpoint || undefined },
+    signal,
+  );
+}
 
 /** The local Substrate enforces template cpu/memory limits where this machine's cgroups allow it. */
 function localLimits(): { cpu: boolean; memory: boolean } {
@@ -40,6 +51,8 @@ export interface LocalEndpoints {
   stateDir: string;
   /** The local Substrate's default image reference, used when default_image is not configured. */
   defaultImage?: string;
+  /** Its actor router (launch credentials reach actors through it). */
+  routerUrl?: string;
 }
 
 export interface RunDriverOptions {
@@ -127,6 +140,8 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
         return { id: now.nonce ?? '', access: now.kube };
       });
     }
+    // router_url, else the local Substrate's router (followed across its restarts).
+    const routerOf = (): string => cfg.routerUrl || o.relocateLocal?.()?.routerUrl || o.local?.routerUrl || '';
     const driver = new SubstrateDriver({
       control: client,
       store: storePort(store),
@@ -148,6 +163,7 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
       // A remote Substrate's enforcement is not observable from here: claim none.
       limitsEnforced: o.local ? localLimits() : { cpu: false, memory: false },
       resolvedIdentity: o.local ? { uid: 0, gid: 0, supplementaryGids: [], source: 'substrate-local-runtime' } : undefined,
+      deliverLaunch: routerOf() ? (r, signal) => deliverLaunch(r, routerOf(), cfg.gatewayEndpoint, signal) : undefined,
     });
     const server = await serveDriver({
       driver,

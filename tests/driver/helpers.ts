@@ -64,7 +64,7 @@ export async function startEnv(opts: { flags?: Record<string, string | boolean>;
   try {
     local = await startLocalSubstrate({ stateDir: dir, workers: 2, routerListen: '127.0.0.1:0' });
     const image = (await ensureDefaultImage(dir)).ref;
-    const endpoints: LocalEndpoints = { apiEndpoint: local.apiEndpoint, apiTls: local.apiTls, kube: local.kube, stateDir: dir, defaultImage: image };
+    const endpoints: LocalEndpoints = { apiEndpoint: local.apiEndpoint, apiTls: local.apiTls, kube: local.kube, stateDir: dir, defaultImage: image, routerUrl: local.routerUrl };
     const cfg = loadConfig({ env: {}, flags: { state_dir: dir, poll_interval_ms: '200', ...opts.flags } });
     const store = kubeTemplateStore(kubeConfigFor(local.kube));
     const ateapi = clientFromConfig(cfg, resolveApiTarget(cfg, local.apiEndpoint, local.apiTls));
