@@ -136,8 +136,13 @@ export function tokenSecretNameFor(sandboxId: string): string {
 }
 
 /** `{"version":1,"command":[...],"tty":bool}` in exactly that key order (serde order of MainProcessConfig). */
-export function mainProcessSpec(command: readonly string[], tty: boolean): string {
-  return JSON.stringify({ version: 1, command: [...command], tty });
+/**
+ * MainProcessConfig JSON (version 1). `await_main_process_attachment` (a v0.1 gateway's one-shot hint that the
+ * creating client will attach: the supervisor keeps the terminal transport until it does) is written only
+ * when set, so 0.0.x supervisors see the exact document they always did.
+ */
+export function mainProcessSpec(command: readonly string[], tty: boolean, awaitAttachment = false): string {
+  return JSON.stringify({ version: 1, command: [...command], tty, ...(awaitAttachment ? { await_main_process_attachment: true } : {}) });
 }
 
 /** The command and tty the supervisor must run: the gateway's, or the scratch default when absent. */
@@ -211,7 +216,7 @@ function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: Credential
   env.push({ name: ENV.SANDBOX, value: sandbox.name });
   if (cfg.gatewayEndpoint) env.push({ name: ENV.ENDPOINT, value: cfg.gatewayEndpoint });
   env.push({ name: ENV.LOG_LEVEL, value: spec?.logLevel || 'info' });
-  env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty) });
+  env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty, spec?.awaitMainProcessAttachment === true) });
   if (mode.kind === 'token') {
     env.push({ name: ENV.SANDBOX_TOKEN, valueFrom: { secretKeyRef: { name: tokenSecretNameFor(sandbox.id), key: TOKEN_SECRET_KEY } } });
   } else if (mode.kind === 'launch' && mode.gatewayKeys.length > 0) {

@@ -178,6 +178,13 @@ describe('synthesizeActorTemplate', () => {
     expect(JSON.stringify(denied)).not.toContain('OPENSHELL_SANDBOX_TOKEN');
   });
 
+  it("carries a v0.1 gateway's await_main_process_attachment hint in OPENSHELL_MAIN_PROCESS_SPEC, only when set", () => {
+    const base = sandbox();
+    const hinted = { ...base, spec: { ...base.spec!, awaitMainProcessAttachment: true } };
+    expect(JSON.parse(valueOf(envOf(synthesizeActorTemplate(hinted, cfg())), 'OPENSHELL_MAIN_PROCESS_SPEC')!)).toMatchObject({ version: 1, await_main_process_attachment: true });
+    expect(valueOf(envOf(synthesizeActorTemplate(base, cfg())), 'OPENSHELL_MAIN_PROCESS_SPEC')).not.toContain('await_main_process_attachment');
+  });
+
   it('encodes OPENSHELL_MAIN_PROCESS_SPEC exactly, with the scratch default for an empty command', () => {
     const spec = (s: DriverSandbox) => valueOf(envOf(synthesizeActorTemplate(s, cfg())), 'OPENSHELL_MAIN_PROCESS_SPEC');
     expect(spec(sandbox({ spec: { command: [], tty: false } }))).toBe('{"version":1,"command":["/bin/bash","-l"],"tty":true}');
