@@ -6,6 +6,16 @@
 //      size against the gateway's 4 MiB limit, the driver's RSS, its restart time and idle CPU.
 //   3. Watch latency: from an actor's state change made directly on ateapi (SuspendActor / ResumeActor, outside
 //      the gateway) to the matching sandbox event on an open WatchSandboxes stream.
+//   4. The OpenShell v0.1 gateway's hot path (reference openshell-v0.1.md §2.5: before every ValidateSandboxCreate,
+//      CreateSandbox and StartSandbox it calls GetCapabilities with its PeerMetadata again and compares
+//      resource_admission_policy byte for byte with its startup answer), side by side in the same run:
+//      GetCapabilities as a 0.0.x gateway calls it (no metadata) vs as v0.1 does (metadata, negotiated);
+//      ValidateSandboxCreate alone vs with the re-check (p50/p99 over --calls calls, like part 1); and
+//      CreateSandbox alone vs with the re-check (--creates per side per run, alternating), each created sandbox
+//      naming the pre-provisioned template through platform_config.annotations.substrate_actor_template (a v0.1
+//      gateway forbids caller driver_config by default) and deleted again at once (DeleteSandbox, awaited), so no
+//      provisioning runs behind later calls and nothing is left. Every GetCapabilities states its generation,
+//      and the driver is put back to 0.0.x (the generation the other parts are measured in) afterwards.
 //
 // Three processes, each the real thing: the local Substrate (`substrate-driver local serve`: ateapi.Control on
 // real gVisor, its resource API, its router), the driver (`substrate-driver serve`, finding that Substrate through
@@ -34,6 +44,9 @@ import {
   type GetCapabilitiesResponse,
   type WatchSandboxesEvent,
 } from '../src/gen/compute_driver.js';
+import type { PeerMetadata } from '../src/gen/extension.js';
+import { TEMPLATE_ANNOTATION } from '../src/driver/driver.js';
+import type { Generation } from '../src/driver/generations.js';
 import { storePort, templatePort } from '../src/driver/adapters.js';
 import { derivePhase } from '../src/driver/conditions.js';
 import { synthesisConfigOf } from '../src/driver/index.js';
@@ -64,11 +77,13 @@ import {
   finishSuite,
 } from './lib.js';
 
-export const description = 'the ComputeDriver: unary overhead vs ateapi direct, ListSandboxes/watch bootstrap over N sandboxes, watch latency';
+export const description =
+  'the ComputeDriver: unary overhead vs ateapi direct, GetCapabilities by gateway generation and the v0.1 admission re-check (Validate, Create), ListSandboxes/watch bootstrap over N sandboxes, watch latency';
 export const options: SuiteOption[] = [
   { name: 'sandboxes', arg: 'N', help: 'sandboxes for ListSandboxes and the watch bootstrap (default 10000, 2000 with --quick)' },
   { name: 'calls', arg: 'N', help: 'calls per unary RPC per run for the overhead figures (default 1000, 500 with --quick)' },
   { name: 'changes', arg: 'N', help: 'actor state changes timed for watch latency (default 20, 10 with --quick)' },
+  { name: 'creates', arg: 'N', help: 'CreateSandbox calls per side per run, with and without the v0.1 admission re-check (default 20, 10 with --quick)' },
   { name: 'poll-interval-ms', arg: 'MS', help: "the driver's poll_interval_ms (default: the driver's default, 500)" },
 ];
 
@@ -81,6 +96,10 @@ const TEMPLATE = 'bench-drv';
 const FEW = 5;
 const BLOCK = 100;
 const WARMUP = 200;
+/** Untimed calls after a gateway-generation switch before a block's timed calls (the switch's after-effects). */
+const SWITCH_SETTLE = 5;
+/** Idle pause after each DeleteSandbox of part 4, so the backend's own follow-up work does not overlap the next create. */
+const CREATE_SETTLE_MS = 100;
 
 /** The workload: an HTTP server on port 80 that answers /readyz (so the golden snapshot is taken at once). */
 const SERVER_JS = `
@@ -104,6 +123,21 @@ function operatorTemplate(image: string): ActorTemplate {
     },
   } as ActorTemplate;
 }
+
+/**
+ * The PeerMetadata an OpenShell v0.1 gateway sends in GetCapabilitiesRequest.gateway (gateway_metadata(Compute),
+ * reference openshell-v0.1.md §2.2), at implementation version 0.1.9.
+ */
+const V01_GATEWAY: PeerMetadata = {
+  protocolVersion: { major: 1, minor: 0 },
+  implementationName: 'openshell/gateway',
+  implementationVersion: '0.1.9',
+  supportedCapabilities: ['openshell.compute.contract', 'openshell.compute.launch-authentication'],
+  requiredCapabilities: ['openshell.compute.contract'],
+};
+
+/** A GetCapabilitiesRequest of one gateway generation: v0.1 sends its metadata, 0.0.x sends none. */
+const capsRequest = (g: Generation) => (g === 'v0.1' ? { gateway: V01_GATEWAY } : {});
 
 /** A stand-in for the gateway's sandbox JWT: random, JWT-sized, never printed. */
 function fakeToken(): string {
@@ -137,6 +171,34 @@ function gatewaySandbox(id: string, name: string, image: string, token: string):
       launchAuthentication: Buffer.alloc(0),
     },
   };
+}
+
+/**
+ * A DriverSandbox as a v0.1 gateway sends it in ValidateSandboxCreate / CreateSandbox: spec.workload_identity
+ * always present (empty user and group), no caller driver_config (forbidden by default), the pre-provisioned
+ * template named by the annotation substrate_actor_template in platform_config.
+ */
+function v01Sandbox(id: string, name: string, image: string, token: string): DriverSandbox {
+  const sb = gatewaySandbox(id, name, image, token);
+  return {
+    ...sb,
+    spec: {
+      ...sb.spec!,
+      template: { ...sb.spec!.template!, driverConfig: undefined, platformConfig: { annotations: { [TEMPLATE_ANNOTATION]: TEMPLATE } } },
+      workloadIdentity: { user: '', group: '' },
+    },
+  };
+}
+
+/** The machine, for result titles (the full facts are in the Machine table run.ts prints). */
+function machineName(opts: BenchOptions): string {
+  const m = opts.machine;
+  return `${m.CPU}, ${m.cores} cores, ${m.memory}`;
+}
+
+function machineNote(opts: BenchOptions): string {
+  const m = opts.machine;
+  return `Machine: ${m.CPU}, ${m.cores} cores, ${m.memory} memory, ${m.kernel}, Node ${m.node}; the Machine table above has every fact (load average included).`;
 }
 
 // ---- statistics ------------------------------------------------------------------------------------------------
@@ -379,6 +441,10 @@ interface Ctx {
   live: { id: string; name: string };
   pollMs: number;
   pollFlag?: number;
+  /** resource_admission_policy the driver must answer (its config's acknowledgement; the bench's config = its). */
+  ack: string;
+  /** The gateway generation the bench's last GetCapabilities told the driver (undefined: not known). */
+  gen?: Generation;
   driver?: Child;
   /** host:port of the driver's /metrics. */
   metrics?: string;
@@ -389,6 +455,7 @@ async function startDriver(ctx: Ctx): Promise<number> {
   const args = ['serve', '--state-dir', ctx.subDir, '--socket', ctx.socket, '--log-level', 'warn', '--metrics-listen', '127.0.0.1:0'];
   if (ctx.pollFlag !== undefined) args.push('--poll-interval-ms', String(ctx.pollFlag));
   const t0 = performance.now();
+  ctx.gen = undefined;
   ctx.driver = new Child('substrate-driver serve', args, path.join(ctx.tmp, 'driver.log'));
   const line = await ctx.driver.firstLine(300_000);
   const ms = performance.now() - t0;
@@ -489,7 +556,7 @@ async function unaryOverhead(ctx: Ctx, calls: number): Promise<Table[]> {
       label: 'GetSandbox (the running sandbox)',
       directLabel: 'GetActor (its actor)',
       driver: async () => {
-        const r = await c.driver<{ sandbox?: DriverSandbox }>('getSandbox', { sandboxId: live.id, sandboxName: live.name });
+        const r = await c.driver<{ sandbox?: DriverSandbox }>('getSandbox', { sandboxId: live.id, name: live.name });
         if (r.sandbox?.name !== live.name) throw new Error(`GetSandbox echoed name "${r.sandbox?.name}", expected "${live.name}"`);
       },
       direct: () => c.ateapi<{ actor?: Actor }>('getActor', { actorRef }),
@@ -633,6 +700,304 @@ async function unaryOverhead(ctx: Ctx, calls: number): Promise<Table[]> {
     ],
   };
   return [overhead, split];
+}
+
+// 4 ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Puts the driver in gateway generation `g` with one GetCapabilities of that generation (the driver remembers
+ * the generation of the last gateway that called it, and caches one negotiated answer). Returns that call's
+ * time in ms, or undefined when the bench's last GetCapabilities already was of `g`.
+ */
+async function ensureGeneration(ctx: Ctx, g: Generation): Promise<number | undefined> {
+  if (ctx.gen === g) return undefined;
+  const [ms, r] = await timed(() => ctx.c.driver<GetCapabilitiesResponse>('getCapabilities', capsRequest(g)));
+  if (g === 'v0.1' && !r.extension) throw new Error('GetCapabilities with v0.1 gateway metadata answered without extension metadata');
+  ctx.gen = g;
+  return ms;
+}
+
+/**
+ * What a v0.1 gateway does before every ValidateSandboxCreate, CreateSandbox and StartSandbox
+ * (RemoteComputeDriver::verify_admission_policy): GetCapabilities with its metadata, then resource_admission_policy
+ * compared byte for byte with the answer it cached at startup.
+ */
+async function admissionRecheck(c: Clients, startupAck: Buffer): Promise<void> {
+  const r = await c.driver<GetCapabilitiesResponse>('getCapabilities', { gateway: V01_GATEWAY });
+  if (!Buffer.from(r.resourceAdmissionPolicy, 'utf8').equals(startupAck)) {
+    throw new Error(`remote driver admission policy changed (the gateway would refuse the call): ${JSON.stringify(r.resourceAdmissionPolicy)}`);
+  }
+}
+
+/** The startup handshake of a v0.1 gateway: GetCapabilities with its metadata; the admission ack it caches. */
+async function v01Handshake(ctx: Ctx): Promise<Buffer> {
+  const r = await ctx.c.driver<GetCapabilitiesResponse>('getCapabilities', { gateway: V01_GATEWAY });
+  ctx.gen = 'v0.1';
+  if (!r.extension?.supportedCapabilities.includes('openshell.compute.contract')) {
+    throw new Error(`the driver's extension metadata does not support openshell.compute.contract: ${JSON.stringify(r.extension)}`);
+  }
+  if (r.resourceAdmissionPolicy !== ctx.ack || !r.resourceAdmissionPolicy.startsWith('v1:')) {
+    throw new Error(`the driver acknowledges admission policy ${JSON.stringify(r.resourceAdmissionPolicy)}, expected ${JSON.stringify(ctx.ack)}`);
+  }
+  return Buffer.from(r.resourceAdmissionPolicy, 'utf8');
+}
+
+/** "+0.012": difference of the medians of two per-run series. */
+function diffOfMedians(b: number[], a: number[], digits = 3): string {
+  const d = median(b) - median(a);
+  return Number.isFinite(d) ? `${d >= 0 ? '+' : ''}${d.toFixed(digits)}` : '–';
+}
+
+interface Side {
+  label: string;
+  /** The gateway generation whose calls this side makes; the driver is put in it (untimed) before each block. */
+  gen: Generation;
+  /** The driver RPCs one call makes (metric method names), to check the driver's counts against. */
+  methods: string[];
+  call: () => Promise<unknown>;
+}
+
+interface SideStats {
+  p50: number[];
+  p99: number[];
+  all: number[];
+}
+
+const sideStats = (): SideStats => ({ p50: [], p99: [], all: [] });
+
+/**
+ * GetCapabilities as a 0.0.x and as a v0.1 gateway calls it, and ValidateSandboxCreate alone and with the v0.1
+ * admission re-check, measured as part 1 measures its pairs: sequential calls, warm-up, alternating blocks.
+ */
+async function generationPairs(ctx: Ctx, calls: number): Promise<Table> {
+  const { opts, c } = ctx;
+  const failures: string[] = [];
+  const startupAck = await v01Handshake(ctx);
+  const sb = v01Sandbox(randomUUID(), 'bench-validate', ctx.image, '');
+  const check00 = (r: GetCapabilitiesResponse) => {
+    if (r.driverName !== 'substrate') throw new Error(`GetCapabilities driver_name "${r.driverName}"`);
+  };
+  const pairs: Array<{ key: string; a: Side; b: Side }> = [
+    {
+      key: 'GetCapabilities',
+      a: {
+        label: 'GetCapabilities (0.0.x: no metadata)',
+        gen: 'v0.0',
+        methods: ['GetCapabilities'],
+        call: async () => check00(await c.driver<GetCapabilitiesResponse>('getCapabilities', capsRequest('v0.0'))),
+      },
+      b: {
+        label: 'GetCapabilities (v0.1: gateway metadata, negotiated)',
+        gen: 'v0.1',
+        methods: ['GetCapabilities'],
+        call: async () => {
+          const r = await c.driver<GetCapabilitiesResponse>('getCapabilities', capsRequest('v0.1'));
+          check00(r);
+          if (!r.extension) throw new Error('GetCapabilities with v0.1 gateway metadata answered without extension metadata');
+        },
+      },
+    },
+    {
+      key: 'ValidateSandboxCreate',
+      a: {
+        label: 'ValidateSandboxCreate (v0.1 request)',
+        gen: 'v0.1',
+        methods: ['ValidateSandboxCreate'],
+        call: () => c.driver('validateSandboxCreate', { sandbox: sb }),
+      },
+      b: {
+        label: 'ValidateSandboxCreate + admission re-check',
+        gen: 'v0.1',
+        methods: ['GetCapabilities', 'ValidateSandboxCreate'],
+        call: async () => {
+          await admissionRecheck(c, startupAck);
+          await c.driver('validateSandboxCreate', { sandbox: sb });
+        },
+      },
+    },
+  ];
+  const stats = pairs.map(() => ({ a: sideStats(), b: sideStats() }));
+  const switches: number[] = [];
+  try {
+    for (let run = 0; run < opts.runs; run++) {
+      for (const [i, p] of pairs.entries()) {
+        for (const side of [p.a, p.b]) {
+          await ensureGeneration(ctx, side.gen);
+          for (let w = 0; w < (run === 0 ? WARMUP : WARMUP / 10); w++) await side.call();
+        }
+        const m0 = await scrape(ctx.metrics!);
+        const made = new Map<string, number>();
+        const bump = (m: string) => made.set(m, (made.get(m) ?? 0) + 1);
+        const block = async (side: Side, out: number[]) => {
+          // A deployment has one gateway generation: the switch (renegotiation, the driver's generation file
+          // rewritten) is made here, untimed, not by the block's first timed call.
+          const sw = await ensureGeneration(ctx, side.gen);
+          if (sw !== undefined) {
+            switches.push(sw);
+            bump('GetCapabilities');
+            for (let k = 0; k < SWITCH_SETTLE; k++) {
+              await side.call();
+              side.methods.forEach(bump);
+            }
+          }
+          for (let k = 0; k < BLOCK && out.length < calls; k++) {
+            out.push((await timed(side.call))[0]);
+            side.methods.forEach(bump);
+          }
+        };
+        const a: number[] = [];
+        const b: number[] = [];
+        while (a.length < calls || b.length < calls) {
+          await block(p.a, a);
+          await block(p.b, b);
+          if (isInterrupted()) throw new Error('interrupted');
+        }
+        const m1 = await scrape(ctx.metrics!);
+        for (const [method, n] of made) {
+          const h = histMean(m0, m1, 'rpc_duration_seconds', method);
+          if (h.n !== n) failures.push(`${p.key} run ${run + 1}: the driver's metrics counted ${h.n} OK ${method} calls, the bench made ${n}`);
+        }
+        const s = stats[i]!;
+        for (const [st, xs] of [
+          [s.a, a],
+          [s.b, b],
+        ] as const) {
+          st.p50.push(pct(xs, 50));
+          st.p99.push(pct(xs, 99));
+          st.all.push(...xs);
+        }
+      }
+      opts.log(
+        `  run ${run + 1}/${opts.runs}: ` +
+          pairs
+            .map((p, i) => {
+              const s = stats[i]!;
+              return `${p.key}: ${p.a.gen === p.b.gen ? 'alone' : p.a.gen} p50 ${ms2(s.a.p50.at(-1)!)} p99 ${ms2(s.a.p99.at(-1)!)}, ${p.a.gen === p.b.gen ? '+ re-check' : p.b.gen} p50 ${ms2(s.b.p50.at(-1)!)} p99 ${ms2(s.b.p99.at(-1)!)} ms`;
+            })
+            .join('; '),
+      );
+    }
+  } finally {
+    // The other parts are measured with the driver in 0.0.x, as before this part existed.
+    await ensureGeneration(ctx, 'v0.0').catch((e) => failures.push(`could not put the driver back to 0.0.x: ${(e as Error).message}`));
+  }
+  const samples: Record<string, number[]> = {};
+  const rows = pairs.map((p, i) => {
+    const s = stats[i]!;
+    samples[`${p.a.label}`] = s.a.all;
+    samples[`${p.b.label}`] = s.b.all;
+    return [p.a.label, p.b.label, fmt(s.a.p50, 3), fmt(s.b.p50, 3), diffOfMedians(s.b.p50, s.a.p50), fmt(s.a.p99, 3), fmt(s.b.p99, 3), diffOfMedians(s.b.p99, s.a.p99)];
+  });
+  samples['GetCapabilities after a generation switch (untimed above)'] = switches;
+  return {
+    title: `GetCapabilities by gateway generation, and the v0.1 admission re-check before ValidateSandboxCreate (ms; p50 and p99 of ${calls} calls per side per run, median (min–max) of ${opts.runs} runs; ${machineName(opts)})`,
+    columns: ['A', 'B', 'A p50', 'B p50', 'B − A p50 (difference of medians)', 'A p99', 'B p99', 'B − A p99 (difference of medians)'],
+    rows,
+    notes: [
+      `Measured as the driver-overhead pairs above: sequential calls through the driver's Unix socket from this process, ${WARMUP} warm-up calls per side first (${WARMUP / 10} in later runs), then alternating blocks of ${BLOCK} A / ${BLOCK} B calls; p50 and p99 (nearest rank) per run, median (min–max) over the runs. ${ctx.expected.size} sandboxes exist meanwhile.`,
+      `Each side's gateway generation is explicit. 0.0.x: GetCapabilities without \`gateway\`. v0.1: GetCapabilities with gateway metadata {protocol_version 1.0, "${V01_GATEWAY.implementationName}" ${V01_GATEWAY.implementationVersion}, supported [${V01_GATEWAY.supportedCapabilities.join(', ')}], required [${V01_GATEWAY.requiredCapabilities.join(', ')}]}; "negotiated": the driver checked it once and caches the answer per metadata, so a repeat is a cache hit. The driver remembers one gateway generation (a change rewrites <socket>.generation) and one negotiated answer, so the first call after the other generation's block renegotiates and switches: that call and ${SWITCH_SETTLE} more of the block's side are made untimed before each block (${switches.length} switches; the switching call: median ${ms2(median(switches))} ms, max ${ms2(switches.length ? Math.max(...switches) : NaN)} ms); a real deployment has one gateway generation. Afterwards the driver is put back to 0.0.x, the generation the other parts of this suite run in.`,
+      `Both ValidateSandboxCreate sides send the same request as a v0.1 gateway: spec.workload_identity {user "", group ""}, no template.driver_config (a v0.1 gateway forbids caller driver_config by default), the pre-provisioned ActorTemplate default/${TEMPLATE} named by platform_config.annotations.${TEMPLATE_ANNOTATION} (it carries openshell.ai/sandbox-attachable=true, so the default admission policy admits it for every workspace), an empty sandbox token. The admission re-check is GetCapabilities with the v0.1 metadata, then resource_admission_policy (${startupAck.length} bytes) compared byte for byte with the answer of the bench's startup handshake, as RemoteComputeDriver::verify_admission_policy does (openshell-v0.1.md §2.5); B − A is its added cost. A ValidateSandboxCreate reads the named template (the driver's TemplateStore) and checks its admission labels.`,
+      machineNote(opts),
+    ],
+    samples,
+    failures,
+  };
+}
+
+/**
+ * CreateSandbox alone vs with the v0.1 admission re-check, alternating, `creates` per side per run. Each sandbox
+ * is deleted at once (DeleteSandbox returns after its provisioning was stopped, its actor deleted and its record
+ * removed), so no provisioning runs behind the next call or any later part, and nothing is left.
+ */
+async function createRecheck(ctx: Ctx, creates: number): Promise<Table> {
+  const { opts, c } = ctx;
+  const failures: string[] = [];
+  const startupAck = await v01Handshake(ctx);
+  const a = sideStats();
+  const b = sideStats();
+  const deletes: number[] = [];
+  const pending = new Map<string, string>();
+  const one = async (recheck: boolean, label: string): Promise<[number, number]> => {
+    const id = randomUUID();
+    const name = `bench-create-${label}`;
+    const sb = v01Sandbox(id, name, ctx.image, fakeToken());
+    pending.set(id, name);
+    const [ms, r] = await timed(async () => {
+      if (recheck) await admissionRecheck(c, startupAck);
+      return c.driver<{ runtimeIdentity: string }>('createSandbox', { sandbox: sb });
+    });
+    if (!r.runtimeIdentity) throw new Error(`CreateSandbox ${name} returned no runtime identity`);
+    const [dms, d] = await timed(() => c.driver<{ deleted: boolean }>('deleteSandbox', { sandboxId: id, name }));
+    if (!d.deleted) throw new Error(`DeleteSandbox ${name} answered deleted=false`);
+    pending.delete(id);
+    await sleep(CREATE_SETTLE_MS);
+    return [ms, dms];
+  };
+  try {
+    // Cold code paths (the first v0.1 create, the first delete) are not timed.
+    for (let w = 0; w < 2; w++) {
+      await one(false, `warm-${w}-a`);
+      await one(true, `warm-${w}-b`);
+    }
+    for (let run = 0; run < opts.runs; run++) {
+      const xa: number[] = [];
+      const xb: number[] = [];
+      for (let i = 0; i < creates; i++) {
+        const [ta, da] = await one(false, `${run}-${i}-a`);
+        const [tb, db] = await one(true, `${run}-${i}-b`);
+        xa.push(ta);
+        xb.push(tb);
+        deletes.push(da, db);
+        if (isInterrupted()) throw new Error('interrupted');
+      }
+      for (const [st, xs] of [
+        [a, xa],
+        [b, xb],
+      ] as const) {
+        st.p50.push(pct(xs, 50));
+        st.p99.push(pct(xs, 99));
+        st.all.push(...xs);
+      }
+      opts.log(
+        `  run ${run + 1}/${opts.runs}: CreateSandbox p50 ${ms2(a.p50.at(-1)!)} p99 ${ms2(a.p99.at(-1)!)} ms, + re-check p50 ${ms2(b.p50.at(-1)!)} p99 ${ms2(b.p99.at(-1)!)} ms; DeleteSandbox p50 ${ms2(pct(deletes.slice(-2 * creates), 50))} ms`,
+      );
+    }
+  } finally {
+    for (const [id, name] of pending) {
+      await c.driver('deleteSandbox', { sandboxId: id, name }).catch((e) => failures.push(`could not delete ${name}: ${(e as Error).message}`));
+    }
+    await ensureGeneration(ctx, 'v0.0').catch((e) => failures.push(`could not put the driver back to 0.0.x: ${(e as Error).message}`));
+  }
+  // Nothing left: the driver lists exactly the sandboxes it had, and the atespace holds exactly their actors.
+  let listed = -1;
+  let actors = -1;
+  for (const deadline = Date.now() + 30_000; ; ) {
+    listed = (await c.driver<{ sandboxes: DriverSandbox[] }>('listSandboxes', {})).sandboxes.length;
+    actors = 0;
+    let token = '';
+    do {
+      const p = await c.ateapi<ListActorsResponse>('listActors', { atespace: WORKSPACE, pageSize: 1000, pageToken: token });
+      actors += p.actors.length;
+      token = p.nextPageToken;
+    } while (token);
+    if ((listed === ctx.expected.size && actors === ctx.expected.size) || Date.now() > deadline) break;
+    await sleep(500);
+  }
+  if (listed !== ctx.expected.size) failures.push(`after the creates and deletes the driver lists ${listed} sandboxes, expected ${ctx.expected.size}`);
+  if (actors !== ctx.expected.size) failures.push(`after the creates and deletes atespace ${WORKSPACE} holds ${actors} actors, expected ${ctx.expected.size}`);
+  const total = creates * opts.runs;
+  return {
+    title: `CreateSandbox with and without the v0.1 admission re-check (ms; p50 and p99 of ${creates} creates per side per run, median (min–max) of ${opts.runs} runs; ${machineName(opts)})`,
+    columns: ['A', 'B', 'A p50', 'B p50', 'B − A p50 (difference of medians)', 'A p99', 'B p99', 'B − A p99 (difference of medians)'],
+    rows: [['CreateSandbox (v0.1 request)', 'CreateSandbox + admission re-check', fmt(a.p50, 2), fmt(b.p50, 2), diffOfMedians(b.p50, a.p50, 2), fmt(a.p99, 2), fmt(b.p99, 2), diffOfMedians(b.p99, a.p99, 2)]],
+    notes: [
+      `CreateSandbox returns once the sandbox's record is durable (a Secret written through the local Substrate's resource API); provisioning (CreateActor from the template's golden snapshot, ResumeActor) continues in the background. Each created sandbox is deleted at once with DeleteSandbox, awaited (it stops the provisioning, deletes the actor, removes the record: median ${ms2(median(deletes))} ms over ${deletes.length}), followed by a ${CREATE_SETTLE_MS} ms pause, so no background provisioning overlaps the next create or any later part, and none of the ${2 * total} sandboxes is left (checked: ListSandboxes and the atespace's actors are back to ${ctx.expected.size}).`,
+      `Creates alternate A, B, A, B, … (${creates} per side per run, ${total} in all per side; 2 untimed creates per side first). With ${creates} samples a run's p99 (nearest rank) is its maximum. Requests are a v0.1 gateway's (see the table above: workload_identity, no driver_config, the template named by platform_config.annotations.${TEMPLATE_ANNOTATION}, plus a JWT-sized sandbox token); the re-check is the same GetCapabilities + byte compare, so B − A is its added cost. ${ctx.expected.size} sandboxes exist meanwhile; the driver polls ListActors every ${ctx.pollMs} ms.`,
+      machineNote(opts),
+    ],
+    samples: { 'CreateSandbox.alone': a.all, 'CreateSandbox.recheck': b.all, 'DeleteSandbox.afterCreate': deletes },
+    failures,
+  };
 }
 
 // 3 ---------------------------------------------------------------------------------------------------------------
@@ -878,6 +1243,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
   const n = intFlag(opts, 'sandboxes', opts.quick ? 2000 : 10_000, 10);
   const calls = intFlag(opts, 'calls', opts.quick ? 500 : 1000, 10);
   const changes = intFlag(opts, 'changes', opts.quick ? 10 : 20, 2);
+  const creates = intFlag(opts, 'creates', opts.quick ? 10 : 20, 1);
   const pollFlag = opts.flags['poll-interval-ms'] === undefined ? undefined : intFlag(opts, 'poll-interval-ms', 500, 50);
   if (n < FEW * 2) throw new UsageError(`--sandboxes must be at least ${FEW * 2}`);
 
@@ -961,6 +1327,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       live: { id: randomUUID(), name: 'bench-live' },
       pollMs: pollFlag ?? cfg.pollIntervalMs,
       pollFlag,
+      ack: cfg.admissionAck,
     };
     opts.machine['driver poll_interval_ms'] = String(ctx.pollMs);
 
@@ -985,17 +1352,26 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
 
     const latency: LatencyResult[] = [];
     let afterPart1: MemSample | undefined;
-    const parts: Array<[string, () => Promise<void>]> = [
+    // [what, run, fatal: nothing after its failure is meaningful]
+    const parts: Array<[string, () => Promise<void>, boolean?]> = [
       [
-        `1/3 unary overhead (${calls} calls per RPC per run, ${FEW} sandboxes)`,
+        `1/4 unary overhead (${calls} calls per RPC per run, ${FEW} sandboxes)`,
         async () => {
           tables.push(...(await unaryOverhead(ctx!, calls)));
           afterPart1 = await memSample(ctx!);
         },
       ],
-      [`3/3 watch latency (${FEW} sandboxes, ${changes} changes)`, async () => void latency.push(await watchLatency(ctx!, changes))],
       [
-        `2/3 ListSandboxes and watch bootstrap over ${n} sandboxes`,
+        `4/4 GetCapabilities 0.0.x vs v0.1, ValidateSandboxCreate ± admission re-check (${calls} calls per side per run, ${FEW} sandboxes)`,
+        async () => void tables.push(await generationPairs(ctx!, calls)),
+      ],
+      [
+        `4/4 CreateSandbox ± admission re-check (${creates} per side per run, each deleted at once, ${FEW} sandboxes)`,
+        async () => void tables.push(await createRecheck(ctx!, creates)),
+      ],
+      [`3/4 watch latency (${FEW} sandboxes, ${changes} changes)`, async () => void latency.push(await watchLatency(ctx!, changes))],
+      [
+        `2/4 ListSandboxes and watch bootstrap over ${n} sandboxes`,
         async () => {
           afterPart1 ??= await memSample(ctx!);
           await stopDriver(ctx!);
@@ -1007,10 +1383,11 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
           opts.log(`driver: ready in ${(startMs / 1000).toFixed(2)} s, RSS ${(atStart.rss / MiB).toFixed(1)} MiB`);
           tables.push(await listAndBootstrap(ctx!, n, { populateMs, startFewMs, atStartFew, afterPart1, startMs, atStart }));
         },
+        true,
       ],
-      [`3/3 watch latency (${n} sandboxes, ${changes} changes)`, async () => void latency.push(await watchLatency(ctx!, changes))],
+      [`3/4 watch latency (${n} sandboxes, ${changes} changes)`, async () => void latency.push(await watchLatency(ctx!, changes))],
     ];
-    for (const [what, fn] of parts) {
+    for (const [what, fn, fatal] of parts) {
       if (isInterrupted()) break;
       opts.log(`driver: ${what} (load average ${loadAverage()})`);
       try {
@@ -1019,8 +1396,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
         if (isInterrupted()) break;
         opts.log(`driver: ${what} failed: ${(e as Error).message}`);
         tables.push({ title: what, columns: ['result'], rows: [['not measured']], failures: [(e as Error).message] });
-        // Nothing after a failed population is meaningful.
-        if (what.startsWith('2/3')) break;
+        if (fatal) break;
       }
     }
     if (latency.length) tables.push(latencyTable(ctx, latency, changes));
