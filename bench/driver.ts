@@ -1341,7 +1341,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
     await clients.driver('createSandbox', { sandbox: liveSb });
     ctx.expected.set(ctx.live.id, ctx.live.name);
     for (const deadline = Date.now() + 180_000; ; ) {
-      const r = await clients.driver<{ sandbox?: DriverSandbox }>('getSandbox', { sandboxId: ctx.live.id, sandboxName: ctx.live.name });
+      const r = await clients.driver<{ sandbox?: DriverSandbox }>('getSandbox', { sandboxId: ctx.live.id, name: ctx.live.name });
       const rd = r.sandbox ? readyOf(r.sandbox) : undefined;
       if (rd?.status === 'True') break;
       if (rd?.status === 'False') throw new Error(`the sandbox created through CreateSandbox failed: ${rd.reason}: ${rd.message}`);
