@@ -140,8 +140,9 @@ export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
         return { id: now.nonce ?? '', access: now.kube };
       });
     }
-    // router_url, else the local Substrate's router (followed across its restarts).
-    const routerOf = (): string => cfg.routerUrl || o.relocateLocal?.()?.routerUrl || o.local?.routerUrl || '';
+    // A local Substrate's router as it actually listens (followed across its restarts; with --local,
+    // router_url is only where to listen and may say port 0), else router_url.
+    const routerOf = (): string => o.relocateLocal?.()?.routerUrl || o.local?.routerUrl || cfg.routerUrl;
     const driver = new SubstrateDriver({
       control: client,
       store: storePort(store),
