@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The ten-beat helpdesk verification (examples/helpdesk/README.md): two helpdesk agents, alice and bob, provisioned
-// through the driver's socket exactly as the OpenShell gateway does it, spoken to through the Substrate router,
-// suspended by an operator, resumed implicitly, probed for exfiltration, moved off a killed worker and deleted.
-// Every beat checks what it claims and prints PASS or FAIL with its timing; any failure exits 1.
+// through the driver's socket by the OpenShell GATEWAY STAND-IN (tests/integration/gateway/harness.ts: the gateway
+// itself cannot run here) in the chosen generation's mode (--gateway v0.1, the default, or v0.0), spoken to through the
+// Substrate router, suspended by an operator, resumed implicitly, probed for exfiltration, moved off a killed worker and
+// deleted. Every beat checks what it claims and prints PASS or FAIL with its timing; any failure exits 1.
 //
 // Default: a fresh embedded local Substrate (real gVisor) in a temporary state directory, removed afterwards.
 // Run `node scripts/helpdesk.mjs --help` (or `npm run helpdesk -- --help`).
@@ -26,6 +27,9 @@ const TEMPLATE_YAML = path.join(REPO_ROOT, 'examples', 'helpdesk', 'actortemplat
 const TEMPLATE_NS = 'ate-demo-helpdesk';
 const TEMPLATE_NAME = 'helpdesk';
 const POOL = 'helpdesk-pool';
+/** The sandbox template annotation that names a pre-provisioned ActorTemplate (src/driver/driver.ts). */
+const TEMPLATE_ANNOTATION = 'substrate_actor_template';
+const GATEWAYS = ['v0.1', 'v0.0'];
 const ACTOR_DOMAIN = 'actors.resources.substrate.ate.dev';
 const DEFAULT_PROBE_URL = 'http://203.0.113.7/';
 const LOCAL_PAUSE_IMAGE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
@@ -51,24 +55,37 @@ const BEATS = [
 
 const HELP = `usage: node scripts/helpdesk.mjs [options]        (npm run helpdesk -- [options])
 
-The ten-beat helpdesk verification. Lifecycle calls go through the driver's Unix socket exactly as the OpenShell
-gateway makes them (GetCapabilities, ValidateSandboxCreate + CreateSandbox with a UUID id, Watch/List/Get,
-DeleteSandbox); data-plane calls go through the Substrate router (Host: <id>.<workspace>.${ACTOR_DOMAIN});
+The ten-beat helpdesk verification. Lifecycle calls go through the driver's Unix socket, made by the OpenShell
+gateway stand-in (tests/integration/gateway/harness.ts; the real gateway cannot run here) with the rules of the
+generation chosen by --gateway:
+  v0.1 (default)  GetCapabilities with the gateway's PeerMetadata, negotiation and the admission acknowledgement
+                  checked at startup and re-read before every Validate/Create/Start; launch authentication on Create;
+                  every watch event and GetSandbox time (Timestamp) validated; v0.1 phase rules; a background
+                  DeleteSandbox after each watch "deleted". The template is named by the sandbox template annotation
+                  platform_config.annotations.substrate_actor_template (v0.1 forbids caller driver_config).
+  v0.0            GetCapabilities without metadata, GetGatewayListenerRequirements, responses decoded with the 0.0.x
+                  bindings (last_transition_time strings); the template is named by driver_config.actor_template.
+Both: ValidateSandboxCreate + CreateSandbox with a UUID id, the watch and reconcile loops (ListSandboxes,
+GetSandbox), DeleteSandbox; a sandbox is READY when the driver reports it Ready=True (the stand-in's default
+supervisor probe: no supervisor runs in the helpdesk actors). Data-plane calls go through the Substrate router
+(Host: <id>.<workspace>.${ACTOR_DOMAIN});
 the operator suspend goes around the gateway (substrate-driver actors suspend).
 
   1. Provision alice (ValidateSandboxCreate + CreateSandbox, referencing the pre-provisioned template
-     ${TEMPLATE_NS}/${TEMPLATE_NAME}); she becomes Ready on a worker of ${POOL}
+     ${TEMPLATE_NS}/${TEMPLATE_NAME}, admitted by its labels openshell.ai/sandbox-attachable="true" and
+     openshell.ai/sandbox-attachable-workspace=<workspace>); she becomes READY on a worker of ${POOL}
   2. Provision bob in the same worker pool
-  3. ListSandboxes: both listed with their names; neither in an error state
+  3. ListSandboxes: both listed with their names; neither in an error state (the stand-in's phase rules)
   4. Cold ask to alice: a reply, history_turns 1
   5. Suspend alice as an operator would: SUSPENDED, worker freed; the driver reports her as resumable
-     (Ready=Unknown, resumes on demand), not as an error and not as stopped
+     (Ready=Unknown, resumes on demand), not as an error and not as stopped; the stand-in shows PROVISIONING
   6. Idle: every worker alice used is free, her sandbox process is gone
   7. Follow-up to alice through the router: implicit resume; the reply knows the first question; history_turns 2
   8. Exfil attempt from bob (POST /probe): blocked
   9. Kill alice's worker (kill -9 of her runsc sandbox process): she comes back on another worker from her last
      snapshot and still knows the first question; bob is unaffected (same worker, same process, still answering)
- 10. DeleteSandbox alice: deleted=true, then bob alone is listed, and the pre-provisioned template survives
+ 10. DeleteSandbox alice: deleted=true, the watch's deleted event removes her row (v0.1: then the background
+     DeleteSandbox), bob alone is listed, nothing ever derived ERROR, and the pre-provisioned template survives
 
 Each beat prints PASS or FAIL with its timing; a summary table follows. Exit status: 0 when all ten pass,
 1 when any fails, 2 for a bad command line, 130 when interrupted. Everything the run started is stopped and
@@ -83,9 +100,12 @@ Targets:
                          give its --state-dir too; on a cluster, give --config
   --config FILE          cluster: the driver config ([openshell.drivers.substrate], e.g. OUT/driver.toml written by
                          scripts/kind-up.mjs). Env OPENSHELL_SUBSTRATE_CONFIG. Reads router_url, kubeconfig,
-                         kube_context and the API settings from it; needs --image and --ateom-image
+                         kube_context and the API settings from it; needs --image and --ateom-image.
+                         With --gateway v0.1 the driver's admission policy must be upstream's default (the
+                         stand-in's operator policy); otherwise the stand-in refuses to start and says why
 
 Options:
+  --gateway v0.1|v0.0    the OpenShell gateway generation the stand-in plays (default v0.1)
   --router-url URL       router base URL (default: the local Substrate's, or router_url of --config)
   --image REF            helpdesk image, pinned by digest (default: built from examples/helpdesk/app on this
                          machine, local/helpdesk@sha256:<hex>; required on a cluster: push examples/helpdesk/app
@@ -185,24 +205,6 @@ function pidAlive(pid) {
   }
 }
 
-// ------------------------------------------------------------------------------------ gateway-side phase logic
-// The gateway's own derivation (compute-driver.md §3.1), written here independently of the driver's code: the
-// script judges the driver the way the gateway would.
-const TRANSIENT = ['reconcilererror', 'dependenciesnotready', 'supervisornotconnected', 'starting', 'containerstarting', 'containercreated', 'healthcheckstarting', 'inspectfailed'];
-
-function gatewayPhase(sb) {
-  const st = sb?.status;
-  if (!st) return 'UNKNOWN';
-  if (st.deleting) return 'DELETING';
-  const conds = st.conditions ?? [];
-  if (conds.some((c) => c.type.toLowerCase() === 'suspended' && c.status.toLowerCase() === 'true')) return 'STOPPED';
-  const r = conds.find((c) => c.type === 'Ready');
-  if (!r) return 'PROVISIONING';
-  if (r.status === 'True') return 'READY';
-  if (r.status === 'False') return TRANSIENT.includes(r.reason.toLowerCase()) ? 'PROVISIONING' : 'ERROR';
-  return 'PROVISIONING';
-}
-
 function readyCond(sb) {
   return (sb?.status?.conditions ?? []).find((c) => c.type === 'Ready');
 }
@@ -212,63 +214,14 @@ function condSummary(sb) {
   return conds.map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason})` : ''}`).join(', ') || 'no conditions';
 }
 
-// ------------------------------------------------------------------------------------------------- the driver
+// ------------------------------------------------------------------------------------------------- the sandbox
 
-/** Promise wrappers over the generated grpc-js ComputeDriverClient, as the gateway calls them (no deadline on
- * lifecycle calls upstream; here a generous one so a hung driver fails the beat instead of the run). */
-function driverClient(grpc, gen, socket) {
-  const raw = new gen.ComputeDriverClient(`unix:${socket}`, grpc.credentials.createInsecure());
-  const unary = (method, req, timeoutMs = 60_000) =>
-    new Promise((resolve, reject) => {
-      raw[method](req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r)));
-    });
-  return { raw, unary, close: () => raw.close() };
-}
-
-/** The gateway's watch loop: one WatchSandboxes stream, reopened 2 s after it ends or fails. */
-class WatchLoop {
-  constructor(client) {
-    this.client = client;
-    this.latest = new Map();
-    this.deleted = new Set();
-    this.count = 0;
-    this.opens = 0;
-    this.stopped = false;
-    this.call = undefined;
-    this.timer = undefined;
-  }
-  start() {
-    if (this.stopped) return;
-    this.opens++;
-    const call = this.client.raw.watchSandboxes({});
-    this.call = call;
-    let ended = false;
-    const again = () => {
-      if (ended) return;
-      ended = true;
-      if (!this.stopped) this.timer = setTimeout(() => this.start(), 2000);
-    };
-    call.on('data', (ev) => {
-      this.count++;
-      const p = ev.payload;
-      if (p?.$case === 'sandbox' && p.value.sandbox) this.latest.set(p.value.sandbox.id, p.value.sandbox);
-      else if (p?.$case === 'deleted') this.deleted.add(p.value.sandboxId);
-    });
-    call.on('error', again);
-    call.on('end', again);
-  }
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    try {
-      this.call?.cancel();
-    } catch {
-      /* already closed */
-    }
-  }
-}
-
-function sandboxFor(id, name, workspace) {
+/**
+ * The DriverSandbox the gateway builds for alice and bob. A v0.1 user names the pre-provisioned template with the
+ * sandbox template annotation (the gateway refuses caller driver_config by default); a 0.0.x user with driver_config.
+ */
+function sandboxFor(id, name, workspace, generation) {
+  const ref = `${TEMPLATE_NS}/${TEMPLATE_NAME}`;
   return {
     id,
     name,
@@ -283,13 +236,15 @@ function sandboxFor(id, name, workspace) {
         labels: {},
         environment: {},
         resources: undefined,
-        platformConfig: undefined,
-        driverConfig: { actor_template: `${TEMPLATE_NS}/${TEMPLATE_NAME}` },
+        platformConfig: generation === 'v0.1' ? { annotations: { [TEMPLATE_ANNOTATION]: ref } } : undefined,
+        driverConfig: generation === 'v0.0' ? { actor_template: ref } : undefined,
       },
       resourceRequirements: undefined,
       sandboxToken: '',
       command: ['/usr/bin/node', '/app/server.js'],
       tty: false,
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
     },
     status: undefined,
   };
@@ -547,7 +502,7 @@ function parseOptions(argv) {
   const f = parseFlags(argv, {
     string: [
       'state-dir', 'socket', 'config', 'router-url', 'image', 'ateom-image', 'pause-image', 'snapshots-location', 'workspace',
-      'probe-url', 'workers', 'beat-timeout', 'report',
+      'probe-url', 'workers', 'beat-timeout', 'report', 'gateway',
     ],
     boolean: ['help', 'keep'],
   });
@@ -558,6 +513,8 @@ function parseOptions(argv) {
     if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${v}"`);
     return n;
   };
+  const gateway = f.gateway ?? 'v0.1';
+  if (!GATEWAYS.includes(gateway)) throw new UsageError(`--gateway must be one of ${GATEWAYS.join(', ')} (the OpenShell gateway generation), got "${gateway}"`);
   const workspace = f.workspace ?? 'helpdesk';
   if (!/^[a-z0-9]([-a-z0-9]{0,17}[a-z0-9])?$/.test(workspace)) {
     throw new UsageError(`--workspace "${workspace}" must be a DNS-1123 label of at most 19 characters (an OpenShell workspace name)`);
@@ -593,6 +550,7 @@ function parseOptions(argv) {
   }
   return {
     help: false,
+    gateway,
     stateDir: f['state-dir'] ? path.resolve(f['state-dir']) : undefined,
     socket: f.socket ? path.resolve(f.socket) : undefined,
     config: config ? path.resolve(config) : undefined,
@@ -701,7 +659,8 @@ async function runAll(opts, cleanups, results) {
   register();
   const ts = (rel) => import(pathToFileURL(path.join(REPO_ROOT, rel)).href);
   const grpc = await import('@grpc/grpc-js');
-  const gen = await ts('src/gen/compute_driver.ts');
+  // The OpenShell gateway stand-in (both generations), shared with the integration tests.
+  const H = await ts('tests/integration/gateway/harness.ts');
   const { SubstrateClient, clientFromConfig, resolveApiTarget } = await ts('src/substrate/client.ts');
   // The project's libraries log JSON lines; this script's own progress lines say what matters.
   (await ts('src/common/log.ts')).setLogLevel('warn');
@@ -725,7 +684,7 @@ async function runAll(opts, cleanups, results) {
   const runDir = tempDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'helpdesk-run-'));
   if (!tempDir) cleanups.push(() => fs.rmSync(runDir, { recursive: true, force: true }));
 
-  info(`helpdesk: ten beats against the ${opts.config ? 'cluster of ' + opts.config : 'local Substrate'}`);
+  info(`helpdesk: ten beats against the ${opts.config ? 'cluster of ' + opts.config : 'local Substrate'}, through the OpenShell ${opts.gateway} gateway stand-in`);
   if (stateDir) info(`state dir ${stateDir}${tempDir ? ' (temporary)' : ''}`);
 
   let localJson;
@@ -805,21 +764,43 @@ async function runAll(opts, cleanups, results) {
     step(`driver socket ready (${secs(performance.now() - ts0)})`);
   }
 
-  // ---- the gateway's startup probes, then its watch loop
-  const client = driverClient(grpc, gen, socket);
-  cleanups.push(() => client.close());
-  const caps = await waitUntil(() => client.unary('getCapabilities', {}, 5000), 60_000, () => 'GetCapabilities did not answer');
-  let listener = 'answered';
-  try {
-    await client.unary('getGatewayListenerRequirements', {}, 5000);
-  } catch (e) {
-    if (e.code !== grpc.status.UNIMPLEMENTED) throw new Error(`GetGatewayListenerRequirements failed: ${errMsg(e)}`);
-    listener = 'UNIMPLEMENTED (the gateway treats it as empty)';
+  // ---- the gateway (stand-in): startup (v0.1: negotiation and admission; 0.0.x: listener requirements), then its
+  // watch and reconcile loops. Reconcile every 10 s (the gateway: 60 s) so a run of a few minutes sees sweeps.
+  const gwOpts = { socketPath: socket, generation: opts.gateway, reconcileIntervalMs: 10_000 };
+  let gw;
+  await waitUntil(
+    async () => {
+      const g = new H.Gateway(gwOpts);
+      try {
+        await g.start();
+        gw = g;
+        return true;
+      } catch (e) {
+        await g.stop();
+        // A refusal (negotiation, admission) is final; a driver still coming up is retried.
+        if (e.code !== grpc.status.UNAVAILABLE) throw new BeatFailure(`gateway stand-in: ${e.message}`);
+        throw e;
+      }
+    },
+    60_000,
+    () => 'the gateway stand-in could not start',
+    500,
+  ).catch((e) => {
+    throw new Error(errMsg(e));
+  });
+  cleanups.push(() => gw.stop());
+  const caps = gw.capabilities;
+  if (opts.gateway === 'v0.1') {
+    const ext = caps.extension;
+    step(
+      `gateway v0.1: GetCapabilities with gateway metadata: driver ${caps.driverName}, extension ${ext.implementationName} ${ext.implementationVersion} ` +
+        `(protocol ${ext.protocolVersion.major}.${ext.protocolVersion.minor}) negotiated; admission acknowledgement verified: ${gw.admissionAck}`,
+    );
+  } else {
+    step(`gateway 0.0.x: GetCapabilities: driver ${caps.driverName} ${caps.driverVersion}; GetGatewayListenerRequirements: ${gw.listenerRequirements.length} requirement(s)`);
   }
-  step(`GetCapabilities: driver ${caps.driverName} ${caps.driverVersion}; GetGatewayListenerRequirements ${listener}`);
-  const watch = new WatchLoop(client);
-  watch.start();
-  cleanups.push(() => watch.stop());
+  step(`supervisor probe: ${gw.opts.supervisor.kind} (a sandbox is READY when the driver reports it Ready=True)`);
+  const phaseOf = (sb) => H.derivePhase(sb?.status, opts.gateway);
 
   // ---- platform (what lies below the driver)
   let platform;
@@ -847,6 +828,7 @@ async function runAll(opts, cleanups, results) {
     const ts0 = performance.now();
     const yaml = renderTemplate({
       HELPDESK_IMAGE: image,
+      WORKSPACE: opts.workspace,
       ATEOM_IMAGE: opts.ateomImage ?? 'local',
       PAUSE_IMAGE: opts.pauseImage,
       SNAPSHOTS_LOCATION: opts.snapshotsLocation ?? (opts.config ? `gs://ate-snapshots/${TEMPLATE_NS}/` : `file://${path.join(stateDir, 'snapshots')}/`),
@@ -875,7 +857,7 @@ async function runAll(opts, cleanups, results) {
 
   // ---- state shared by the beats
   const ws = opts.workspace;
-  const existing = (await client.unary('listSandboxes', {})).sandboxes.filter((s) => s.workspace === ws && (s.name === 'alice' || s.name === 'bob'));
+  const existing = (await gw.listSandboxes()).sandboxes.filter((s) => s.workspace === ws && (s.name === 'alice' || s.name === 'bob'));
   if (existing.length > 0) {
     throw new Error(
       `workspace "${ws}" already has ${existing.map((s) => `${s.name} (${s.id})`).join(', ')}; delete them (substrate-driver sandboxes delete) or use --workspace`,
@@ -893,8 +875,8 @@ async function runAll(opts, cleanups, results) {
     for (const who of [s.alice, s.bob]) {
       if (!who.created || who.deleted) continue;
       try {
-        const r = await client.unary('deleteSandbox', { sandboxId: who.id, sandboxName: who.name }, 30_000);
-        info(`cleanup: DeleteSandbox ${who.name} → deleted=${r.deleted}`);
+        const deleted = gw.rows.has(who.id) ? await gw.deleteSandbox(who.id) : await gw.driverDelete(who);
+        info(`cleanup: DeleteSandbox ${who.name} → deleted=${deleted}`);
       } catch (e) {
         process.stderr.write(`${PROG}: cleanup: DeleteSandbox ${who.name} failed: ${errMsg(e)}\n`);
       }
@@ -910,14 +892,19 @@ async function runAll(opts, cleanups, results) {
     }
   });
 
+  /** GetSandbox through the stand-in (this generation's bindings; v0.1: a time that fails §4.1 fails the beat). */
   const getSandbox = async (who) => {
     try {
-      return (await client.unary('getSandbox', { sandboxId: who.id, sandboxName: who.name }, 10_000)).sandbox;
+      const r = await gw.driverGet(who);
+      check(r.problems.length === 0, `GetSandbox ${who.name}: the gateway refuses its times: ${r.problems.join('; ')}`);
+      return r.sandbox;
     } catch (e) {
       if (e.code === grpc.status.NOT_FOUND) return undefined;
       throw e;
     }
   };
+  /** The gateway's row of a sandbox (its public phase). */
+  const rowOf = (who) => gw.rows.get(who.id);
   const workerOf = async (who) => (await platform.workers()).find((w) => w.actor === `${ws}/${who.id}`);
   const chat = (who, message) => viaRouter(routerUrl, host(who), 'POST', '/chat', { message });
   const okChat = (r, who) => {
@@ -928,19 +915,31 @@ async function runAll(opts, cleanups, results) {
   const knowsFirst = (j, q) => (j.responder === 'deterministic' ? j.reply.includes(q) : j.first_question === q);
 
   async function provision(who) {
-    const sb = sandboxFor(who.id, who.name, ws);
-    await client.unary('validateSandboxCreate', { sandbox: sb });
-    await client.unary('createSandbox', { sandbox: sb });
+    const sb = sandboxFor(who.id, who.name, ws, opts.gateway);
+    await gw.createSandbox(sb);
     who.created = true;
-    note(`ValidateSandboxCreate ok; CreateSandbox ok (id ${who.id}, driver_config.actor_template ${TEMPLATE_NS}/${TEMPLATE_NAME})`);
+    const row = rowOf(who);
+    const named = opts.gateway === 'v0.1' ? `annotation ${TEMPLATE_ANNOTATION}` : 'driver_config.actor_template';
+    note(
+      `ValidateSandboxCreate ok; CreateSandbox ok (id ${who.id}, ${named} ${TEMPLATE_NS}/${TEMPLATE_NAME}` +
+        (opts.gateway === 'v0.1' ? `, launch authentication auth_epoch ${row.launch?.authEpoch}, runtime identity ${row.runtimeIdentity})` : ')'),
+    );
+    await waitUntil(
+      () => {
+        const r = rowOf(who);
+        if (r?.phase === 'ERROR') throw new BeatFailure(`${who.name} went to ERROR: ${r.conditions.map((c) => `${c.type}=${c.status} (${c.reason}) ${c.message}`).join('; ')}`);
+        return r?.phase === 'READY';
+      },
+      T,
+      () => `the gateway never showed ${who.name} READY (phase ${rowOf(who)?.phase})`,
+    );
     const snap = await waitUntil(
       async () => {
         const cur = await getSandbox(who);
-        if (gatewayPhase(cur) === 'ERROR') throw new BeatFailure(`${who.name} went to ERROR: ${condSummary(cur)} — ${readyCond(cur)?.message ?? ''}`);
-        return gatewayPhase(cur) === 'READY' ? cur : undefined;
+        return phaseOf(cur) === 'READY' ? cur : undefined;
       },
-      T,
-      () => `${who.name} did not become Ready=True`,
+      10_000,
+      () => `${who.name} is READY at the gateway but the driver does not report Ready=True`,
     );
     check(snap.id === who.id && snap.name === who.name, `GetSandbox returned id ${snap.id} name ${snap.name}, expected ${who.id} ${who.name}`);
     const w = await waitUntil(() => workerOf(who), 10_000, () => `no worker runs ${who.name}`);
@@ -970,17 +969,18 @@ async function runAll(opts, cleanups, results) {
     },
     // 3
     async () => {
-      const list = (await client.unary('listSandboxes', {})).sandboxes;
+      const list = (await gw.listSandboxes()).sandboxes;
       const mine = list.filter((x) => x.id === s.alice.id || x.id === s.bob.id);
-      note(`ListSandboxes: ${list.length} sandbox(es): ${list.map((x) => `${x.name} [${gatewayPhase(x)}]`).join(', ')}`);
+      note(`ListSandboxes: ${list.length} sandbox(es): ${list.map((x) => `${x.name} [${phaseOf(x)}]`).join(', ')}`);
       check(mine.length === 2, `ListSandboxes lists ${mine.length} of alice and bob`);
       for (const who of [s.alice, s.bob]) {
         const x = mine.find((m) => m.id === who.id);
         check(x.name === who.name, `ListSandboxes names ${who.id} "${x.name}", expected "${who.name}"`);
         check(x.workspace === ws || x.workspace === '', `ListSandboxes puts ${who.name} in workspace "${x.workspace}"`);
-        check(!['ERROR', 'UNKNOWN', 'DELETING'].includes(gatewayPhase(x)), `${who.name} derives to ${gatewayPhase(x)}: ${condSummary(x)}`);
+        check(!['ERROR', 'UNKNOWN', 'DELETING'].includes(phaseOf(x)), `${who.name} derives to ${phaseOf(x)}: ${condSummary(x)}`);
+        check(rowOf(who)?.phase === 'READY', `the gateway shows ${who.name} ${rowOf(who)?.phase}`);
       }
-      return mine.map((x) => `${x.name} ${gatewayPhase(x)}`).join(', ');
+      return mine.map((x) => `${x.name} ${phaseOf(x)}`).join(', ');
     },
     // 4
     async () => {
@@ -1021,16 +1021,21 @@ async function runAll(opts, cleanups, results) {
         15_000,
         () => 'the driver still reports alice Ready=True (it did not notice the suspend)',
       );
-      const phase = gatewayPhase(snap);
+      const phase = phaseOf(snap);
       const r = readyCond(snap);
       note(`driver: ${condSummary(snap)} — "${short(r.message, 120)}" → gateway phase ${phase}`);
       check(phase !== 'ERROR', `the driver reports alice as an error: ${condSummary(snap)}`);
       check(phase !== 'STOPPED', `the driver reports alice as stopped: ${condSummary(snap)}`);
       check(phase === 'PROVISIONING', `alice derives to ${phase}, expected PROVISIONING (resumable)`);
       check(/resum/i.test(`${r.reason} ${r.message}`), `Ready condition does not say alice resumes on demand: ${r.reason}: ${r.message}`);
-      const seen = watch.latest.get(s.alice.id);
-      note(`Watch ${seen && readyCond(seen)?.reason === r.reason ? 'delivered' : 'has not (yet) delivered'} the same snapshot`);
-      return `SUSPENDED, ${before.worker} freed; driver: Ready=${r.status} (${r.reason}), phase ${phase}`;
+      const row = await waitUntil(
+        () => (rowOf(s.alice)?.phase === 'PROVISIONING' ? rowOf(s.alice) : undefined),
+        15_000,
+        () => `the gateway shows alice ${rowOf(s.alice)?.phase}, expected PROVISIONING (no supervisor session while suspended)`,
+      );
+      check(!row.history.includes('ERROR') && !row.history.includes('STOPPED'), `the gateway's phase history of alice: ${row.history.join(' → ')}`);
+      note(`gateway (watch): alice ${row.phase}; history ${row.history.join(' → ')}`);
+      return `SUSPENDED, ${before.worker} freed; driver: Ready=${r.status} (${r.reason}), phase ${phase}; gateway ${row.phase}`;
     },
     // 6
     async () => {
@@ -1063,7 +1068,8 @@ async function runAll(opts, cleanups, results) {
       s.alice.worker = w;
       const a = await platform.actor(ws, s.alice.id);
       check(a?.status === 2, `alice's actor status is ${a?.status}, expected STATUS_RUNNING (2)`);
-      return `implicit resume + reply in ${secs(r.ms)} on ${w.worker}; knows the first question; history_turns 2`;
+      await waitUntil(() => rowOf(s.alice)?.phase === 'READY', 15_000, () => `the gateway shows alice ${rowOf(s.alice)?.phase} after the resume`);
+      return `implicit resume + reply in ${secs(r.ms)} on ${w.worker}; knows the first question; history_turns 2; gateway READY`;
     },
     // 8
     async () => {
@@ -1139,29 +1145,34 @@ async function runAll(opts, cleanups, results) {
     },
     // 10
     async () => {
-      const r = await client.unary('deleteSandbox', { sandboxId: s.alice.id, sandboxName: 'alice' });
-      check(r.deleted === true, `DeleteSandbox alice answered deleted=${r.deleted}`);
+      const aliceRow = rowOf(s.alice);
+      const deleted = await gw.deleteSandbox(s.alice.id);
+      check(deleted === true, `DeleteSandbox alice answered deleted=${deleted}`);
       s.alice.deleted = true;
-      note('DeleteSandbox alice → deleted=true');
-      const how = await waitUntil(
-        async () => {
-          if (watch.deleted.has(s.alice.id)) return 'Watch delivered the deleted event';
-          return undefined;
-        },
-        T,
-        () => 'no Watch deleted event for alice',
-      );
-      note(how);
+      note('DeleteSandbox alice → deleted=true; the gateway row is DELETING');
+      await waitUntil(() => !gw.rows.has(s.alice.id), T, () => 'no Watch deleted event for alice');
+      const why = gw.removals.find(([id]) => id === s.alice.id)?.[1];
+      check(why === 'watch deleted event', `alice's row left the gateway store by "${why}", expected the watch deleted event`);
+      note('Watch delivered the deleted event; the row is gone');
+      if (opts.gateway === 'v0.1') {
+        const bg = await waitUntil(() => gw.backgroundDeletes.find((x) => x.id === s.alice.id && x.outcome), 15_000, () => 'no background DeleteSandbox after the deleted event');
+        check(bg.outcome === 'deleted=false' || bg.outcome.startsWith('skipped'), `the background DeleteSandbox of alice answered ${bg.outcome}`);
+        note(`background DeleteSandbox after the deleted event: ${bg.outcome}`);
+      }
       const gone = await getSandbox(s.alice);
       check(!gone, `GetSandbox alice still answers: ${condSummary(gone)}`);
-      const list = (await client.unary('listSandboxes', {})).sandboxes;
+      const list = (await gw.listSandboxes()).sandboxes;
       const inWs = tempDir ? list : list.filter((x) => x.workspace === ws);
       check(inWs.length === 1 && inWs[0].id === s.bob.id && inWs[0].name === 'bob', `ListSandboxes lists ${inWs.map((x) => x.name).join(', ') || 'nothing'}, expected bob alone`);
+      check(!aliceRow.history.includes('ERROR') && !rowOf(s.bob).history.includes('ERROR'), `a phase history contains ERROR: alice ${aliceRow.history.join(' → ')}; bob ${rowOf(s.bob).history.join(' → ')}`);
+      if (opts.gateway === 'v0.1') {
+        check(gw.droppedEvents.length === 0 && gw.failedGets.length === 0, `the gateway refused driver times: ${[...gw.droppedEvents, ...gw.failedGets].map((d) => d.why).join('; ')}`);
+      }
       check(!(await platform.actor(ws, s.alice.id)), "alice's actor still exists in ateapi");
       const t = await platform.template();
       check(t, `the pre-provisioned template ${TEMPLATE_NS}/${TEMPLATE_NAME} is gone`);
       check(t.status?.phase === 'Ready', `template ${TEMPLATE_NS}/${TEMPLATE_NAME} is in phase ${t.status?.phase}`);
-      return `deleted=true; ListSandboxes: bob alone; template ${TEMPLATE_NS}/${TEMPLATE_NAME} still Ready`;
+      return `deleted=true; ListSandboxes: bob alone; alice's history ${aliceRow.history.join(' → ')}; template ${TEMPLATE_NS}/${TEMPLATE_NAME} still Ready`;
     },
   ];
 

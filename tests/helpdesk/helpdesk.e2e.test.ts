@@ -1,8 +1,9 @@
 // End to end: `node scripts/helpdesk.mjs` (what `npm run helpdesk` runs) on this machine — the real driver binary
-// on a Unix socket, the local Substrate on real gVisor, the helpdesk agent image built from examples/helpdesk/app.
-// It must pass all ten beats, print exactly one PASS line per beat, exit 0, and leave nothing behind (temporary
-// state directory, runsc processes, network namespaces). Needs root and runsc (npm run setup), like the local
-// Substrate's own tests.
+// on a Unix socket driven by the OpenShell gateway stand-in (tests/integration/gateway/harness.ts) in each generation's
+// mode (--gateway v0.1, the default, and --gateway v0.0), the local Substrate on real gVisor, the helpdesk agent image
+// built from examples/helpdesk/app. Each run must pass all ten beats, print exactly one PASS line per beat, exit 0, and
+// leave nothing behind (temporary state directory, runsc processes, network namespaces). Needs root and runsc (npm run
+// setup), like the local Substrate's own tests.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -45,6 +46,8 @@ describe('scripts/helpdesk.mjs command line', () => {
     for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) expect(r.out).toMatch(new RegExp(`^\\s*${n}\\. `, 'm'));
     expect(r.out).toContain('--socket PATH');
     expect(r.out).toContain('--config FILE');
+    expect(r.out).toMatch(/--gateway v0\.1\|v0\.0 +the OpenShell gateway generation the stand-in plays \(default v0\.1\)/);
+    expect(r.out).toContain('platform_config.annotations.substrate_actor_template');
   });
 
   it('rejects bad flags with exit 2 and says what is wrong', async () => {
@@ -56,6 +59,8 @@ describe('scripts/helpdesk.mjs command line', () => {
       [['--probe-url', 'ftp://127.0.0.1/'], /--probe-url must be an http/],
       [['--socket', '/tmp/x.sock'], /--socket needs --state-dir/],
       [['--config', join(scratch, 'missing.toml')], /no such file/],
+      [['--gateway', 'v2'], /--gateway must be one of v0\.1, v0\.0/],
+      [['--gateway'], /--gateway needs a value/],
     ];
     for (const [args, msg] of cases) {
       const r = await run(args, 30_000);
@@ -66,11 +71,16 @@ describe('scripts/helpdesk.mjs command line', () => {
 });
 
 describe('npm run helpdesk: the ten beats on the local Substrate', () => {
-  it(
-    'passes all ten beats, exits 0 and leaves nothing behind',
-    async () => {
-      const report = join(scratch, 'report.json');
-      const r = await run(['--report', report], 290_000);
+  it.each([
+    ['v0.1', []],
+    ['v0.0', ['--gateway', 'v0.0']],
+  ] as Array<[string, string[]]>)(
+    'through the %s gateway stand-in: passes all ten beats, exits 0 and leaves nothing behind',
+    async (generation, extra) => {
+      const report = join(scratch, `report-${generation}.json`);
+      const r = await run([...extra, '--report', report], 290_000);
+      expect(r.out).toContain(`through the OpenShell ${generation} gateway stand-in`);
+      expect(r.out).toMatch(generation === 'v0.1' ? /gateway v0\.1: GetCapabilities with gateway metadata: .* negotiated; admission acknowledgement verified: v1:/ : /gateway 0\.0\.x: GetCapabilities: driver substrate .*; GetGatewayListenerRequirements: 0 requirement/);
       const passLines = r.out.split('\n').filter((l) => /^PASS beat \d+\/10: /.test(l));
       const failLines = r.out.split('\n').filter((l) => /^FAIL /.test(l));
       expect(failLines, r.out).toEqual([]);

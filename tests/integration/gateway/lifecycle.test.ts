@@ -1,4 +1,5 @@
-// The driver as an OpenShell gateway sees it. The gateway itself cannot run here, so harness.ts is a STAND-IN
+// The driver as an OpenShell 0.0.x gateway sees it (the stand-in's 'v0.0' mode, decoding with src/gen/v0; the v0.1
+// counterpart is lifecycle-v01.test.ts). The gateway itself cannot run here, so harness.ts is a STAND-IN
 // for it that implements the gateway's rules from shared/reference/compute-driver.md (call sequences, watch
 // loop reopened 2 s after it ends, reconcile with Get, derive_phase with the transient-reason list, composition
 // with a modelled supervisor session, stickiness, stop/start/delete semantics). Everything else is real: the
@@ -26,8 +27,11 @@ import {
   readLocalJson,
   routerRequest,
   routerSupervisor,
+  targetActorRequest,
   type GatewayRow,
 } from './harness.js';
+import { Actor_Status } from '../../../src/gen/ateapi.js';
+import type * as v0 from '../../../src/gen/v0/compute_driver.js';
 
 /** A workload keeping a request counter in memory; /env reports the supervisor environment (the token only hashed). */
 const COUNTER_JS = `
@@ -71,6 +75,9 @@ function gatewaySandbox(o: { name: string; image: string; token?: string; prePro
       sandboxToken: o.token ?? '',
       command: ['/usr/bin/node', '-e', COUNTER_JS],
       tty: false,
+      // v0.1-only fields: the 0.0.x stand-in's bindings do not send them.
+      awaitMainProcessAttachment: false,
+      launchAuthentication: Buffer.alloc(0),
     },
   };
 }
@@ -91,7 +98,8 @@ async function operatorTemplate(kube: KubeAccess, image: string): Promise<void> 
   await store.apply({
     apiVersion: 'ate.dev/v1alpha1',
     kind: 'ActorTemplate',
-    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
+    // Attachable by sandboxes of workspace "default" under the default admission policy.
+    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': 'default' } },
     spec: {
       pauseImage: PAUSE,
       containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],
@@ -125,7 +133,7 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     const t0 = Date.now();
     driver = await startDriver();
     console.info(`[gateway] driver serve --local started in ${Date.now() - t0} ms`);
-    gw = new Gateway({ socketPath, reconcileIntervalMs: 2000, orphanGraceMs: 15_000, supervisor: routerSupervisor(stateDir) });
+    gw = new Gateway({ socketPath, generation: 'v0.0', reconcileIntervalMs: 2000, orphanGraceMs: 15_000, supervisor: routerSupervisor(stateDir) });
     await gw.start();
     image = gw.capabilities!.defaultImage;
     await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
@@ -237,8 +245,41 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     await gw.waitPhase(c.id, 'READY', 150_000);
   }, 300_000);
 
+  it('a stopped sandbox stays stopped: one request through the router wakes the actor, the row stays STOPPED, the driver never says Ready=True, and suspends it again', async () => {
+    const n = await count(stateDir, b);
+    await gw.stopSandbox(b.id);
+    expect(b.phase).toBe('STOPPED');
+    const historyAtStop = [...b.history];
+    const snapsAtStop = b.snapshots.length;
+    const eventsAtStop = b.platformEvents.length;
+    // A new user's request, naming the actor as Substrate's router takes it.
+    const r = await targetActorRequest(readLocalJson(stateDir).router_url, 'default', b.id, '/count');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ n: n + 1 });
+    await gw.waitFor('the driver to suspend the woken actor again', () => b.platformEvents.slice(eventsAtStop).some((e) => e.reason === 'Stopped' && /woke/.test(e.message)), 30_000);
+    await gw.waitFor('Suspended=True again', () => b.snapshots.length > snapsAtStop && b.snapshots.at(-1)!.backend === 'STOPPED', 30_000);
+    const api = ateapi();
+    try {
+      expect((await api.findActor({ atespace: 'default', name: b.id }))?.status).toBe(Actor_Status.STATUS_SUSPENDED);
+    } finally {
+      api.close();
+    }
+    const after = b.snapshots.slice(snapsAtStop);
+    expect(after.filter((x) => x.conditions.some((c) => c.type === 'Ready' && c.status === 'True'))).toEqual([]);
+    expect(after.every((x) => x.phaseAfter === 'STOPPED')).toBe(true);
+    expect(b.history).toEqual(historyAtStop);
+    // What a 0.0.x gateway decoded: its own bindings, last_transition_time as RFC 3339 text.
+    const raw = b.lastRaw as v0.DriverSandbox;
+    expect(raw.status!.sandboxName).toBe('bravo');
+    for (const c of raw.status!.conditions) expect(c.lastTransitionTime).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    await gw.startSandbox(b.id);
+    await gw.waitPhase(b.id, 'READY', 60_000);
+    expect(await count(stateDir, b)).toBe(n + 2);
+  }, 120_000);
+
   it('an out-of-band suspend (ateapi SuspendActor) never derives ERROR or STOPPED, and a request brings it back', async () => {
     const n = await count(stateDir, b);
+    const h0 = b.history.length;
     const api = ateapi();
     try {
       await api.suspendActor({ atespace: 'default', name: b.id });
@@ -255,7 +296,7 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     expect(await count(stateDir, b)).toBe(n + 1);
     await gw.waitPhase(b.id, 'READY', 30_000);
     noErrorEver(gw, b.id);
-    expect(b.history).not.toContain('STOPPED');
+    expect(b.history.slice(h0)).toEqual(['PROVISIONING', 'READY']);
   });
 
   it('survives a driver crash (kill -9): running sandboxes keep their memory, the watch reopens, List still has every sandbox, Start works without the token', async () => {

@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { ComputeDriverService, type DriverCondition, type DriverSandboxStatus } from '../../../src/gen/compute_driver.js';
+import type { DriverCondition, DriverSandboxStatus } from '../../../src/gen/compute_driver.js';
+import * as v0 from '../../../src/gen/v0/compute_driver.js';
 import { GATEWAY_TRANSIENT_REASONS, Gateway, composePhase, derivePhase, nextPhase, type Phase } from './harness.js';
 
-const cond = (type: string, status: string, reason = '', message = ''): DriverCondition => ({ type, status, reason, message, lastTransitionTime: '' });
-const st = (conditions: DriverCondition[], deleting = false): DriverSandboxStatus => ({ sandboxName: 'n', instanceId: '', agentFd: '', sandboxFd: '', conditions, deleting });
+const cond = (type: string, status: string, reason = '', message = ''): DriverCondition => ({ type, status, reason, message, transitionTime: new Date() });
+const st = (conditions: DriverCondition[], deleting = false): DriverSandboxStatus => ({ name: 'n', instanceId: '', agentFd: '', sandboxFd: '', conditions, deleting });
 
-describe('derive_phase (§3.1)', () => {
+describe('derive_phase (0.0.x §3.1)', () => {
   it('maps the absence of a status, deleting, Suspended=True and Ready', () => {
     expect(derivePhase(undefined)).toBe('UNKNOWN');
     expect(derivePhase(st([cond('Ready', 'True')], true))).toBe('DELETING');
@@ -86,9 +87,58 @@ describe('stickiness against the stored phase (§3.3)', () => {
   });
 });
 
+describe('v0.1 rules (openshell-v0.1.md §4.4)', () => {
+  const readyAndSuspended = st([cond('Ready', 'True'), cond('Suspended', 'True', 'Stale')]);
+  it('derive_phase: Ready=True beats a stale Suspended=True (any case); otherwise Suspended=True is STOPPED', () => {
+    expect(derivePhase(readyAndSuspended, 'v0.1')).toBe('READY');
+    expect(derivePhase(readyAndSuspended, 'v0.0')).toBe('STOPPED');
+    expect(derivePhase(st([cond('ready', 'TRUE'), cond('suspended', 'true')]), 'v0.1')).not.toBe('STOPPED');
+    expect(derivePhase(st([cond('Ready', 'Unknown'), cond('Suspended', 'True')]), 'v0.1')).toBe('STOPPED');
+    expect(derivePhase(st([cond('Ready', 'False', 'Boom'), cond('Suspended', 'True')]), 'v0.1')).toBe('STOPPED');
+    for (const r of GATEWAY_TRANSIENT_REASONS) expect(derivePhase(st([cond('Ready', 'False', r)]), 'v0.1')).toBe('PROVISIONING');
+    expect(derivePhase(st([cond('Ready', 'False', 'ResumesOnDemand')]), 'v0.1')).toBe('ERROR');
+  });
+
+  it('composition: a driver that reports runtime readiness is READY without a session', () => {
+    expect(composePhase('READY', false, true)).toBe('READY');
+    expect(composePhase('READY', false, false)).toBe('PROVISIONING');
+    expect(composePhase('PROVISIONING', false, true)).toBe('PROVISIONING');
+    expect(nextPhase('PROVISIONING', st([cond('Ready', 'True')]), false, 'v0.1', true)).toBe('READY');
+  });
+
+  it('STOPPED is sticky except for Bootstrapping=True without Suspended=True; ContainerRuntimeRestart is ignored', () => {
+    expect(nextPhase('STOPPED', st([cond('Ready', 'True')]), true, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STOPPED', readyAndSuspended, true, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Ready', 'True')]), true, 'v0.1')).toBe('READY');
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Ready', 'Unknown')]), false, 'v0.1')).toBe('PROVISIONING');
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Suspended', 'True')]), true, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Ready', 'True')], true), true, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Ready', 'False', 'ContainerRuntimeRestart')]), false, 'v0.1')).toBe('STOPPED');
+    // 0.0.x knows no exception.
+    expect(nextPhase('STOPPED', st([cond('Bootstrapping', 'True'), cond('Ready', 'True')]), true, 'v0.0')).toBe('STOPPED');
+  });
+
+  it('STOPPING stays on a False ContainerRuntimeRestart; STARTING waits for READY or ERROR', () => {
+    expect(nextPhase('STOPPING', st([cond('Ready', 'False', 'ContainerRuntimeRestart')]), false, 'v0.1')).toBe('STOPPING');
+    expect(nextPhase('STOPPING', st([cond('Ready', 'False', 'ContainerRuntimeRestart')]), false, 'v0.0')).toBe('ERROR');
+    expect(nextPhase('STOPPING', st([cond('Suspended', 'True')]), false, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STOPPING', st([cond('Ready', 'False', 'ContainerStopped')]), false, 'v0.1')).toBe('STOPPED');
+    expect(nextPhase('STARTING', st([cond('Ready', 'True')]), false, 'v0.1')).toBe('STARTING');
+    expect(nextPhase('STARTING', st([cond('Ready', 'True')]), true, 'v0.1')).toBe('READY');
+    expect(nextPhase('STARTING', st([cond('Ready', 'Unknown', 'Starting')]), true, 'v0.1')).toBe('READY');
+    expect(nextPhase('STARTING', st([cond('Ready', 'False', 'Boom')]), false, 'v0.1')).toBe('ERROR');
+    expect(nextPhase('STARTING', st([cond('Suspended', 'True')]), false, 'v0.1')).toBe('STARTING');
+  });
+
+  it('READY with Ready=True and a stale Suspended=True stays READY under v0.1 and is STOPPED under 0.0.x', () => {
+    expect(nextPhase('READY', readyAndSuspended, true, 'v0.1')).toBe('READY');
+    expect(nextPhase('READY', readyAndSuspended, true, 'v0.0')).toBe('STOPPED');
+  });
+});
+
 describe('the store', () => {
   it('never adopts an unknown id and drops a snapshot whose name differs, with a warning', async () => {
-    const gw = new Gateway({ socketPath: '/nonexistent/driver.sock' });
+    const gw = new Gateway({ socketPath: '/nonexistent/driver.sock', generation: 'v0.0' });
     try {
       expect(gw.applySnapshot({ id: 'u1', name: 'x', namespace: '', workspace: 'default', status: st([cond('Ready', 'True')]) }, 'watch')).toBe(false);
       expect(gw.rows.size).toBe(0);
@@ -113,7 +163,8 @@ describe('startup probes against a minimal server (a harness self-test; the real
     const dir = mkdtempSync(join(tmpdir(), 'gw-probe-'));
     const socket = join(dir, 'd.sock');
     const server = new grpc.Server();
-    server.addService(ComputeDriverService, impl as grpc.UntypedServiceImplementation);
+    // A 0.0.x driver's service (its GetCapabilitiesResponse has no v0.1 fields).
+    server.addService(v0.ComputeDriverService, impl as grpc.UntypedServiceImplementation);
     await new Promise<number>((res, rej) => server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
     return {
       socket,
@@ -129,7 +180,7 @@ describe('startup probes against a minimal server (a harness self-test; the real
       getCapabilities: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(null, { driverName: 'legacy', driverVersion: '0', defaultImage: '', gatewayManagesLifecycle: false }),
     });
-    const gw = new Gateway({ socketPath: s.socket, reconcileIntervalMs: 0 });
+    const gw = new Gateway({ socketPath: s.socket, generation: 'v0.0', reconcileIntervalMs: 0 });
     try {
       await gw.start();
       expect(gw.calls.slice(0, 2).map((c) => [c.method, c.code])).toEqual([
@@ -146,7 +197,7 @@ describe('startup probes against a minimal server (a harness self-test; the real
 
   it('fails startup when GetCapabilities fails', async () => {
     const s = await serve({});
-    const gw = new Gateway({ socketPath: s.socket, reconcileIntervalMs: 0 });
+    const gw = new Gateway({ socketPath: s.socket, generation: 'v0.0', reconcileIntervalMs: 0 });
     try {
       await expect(gw.start()).rejects.toThrow(/gateway startup failed: GetCapabilities/);
       expect(gw.calls.map((c) => c.method)).toEqual(['GetCapabilities']);
