@@ -518,7 +518,6 @@ async function populate(ctx: Ctx, count: number, concurrency = 32): Promise<numb
       instance: id.slice(0, 8),
       runtimeGeneration: 1,
       launch: '',
-      gateway: 'v0.0',
       sandbox: stripToken({ ...sb, status: undefined }),
     };
     await ctx.records.put(rec);

@@ -1,5 +1,6 @@
-// The Substrate compute driver: every RPC of openshell.compute.v1.ComputeDriver (pinned upstream
-// 2f7fb65, shared/reference/compute-driver.md) translated into ActorTemplates and ateapi.Control actions.
+// The Substrate compute driver: every RPC of openshell.compute.v1.ComputeDriver, for OpenShell v0.1 gateways
+// (the negotiated contract of v0.1.2, shared/reference/openshell-v0.1.md) and 0.0.x gateways (2f7fb65,
+// compute-driver.md) on one socket (generations.ts), translated into ActorTemplates and ateapi.Control actions.
 //
 // - A sandbox is an actor named by the gateway's id in the atespace named by its workspace.
 // - Every sandbox has a record (a labelled Secret, see records.ts) written before CreateSandbox returns;
@@ -672,7 +673,6 @@ export class SubstrateDriver {
         instance: randomBytes(8).toString('hex'),
         runtimeGeneration: 1,
         launch: Buffer.from(launch).toString('base64'),
-        gateway: this.generationOf(s),
       };
       try {
         await this.records.put(rec);
@@ -897,9 +897,7 @@ export class SubstrateDriver {
    * launch authentication and the identity it recorded: the stable part must still name this sandbox's
    * compute resource; the generation part is bumped when the actor is actually started.
    */
-  async startSandbox(req: StartSandboxRequest | string): Promise<string> {
-    const q: StartSandboxRequest =
-      typeof req === 'string' ? { sandboxId: req, name: '', launchAuthentication: Buffer.alloc(0), generationId: '', expectedRuntimeIdentity: '' } : req;
+  async startSandbox(q: StartSandboxRequest): Promise<string> {
     const id = q.sandboxId;
     this.mustRecord(id);
     return this.withLock(id, async () => {

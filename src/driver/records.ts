@@ -45,8 +45,6 @@ export interface SandboxRecord {
   runtimeGeneration: number;
   /** The latest launch authentication (v0.1 gateways), base64 of the gateway's bytes; "" = none. Secret. */
   launch: string;
-  /** The gateway generation that created the sandbox. */
-  gateway: 'v0.1' | 'v0.0';
 }
 
 /** Record key of the launch authentication (in the same Secret as the token). */
@@ -73,7 +71,6 @@ export function recordToSecret(r: SandboxRecord, tokenKey: string): { data: Reco
   data[LAUNCH_KEY] = r.launch;
   data.instance = r.instance;
   data.runtime_generation = String(r.runtimeGeneration);
-  data.gateway = r.gateway;
   if (r.failureReason) {
     data.failure_reason = r.failureReason;
     data.failure_message = r.failureMessage ?? '';
@@ -121,7 +118,6 @@ export function recordFromSecret(s: StoredSecret, tokenKey: string): { record: S
       instance: d.instance || `c${Date.parse(d.created_at ?? '') || 0}`,
       runtimeGeneration: Math.max(1, Number.parseInt(d.runtime_generation ?? '1', 10) || 1),
       launch: d[LAUNCH_KEY] ?? '',
-      gateway: d.gateway === 'v0.1' ? 'v0.1' : 'v0.0',
     },
   };
 }
