@@ -28,7 +28,7 @@ import { instancePaths, listNetns, runscPidsOf } from '../../src/local/runtime/i
 import { AGENT_IMAGE_PATH } from '../../src/sandbox/bootstrap-agent.mjs';
 import { synthesizeActorTemplate, templateNameFor, type SynthesisConfig } from '../../src/template/synthesize.js';
 import { applyObject, controlClient, serveLocal, viaRouter, waitTemplateReady } from '../local/helpers.js';
-import { GatewayStandin, secretPartsOf, type Minted } from './launch-helpers.js';
+import { GatewayStandin, secretPartsOf, type Minted, type Session } from './launch-helpers.js';
 
 const ATESPACE = 'creds';
 const SHARED = 'shared';
@@ -37,17 +37,6 @@ const SANDBOX_B = '8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d';
 const SANDBOX_C = 'c0ffee00-1111-4222-8333-444455556666';
 const ENDPOINT = 'http://10.77.0.1:18080';
 const STANDIN = join(import.meta.dirname, '../integration/gateway/supervisor-standin.mjs');
-
-interface Session {
-  connected: boolean;
-  sandbox_id?: string;
-  auth_epoch?: number;
-  gateway_token_sha256?: string;
-  sandbox_token_verified?: boolean;
-  endpoint?: string | null;
-  gateway_id?: string;
-  reason?: string;
-}
 
 describe('per-sandbox launch credentials in actors (real local Substrate, gVisor)', () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'sec-launch-'));

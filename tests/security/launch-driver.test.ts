@@ -14,33 +14,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Actor_Status } from '../../src/gen/ateapi.js';
 import type { DriverSandbox, WatchSandboxesEvent } from '../../src/gen/compute_driver.js';
-import type { PeerMetadata } from '../../src/gen/extension.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { buildImageFromDir } from '../../src/local/images.js';
 import { instancePaths, runscPidsOf } from '../../src/local/runtime/index.js';
 import { AGENT_IMAGE_PATH } from '../../src/sandbox/bootstrap-agent.mjs';
 import { templateNameFor } from '../../src/template/synthesize.js';
 import { operatorTemplate, routerGet, sandboxOf, startEnv, type TestEnv } from '../driver/helpers.js';
-import { GatewayStandin, secretPartsOf, type Minted } from './launch-helpers.js';
+import { GatewayStandin, secretPartsOf, type Minted, type Session } from './launch-helpers.js';
+import { gatewayMetadata } from '../integration/gateway/harness.js';
 
-const GATEWAY: PeerMetadata = {
-  protocolVersion: { major: 1, minor: 0 },
-  implementationName: 'openshell/gateway',
-  implementationVersion: '0.1.9',
-  supportedCapabilities: ['openshell.compute.contract', 'openshell.compute.launch-authentication'],
-  requiredCapabilities: ['openshell.compute.contract'],
-};
+/** What an OpenShell v0.1 gateway sends in GetCapabilitiesRequest.gateway. */
+const GATEWAY = gatewayMetadata();
 const A = '5b1f2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d';
 const B = '6c2a3b4d-5e6f-4b7c-9d8e-1f2a3b4c5d6e';
 const C = '7d3b4c5e-6f70-4c8d-ae9f-2a3b4c5d6e7f';
 const STANDIN = join(import.meta.dirname, '../integration/gateway/supervisor-standin.mjs');
-
-interface Session {
-  connected: boolean;
-  sandbox_id?: string;
-  auth_epoch?: number;
-  gateway_token_sha256?: string;
-}
 
 describe('launch credentials through the driver (v0.1 gateway, real local Substrate)', () => {
   let env: TestEnv;

@@ -105,3 +105,15 @@ export class GatewayStandin {
 export function secretPartsOf(m: Minted): string[] {
   return [m.gatewayToken, m.sandboxToken, m.gatewayToken.split('.')[2]!, m.sandboxToken.split('.')[2]!];
 }
+
+/** What the supervisor stand-in (tests/integration/gateway/supervisor-standin.mjs) answers on GET /session. */
+export interface Session {
+  connected: boolean;
+  sandbox_id?: string;
+  auth_epoch?: number;
+  gateway_token_sha256?: string;
+  sandbox_token_verified?: boolean;
+  endpoint?: string | null;
+  gateway_id?: string;
+  reason?: string;
+}

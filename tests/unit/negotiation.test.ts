@@ -3,17 +3,12 @@
 import { describe, expect, it } from 'vitest';
 import { Code } from '../../src/common/errors.js';
 import type { PeerMetadata } from '../../src/gen/extension.js';
+import { gatewayMetadata } from '../integration/gateway/harness.js';
 import { capabilityProblem, CONTRACT_CAPABILITY, driverMetadata, negotiationRefusal } from '../../src/driver/negotiation.js';
 
 const ours = driverMetadata('1.2.3');
-const gateway = (over: Partial<PeerMetadata> = {}): PeerMetadata => ({
-  protocolVersion: { major: 1, minor: 0 },
-  implementationName: 'openshell/gateway',
-  implementationVersion: '0.1.9',
-  supportedCapabilities: [CONTRACT_CAPABILITY, 'openshell.compute.launch-authentication'],
-  requiredCapabilities: [CONTRACT_CAPABILITY],
-  ...over,
-});
+/** What an OpenShell v0.1 gateway sends, with `over` changed. */
+const gateway = (over: Partial<PeerMetadata> = {}): PeerMetadata => ({ ...gatewayMetadata(), ...over });
 
 describe('our metadata', () => {
   it("satisfies upstream's negotiate() checks on an extension", () => {

@@ -9,7 +9,7 @@
 // The reconcile period is 2 s here instead of the gateway's 60 s, and the orphan grace period 15 s instead of
 // 300 s (0 while checking that a restarted driver still knows every sandbox): the rules are the gateway's, only
 // the clock is faster.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
 import { SubstrateClient } from '../../../src/substrate/client.js';
-import { kubeConfigFor, kubeTemplateStore, type KubeAccess } from '../../../src/template/store.js';
 import { kubeAccessOf } from '../../../src/local/index.js';
 import {
   DriverProcess,
@@ -31,82 +30,16 @@ import {
   type GatewayRow,
 } from './harness.js';
 import { Actor_Status } from '../../../src/gen/ateapi.js';
+import { count, gatewaySandbox as fixtureSandbox, operatorTemplate, sha } from './fixtures.js';
 import type * as v0 from '../../../src/gen/v0/compute_driver.js';
 
-/** A workload keeping a request counter in memory; /env reports the supervisor environment (the token only hashed). */
-const COUNTER_JS = `
-const http = require('http'), crypto = require('crypto');
-let n = 0;
-http.createServer((q, s) => {
-  if (q.url === '/readyz') return s.end('ok');
-  if (q.url === '/count') { n++; return s.end(JSON.stringify({ n })); }
-  if (q.url === '/env') {
-    const e = process.env, tok = e.OPENSHELL_SANDBOX_TOKEN;
-    return s.end(JSON.stringify({ id: e.OPENSHELL_SANDBOX_ID, name: e.OPENSHELL_SANDBOX,
-      tokenSha: tok ? crypto.createHash('sha256').update(tok).digest('hex') : null }));
-  }
-  s.end('hello');
-}).listen(80);
-`;
-const PAUSE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
-const TEMPLATE = 'gw-counter';
-const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-
-/** A DriverSandbox as the gateway's driver_sandbox_from_public builds it (§2.2). */
-function gatewaySandbox(o: { name: string; image: string; token?: string; preProvisioned?: boolean }): DriverSandbox {
-  return {
-    id: randomUUID(),
-    name: o.name,
-    namespace: '',
-    workspace: 'default',
-    spec: {
-      logLevel: '',
-      environment: {},
-      template: {
-        image: o.image,
-        agentSocketPath: '',
-        labels: {},
-        environment: {},
-        // Only the inner object of template.driver_config.substrate reaches the driver.
-        driverConfig: o.preProvisioned ? { actor_template: TEMPLATE } : undefined,
-        platformConfig: undefined,
-      },
-      resourceRequirements: undefined,
-      sandboxToken: o.token ?? '',
-      command: ['/usr/bin/node', '-e', COUNTER_JS],
-      tty: false,
-      // v0.1-only fields: the 0.0.x stand-in's bindings do not send them.
-      awaitMainProcessAttachment: false,
-      launchAuthentication: Buffer.alloc(0),
-    },
-  };
-}
-
-async function count(stateDir: string, row: GatewayRow): Promise<number> {
-  const r = await routerRequest(readLocalJson(stateDir).router_url, row.id, row.workspace, '/count');
-  expect(r.status).toBe(200);
-  return (JSON.parse(r.body) as { n: number }).n;
-}
+/** A DriverSandbox as a 0.0.x gateway's driver_sandbox_from_public builds it (§2.2). */
+const gatewaySandbox = (o: { name: string; image: string; token?: string; preProvisioned?: boolean }): DriverSandbox =>
+  fixtureSandbox({ ...o, generation: 'v0.0' });
 
 function noErrorEver(gw: Gateway, id: string, removedHistory?: string[]): void {
   const h = removedHistory ?? gw.rows.get(id)?.history ?? [];
   expect(h, `phase history of ${id}`).not.toContain('ERROR');
-}
-
-async function operatorTemplate(kube: KubeAccess, image: string): Promise<void> {
-  const store = kubeTemplateStore(kubeConfigFor(kube));
-  await store.apply({
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    // Attachable by sandboxes of workspace "default" under the default admission policy.
-    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': 'default' } },
-    spec: {
-      pauseImage: PAUSE,
-      containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  } as never);
-  await store.waitReady('default', TEMPLATE, 120_000);
 }
 
 describe('gateway stand-in driving `substrate-driver serve --local`', () => {
