@@ -49,6 +49,10 @@ import { parseLaunchAuthentication } from './launch.js';
 import { AGENT_IMAGE_PATH } from '../sandbox/bootstrap-agent.mjs';
 import { BOOTSTRAP_AGENT_COMMAND } from '../template/synthesize.js';
 
+/** What AuthenticateSandbox answers, with UNIMPLEMENTED (see SubstrateDriver.authenticate). */
+export const AUTHENTICATE_UNIMPLEMENTED =
+  'AuthenticateSandbox is not implemented by the substrate driver (supports_sandbox_authentication = false): the credential it would verify, a Substrate actor JWT, cannot reach a workload on Substrate v0.4.0, whose egress gateway refuses actor-JWT injection (HTTP 501); sandboxes authenticate with the launch authentication the driver delivers into each actor instead';
+
 /** Atespaces Substrate itself uses: a sandbox's workspace is never one of them (its actors would sit beside the golden ones). */
 const RESERVED_ATESPACES: readonly string[] = ['ate-golden'];
 
@@ -486,6 +490,18 @@ export class SubstrateDriver {
     this.capsCache = { key, res };
     if (fromGateway) this.generation.seen(gen);
     return res;
+  }
+
+  /**
+   * AuthenticateSandbox: not implemented (supports_sandbox_authentication = false). The credential the driver
+   * could verify is a Substrate actor JWT, and it cannot reach a workload on Substrate v0.4.0, whose egress
+   * gateway refuses actor-JWT injection (HTTP 501); v0.1's split supervisor needs the launch authentication
+   * the driver delivers anyway. This is the seam: should Substrate hand actors a verifiable credential,
+   * verify it here, map it to the sandbox whose actor presented it, and answer
+   * {sandboxId, runtimeIdentity: this.runtimeIdentity(record)} (and advertise the capability).
+   */
+  authenticate(_credential: string): { sandboxId: string; runtimeIdentity: string } {
+    throw new ApiError(Code.UNIMPLEMENTED, AUTHENTICATE_UNIMPLEMENTED);
   }
 
   /** v0.1 gateways always send spec.workload_identity; otherwise the generation GetCapabilities saw. */

@@ -13,16 +13,6 @@ const log = logger('driver.rpc');
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
-/**
- * Why AuthenticateSandbox is not implemented (supports_sandbox_authentication = false). The credential the
- * driver could verify is a Substrate actor JWT, and it cannot reach a workload on Substrate v0.4.0: its
- * egress gateway refuses actor-JWT injection (HTTP 501). v0.1's split supervisor also needs the launch
- * authentication bundle regardless, which the driver delivers into each actor. The seam is
- * SubstrateDriver.authenticate, should Substrate start handing actors a verifiable credential.
- */
-export const AUTHENTICATE_UNIMPLEMENTED =
-  'AuthenticateSandbox is not implemented by the substrate driver (supports_sandbox_authentication = false): the credential it would verify, a Substrate actor JWT, cannot reach a workload on Substrate v0.4.0, whose egress gateway refuses actor-JWT injection (HTTP 501); sandboxes authenticate with the launch authentication the driver delivers into each actor instead';
-
 /** gRPC metadata key the project's own tools send: their GetCapabilities says nothing about the gateway. */
 export const TOOL_CLIENT_HEADER = 'openshell-substrate-tool';
 
@@ -66,9 +56,8 @@ export function computeDriverService(driver: SubstrateDriver, metrics?: DriverMe
     ),
     // 0.0.x gateways only (v0.1 removed it): no extra gateway listener is needed.
     getGatewayListenerRequirements: unary('GetGatewayListenerRequirements', () => ({ requirements: [] })),
-    authenticateSandbox: unary('AuthenticateSandbox', () => {
-      throw new ApiError(Code.UNIMPLEMENTED, AUTHENTICATE_UNIMPLEMENTED);
-    }),
+    // The credential is a secret: never logged, never echoed.
+    authenticateSandbox: unary('AuthenticateSandbox', (req) => driver.authenticate(req.credential)),
     validateSandboxCreate: unary('ValidateSandboxCreate', async (req) => {
       await driver.validate(req.sandbox);
       return {};

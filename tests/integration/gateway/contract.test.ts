@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
-import { AUTHENTICATE_UNIMPLEMENTED } from '../../../src/driver/service.js';
+import { AUTHENTICATE_UNIMPLEMENTED } from '../../../src/driver/driver.js';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
 import type * as v0 from '../../../src/gen/v0/compute_driver.js';
 import { kubeAccessOf } from '../../../src/local/index.js';
