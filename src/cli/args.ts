@@ -116,6 +116,10 @@ const CONFIG_HELP: Partial<Record<ConfigKey, string>> = {
   router_listen: 'with --local: host:port of the embedded router (default 127.0.0.1:8000; port 0 picks one)',
   router_allow_remote: 'with --local: allow a non-loopback router_listen (the router authenticates no one)',
   workers: 'with --local: worker slots of the embedded Substrate (default one per 512 MiB, 2..64)',
+  gateway_config: "the gateway's TOML: its [openshell.drivers.substrate] admission keys apply here",
+  allow_driver_config: "accept a v0.1 gateway's caller template.driver_config (default false)",
+  resource_admission: 'v0.1 resource admission {enabled, required_labels}, as JSON',
+  template_labels: 'labels of pre-provisioned templates by "<namespace>/<name>", as JSON',
 };
 
 /** Flag specs for config keys (`--api-endpoint` for `api_endpoint`), plus --config. */
