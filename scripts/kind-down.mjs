@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Tear down what scripts/kind-up.mjs set up. Run `node scripts/kind-down.mjs --help`.
+// Tear down what scripts/kind-up.mjs set up: port-forwards, the kind cluster, the registry container upstream's
+// hack/create-kind-cluster.sh started (only if it carries that script's label) and kind-up's files.
+// Run `node scripts/kind-down.mjs --help`.
 import { runMain } from './lib/cli.mjs';
 import { KIND_DOWN_HELP, buildKindDownPlan, formatPlan, parseKindDownArgs } from './lib/kind-plan.mjs';
 import { KIND_DOWN_TOOLS, checkPrerequisites, executePlan, formatProblems } from './lib/kind-run.mjs';

@@ -1,10 +1,25 @@
 #!/usr/bin/env node
-// Stand up a kind cluster with a local registry and Agent Substrate from a checkout, port-forward its API and
-// router, and write a driver config for them. Run `node scripts/kind-up.mjs --help`.
-// Plan: scripts/lib/kind-plan.mjs (pure); execution and checks: scripts/lib/kind-run.mjs.
+// Stand up a kind cluster running the released Agent Substrate v0.4.0, installed with upstream's own kind scripts
+// from a verified checkout of the tag, add a WorkerPool, port-forward the API and router, and write a driver config
+// for them. Run `node scripts/kind-up.mjs --help`.
+// Plan: scripts/lib/kind-plan.mjs (pure); checkout check: scripts/lib/kind-checkout.mjs (read-only git);
+// execution and prerequisite checks: scripts/lib/kind-run.mjs.
 import { chalk } from 'zx';
-import { runMain } from './lib/cli.mjs';
-import { API_SERVER_NAME, KIND_UP_HELP, buildKindUpPlan, formatPlan, kubeContext, outFiles, parseKindUpArgs } from './lib/kind-plan.mjs';
+import { UsageError, runMain } from './lib/cli.mjs';
+import { TEST_ONLY_COMMIT_ENV, expectedCommitFrom, verifyCheckout } from './lib/kind-checkout.mjs';
+import {
+  API_SERVER_NAME,
+  ATE_NAMESPACE,
+  CLIENT_SERVICE_ACCOUNT,
+  KIND_UP_HELP,
+  SUBSTRATE_RELEASE,
+  buildKindUpPlan,
+  formatPlan,
+  kindUpPlanHeader,
+  kubeContext,
+  outFiles,
+  parseKindUpArgs,
+} from './lib/kind-plan.mjs';
 import {
   KIND_UP_TOOLS,
   checkPrerequisites,
@@ -24,9 +39,32 @@ await runMain(
       process.stdout.write(KIND_UP_HELP);
       return 0;
     }
+
+    // The checkout check runs first, in --dry-run too (read-only git), unless --no-verify-checkout (dry run only).
+    /** @type {Parameters<typeof kindUpPlanHeader>[1]} */
+    let check = { verified: false };
+    if (opts.verifyCheckout) {
+      let expected;
+      try {
+        expected = expectedCommitFrom(process.env);
+      } catch (err) {
+        throw new UsageError(err instanceof Error ? err.message : String(err));
+      }
+      if (expected.testOverride) {
+        process.stderr.write(
+          `${PROG}: WARNING: ${TEST_ONLY_COMMIT_ENV} is set: expecting commit ${expected.commit} instead of ${SUBSTRATE_RELEASE.tag}'s ${SUBSTRATE_RELEASE.commit}. This is for tests only; unset it.\n`,
+        );
+      }
+      const r = verifyCheckout(opts.substrateDir, { expectedCommit: expected.commit, allowDirty: opts.allowDirty });
+      if (!r.ok) throw new UsageError(r.problem);
+      check = { verified: true, head: r.head, tags: r.tags, dirty: r.dirty, testOverride: expected.testOverride };
+      if (r.dirty.length > 0) process.stderr.write(`${PROG}: warning: --allow-dirty: ${r.dirty.length} changed tracked file(s) in ${opts.substrateDir} will be built into the images\n`);
+    }
+
     const plan = buildKindUpPlan(opts);
+    const header = kindUpPlanHeader(opts, check);
     if (opts.dryRun) {
-      process.stdout.write(formatPlan(plan));
+      process.stdout.write(formatPlan(plan, header));
       return 0;
     }
 
@@ -40,7 +78,7 @@ await runMain(
     const preflight = [];
     if (existingKindClusters().includes(opts.clusterName)) {
       preflight.push(
-        `kind cluster "${opts.clusterName}" already exists\n  remedy: tear it down with node scripts/kind-down.mjs --cluster-name ${opts.clusterName}, or pick another --cluster-name`,
+        `kind cluster "${opts.clusterName}" already exists (upstream's create-kind-cluster.sh would delete it)\n  remedy: tear it down with node scripts/kind-down.mjs --cluster ${opts.clusterName}, or pick another --cluster`,
       );
     }
     for (const [flag, port] of [['--api-port', opts.apiPort], ['--router-port', opts.routerPort]]) {
@@ -54,37 +92,33 @@ await runMain(
       return 1;
     }
 
+    process.stderr.write(formatPlan([], header));
     try {
       await executePlan(plan, { prog: PROG });
     } catch (err) {
       process.stderr.write(`${PROG}: ${err instanceof Error ? err.message : String(err)}\n`);
       process.stderr.write(
-        `${PROG}: the setup is partial. Fix the cause, then tear down with: node scripts/kind-down.mjs --cluster-name ${opts.clusterName} --out-dir ${opts.outDir}\n`,
+        `${PROG}: the setup is partial. Fix the cause, then tear down with: node scripts/kind-down.mjs --cluster ${opts.clusterName} --out-dir ${opts.outDir}\n`,
       );
       return 1;
     }
 
     const f = outFiles(opts.outDir);
     const lines = [
-      chalk.green(`kind cluster "${opts.clusterName}" with Agent Substrate (auth mode ${opts.authMode}) is up.`),
+      chalk.green(`kind cluster "${opts.clusterName}" with Agent Substrate ${SUBSTRATE_RELEASE.tag} is up.`),
       `  driver config  ${f.driverConfig}`,
       `  API            127.0.0.1:${opts.apiPort} (TLS, server name ${API_SERVER_NAME}, CA ${f.caPath})`,
+      `  API token      ${f.tokenPath} (valid ${opts.tokenDuration}; renew: kubectl --kubeconfig ${f.kubeconfig} create token ${CLIENT_SERVICE_ACCOUNT} -n ${ATE_NAMESPACE} --audience ${API_SERVER_NAME} --duration ${opts.tokenDuration} > ${f.tokenPath})`,
       `  router         http://127.0.0.1:${opts.routerPort}`,
+      `  workers        WorkerPool ${opts.namespace}/${opts.workerPool} (${opts.workers} ready, gVisor)`,
       `  kubeconfig     ${f.kubeconfig} (context ${kubeContext(opts.clusterName)})`,
+      '',
+      chalk.yellow(
+        `Note: the driver's ateapi client still speaks the pinned June API until the v0.4 wire lands, so the driver, the helpdesk's cluster mode and tests/live are not expected to work against ${SUBSTRATE_RELEASE.tag} yet.`,
+      ),
+      `Tear down: node scripts/kind-down.mjs --cluster ${opts.clusterName} --out-dir ${opts.outDir}`,
+      '',
     ];
-    if (opts.authMode === 'jwt') {
-      lines.push(
-        `  API token      ${f.tokenPath} (valid ${opts.tokenDuration}; renew: kubectl --kubeconfig ${f.kubeconfig} create token ate-client -n ate-system --audience ${API_SERVER_NAME} --duration ${opts.tokenDuration} > ${f.tokenPath})`,
-      );
-    }
-    lines.push(
-      '',
-      'Live tests against it:',
-      `  SUBSTRATE_LIVE_API_ENDPOINT=127.0.0.1:${opts.apiPort} SUBSTRATE_LIVE_CA_PATH=${f.caPath} SUBSTRATE_LIVE_TLS_SERVER_NAME=${API_SERVER_NAME} \\`,
-      `  ${opts.authMode === 'jwt' ? `SUBSTRATE_LIVE_BEARER_TOKEN_PATH=${f.tokenPath} ` : ''}SUBSTRATE_LIVE_NAMESPACE=${opts.namespace} npx vitest run tests/live`,
-      `Tear down: node scripts/kind-down.mjs --cluster-name ${opts.clusterName} --out-dir ${opts.outDir}`,
-      '',
-    );
     process.stdout.write(lines.join('\n'));
     return 0;
   },

@@ -1,6 +1,7 @@
 // Types for kind-run.mjs.
 import type { Step } from './kind-plan.mjs';
 
+export declare function kindChildEnv(o?: { from?: Record<string, string | undefined>; set?: Record<string, string> }): Record<string, string>;
 export declare const TOOL_REMEDIES: Readonly<Record<string, string>>;
 export declare const KIND_UP_TOOLS: readonly string[];
 export declare const KIND_DOWN_TOOLS: readonly string[];

@@ -1,10 +1,19 @@
-// Executes plans from scripts/lib/kind-plan.mjs, and the checks that must pass before anything runs.
+// Executes plans from scripts/lib/kind-plan.mjs, and the checks that must pass before anything runs. Every child
+// gets an environment built from the explicit list CHILD_ENV_NAMES (plus what a step sets), never ours wholesale.
 import { spawn, spawnSync } from 'node:child_process';
 import { childEnv, spawnOptions } from '../../src/common/child-env.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import { which } from 'zx';
-import { formatStep } from './kind-plan.mjs';
+import { CHILD_ENV_NAMES, formatStep } from './kind-plan.mjs';
+
+/**
+ * The environment of a child: CHILD_ENV_NAMES from `from` (default process.env), plus `set`.
+ * @param {{ from?: Record<string, string | undefined>, set?: Record<string, string> }} [o]
+ */
+export function kindChildEnv(o = {}) {
+  return childEnv({ from: o.from, pass: CHILD_ENV_NAMES, set: o.set });
+}
 
 /**
  * Tools the kind scripts need, with the remedy printed when one is missing.
@@ -15,12 +24,12 @@ export const TOOL_REMEDIES = Object.freeze({
     'install Docker Engine (https://docs.docker.com/engine/install/) and start it; kind runs the cluster nodes and the registry as containers',
   kind: 'install kind: go install sigs.k8s.io/kind@latest, or a release binary from https://kind.sigs.k8s.io/docs/user/quick-start/#installation',
   kubectl: 'install kubectl: https://kubernetes.io/docs/tasks/tools/#kubectl',
-  ko: "install ko: go install github.com/google/ko@latest (install-ate-kind.sh builds Substrate's images with it)",
-  go: 'install Go: https://go.dev/doc/install (ko and the Substrate install scripts build from source)',
+  go: "install Go: https://go.dev/doc/install (upstream's scripts run kind, ko and ate-setup through the Go toolchain)",
+  git: 'install git (the checkout check and upstream\'s scripts use it)',
 });
 
 /** Tools kind-up needs, in the order they are checked. */
-export const KIND_UP_TOOLS = Object.freeze(['docker', 'kind', 'kubectl', 'ko', 'go']);
+export const KIND_UP_TOOLS = Object.freeze(['docker', 'kind', 'kubectl', 'go', 'git']);
 /** Tools kind-down needs. */
 export const KIND_DOWN_TOOLS = Object.freeze(['docker', 'kind']);
 
@@ -35,7 +44,7 @@ export const KIND_DOWN_TOOLS = Object.freeze(['docker', 'kind']);
  * @returns {Problem[]}
  */
 export function checkPrerequisites(tools, opts = {}) {
-  const env = childEnv({ inherit: true, from: opts.env });
+  const env = kindChildEnv({ from: opts.env });
   /** @type {Problem[]} */
   const problems = [];
   for (const tool of tools) {
@@ -79,7 +88,7 @@ export function formatProblems(prog, problems) {
  * @returns {string[]}
  */
 export function existingKindClusters(opts = {}) {
-  const r = spawnSync('kind', ['get', 'clusters'], spawnOptions({ env: childEnv({ inherit: true, from: opts.env }), encoding: 'utf8', timeout: 30_000 }));
+  const r = spawnSync('kind', ['get', 'clusters'], spawnOptions({ env: kindChildEnv({ from: opts.env }), encoding: 'utf8', timeout: 30_000 }));
   if (r.error || r.status !== 0) {
     throw new Error(`'kind get clusters' failed: ${r.error ? r.error.message : (r.stderr || '').trim() || `exit status ${r.status}`}`);
   }
@@ -152,24 +161,89 @@ function cmdlineOf(pid) {
 }
 
 /**
- * Run one child process to completion. stdout goes to `stdoutFd` (default: our stderr, so the scripts' own stdout
- * stays clean), stderr to our stderr.
- * @param {string[]} argv @param {{ cwd?: string, env?: Record<string, string>, stdoutFd?: number }} o
- * @returns {Promise<number>}
+ * Run one child process to completion, in its own process group so that everything it starts (bash scripts run
+ * go, kind, docker, ko) can be stopped together. stdout goes to `stdoutFd` (default: our stderr, so the scripts'
+ * own stdout stays clean), stderr to our stderr. After `timeoutSecs` the group gets SIGTERM, then SIGKILL 10 s
+ * later; SIGINT/SIGTERM sent to us meanwhile are passed on to the group (Ctrl-C stops the step, and the plan
+ * stops there with a StepError).
+ * @param {string[]} argv @param {{ cwd?: string, env?: Record<string, string>, stdoutFd?: number, timeoutSecs?: number }} o
+ * @returns {Promise<{ code: number, timedOut: boolean, interrupted: string | null }>}
  */
 function runChild(argv, o) {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), spawnOptions({
       cwd: o.cwd,
-      env: childEnv({ inherit: true, set: o.env }),
+      env: kindChildEnv({ set: o.env }),
       stdio: ['ignore', o.stdoutFd ?? 2, 2],
+      detached: true,
     }));
+    let timedOut = false;
+    /** @type {string | null} */
+    let interrupted = null;
+    /** @type {NodeJS.Timeout | undefined} */
+    let killTimer;
+    const killGroup = (/** @type {NodeJS.Signals} */ sig) => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        /* the group is gone */
+      }
+    };
+    const onSignal = (/** @type {NodeJS.Signals} */ sig) => {
+      interrupted = sig;
+      killGroup(sig);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const timer = o.timeoutSecs
+      ? setTimeout(() => {
+          timedOut = true;
+          killGroup('SIGTERM');
+          killTimer = setTimeout(() => killGroup('SIGKILL'), 10_000);
+        }, o.timeoutSecs * 1000)
+      : undefined;
+    const cleanup = () => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    };
     child.once('error', (err) => {
+      cleanup();
       const code = /** @type {NodeJS.ErrnoException} */ (err).code;
       reject(new StepError(code === 'ENOENT' ? `command not found: ${argv[0]}` : `cannot start ${argv[0]}: ${err.message}`));
     });
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    child.once('exit', (code, signal) => {
+      cleanup();
+      // What the leader left behind after a timeout or an interrupt does not outlive the step.
+      if (timedOut || interrupted) killGroup('SIGKILL');
+      resolve({ code: code ?? (signal ? 128 : 1), timedOut, interrupted });
+    });
   });
+}
+
+/** Why a child failed, for the StepError. @param {string} desc @param {string} cmd @param {{ code: number, timedOut: boolean, interrupted: string | null }} r @param {number | undefined} limit */
+function failure(desc, cmd, r, limit) {
+  if (r.timedOut) return `${desc}: ${cmd} did not finish within its time limit of ${limit}s and was stopped`;
+  if (r.interrupted) return `${desc}: ${cmd} was interrupted (${r.interrupted})`;
+  return `${desc}: ${cmd} exited with status ${r.code}`;
+}
+
+/**
+ * Run a short read-only command and return its trimmed stdout, or throw a StepError.
+ * @param {string[]} argv @param {number} timeoutSecs
+ */
+function capture(argv, timeoutSecs) {
+  const r = spawnSync(argv[0], argv.slice(1), spawnOptions({
+    env: kindChildEnv(),
+    encoding: 'utf8',
+    timeout: timeoutSecs * 1000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }));
+  if (r.error) throw new StepError(`${argv[0]} failed: ${r.error.message}`);
+  if (r.status !== 0) throw new StepError(`${argv.slice(0, 2).join(' ')} exited with status ${r.status}: ${(r.stderr || '').trim()}`);
+  return r.stdout.trim();
 }
 
 /** Write `content` to `file` with `mode` through a temporary file and rename. @param {string} file @param {string} content @param {number} mode */
@@ -195,20 +269,34 @@ export async function runStep(s, io) {
       return;
     }
     case 'run': {
+      if (s.onlyIf) {
+        let out;
+        try {
+          out = capture(s.onlyIf, 30);
+        } catch (err) {
+          if (!s.allowFail) throw err;
+          io.warn(`${s.desc}: skipped, the check failed (${err instanceof Error ? err.message : String(err)})`);
+          return;
+        }
+        if (out === '') {
+          io.warn(`${s.desc}: skipped, nothing matches ${s.onlyIf.join(' ')}`);
+          return;
+        }
+      }
       if (s.stdoutTo) {
         const target = s.stdoutTo;
         const tmp = `${target.path}.tmp-${process.pid}`;
         const fd = fs.openSync(tmp, 'w', target.mode);
-        let code;
+        let r;
         try {
           fs.fchmodSync(fd, target.mode);
-          code = await runChild(s.argv, { cwd: s.cwd, env: s.env, stdoutFd: fd });
+          r = await runChild(s.argv, { cwd: s.cwd, env: s.env, stdoutFd: fd, timeoutSecs: s.timeoutSecs });
         } finally {
           fs.closeSync(fd);
         }
-        if (code !== 0) {
+        if (r.code !== 0 || r.timedOut || r.interrupted) {
           fs.rmSync(tmp, { force: true });
-          throw new StepError(`${s.desc}: ${s.argv[0]} exited with status ${code}`);
+          throw new StepError(failure(s.desc, s.argv[0], r, s.timeoutSecs));
         }
         if (target.nonEmpty && fs.statSync(tmp).size === 0) {
           fs.rmSync(tmp, { force: true });
@@ -217,17 +305,17 @@ export async function runStep(s, io) {
         fs.renameSync(tmp, target.path);
         return;
       }
-      const code = await runChild(s.argv, { cwd: s.cwd, env: s.env });
-      if (code !== 0) {
-        if (s.allowFail) io.warn(`${s.desc}: ${s.argv[0]} exited with status ${code} (ignored)`);
-        else throw new StepError(`${s.desc}: ${s.argv[0]} exited with status ${code}`);
+      const r = await runChild(s.argv, { cwd: s.cwd, env: s.env, timeoutSecs: s.timeoutSecs });
+      if (r.code !== 0 || r.timedOut || r.interrupted) {
+        if (s.allowFail && !r.interrupted) io.warn(`${failure(s.desc, s.argv[0], r, s.timeoutSecs)} (ignored)`);
+        else throw new StepError(failure(s.desc, s.argv[0], r, s.timeoutSecs));
       }
       return;
     }
     case 'background': {
       const fd = fs.openSync(s.logPath, 'w', 0o644);
       try {
-        const child = spawn(s.argv[0], s.argv.slice(1), spawnOptions({ detached: true, stdio: ['ignore', fd, fd], env: childEnv({ inherit: true }) }));
+        const child = spawn(s.argv[0], s.argv.slice(1), spawnOptions({ detached: true, stdio: ['ignore', fd, fd], env: kindChildEnv() }));
         await new Promise((resolve, reject) => {
           child.once('spawn', resolve);
           child.once('error', (err) => {
@@ -301,20 +389,23 @@ export async function runStep(s, io) {
 }
 
 /**
- * Run a plan in order, echoing each step (as its '+ ' line) to stderr before running it. Stops at the first
- * failing step and throws a StepError naming it (`index` 1-based).
+ * Run a plan in order, reporting progress on stderr: '[i/N] what' and the step's '+ ' line before it runs, and how
+ * long it took after. Stops at the first failing step and throws a StepError naming it (`index` 1-based).
  * @param {import('./kind-plan.mjs').Step[]} steps
  * @param {{ prog: string }} o
  */
 export async function executePlan(steps, o) {
   const io = { warn: (/** @type {string} */ m) => process.stderr.write(`${o.prog}: warning: ${m}\n`) };
   for (const [i, s] of steps.entries()) {
-    process.stderr.write(`${formatStep(s)}\n`);
+    process.stderr.write(`${o.prog}: [${i + 1}/${steps.length}] ${s.desc}\n${formatStep(s)}\n`);
+    const started = Date.now();
     try {
       await runStep(s, io);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       throw new StepError(`step ${i + 1}/${steps.length} failed: ${msg}`);
     }
+    const secs = Math.round((Date.now() - started) / 1000);
+    if (secs >= 5) process.stderr.write(`${o.prog}: [${i + 1}/${steps.length}] done in ${secs}s\n`);
   }
 }
