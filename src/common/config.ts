@@ -128,12 +128,12 @@ export interface DriverConfig {
   routerAllowRemote: boolean;
   /** With --local: worker slots of the embedded Substrate's default pool; 0 = its default from memory. */
   workers: number;
+  /** The gateway's TOML whose [openshell.drivers.substrate] admission keys apply here ('' = none). */
+  gatewayConfig: string;
   /**
    * OpenShell v0.1 admission policy (allow_driver_config + resource_admission); upstream defaults when unset.
    * Validated at load.
    */
-  /** The gateway's TOML whose [openshell.drivers.substrate] admission keys apply here ('' = none). */
-  gatewayConfig: string;
   admission: DriverAdmissionConfig;
   /**
    * admissionAcknowledgement(admission), computed once at load: GetCapabilities' resource_admission_policy.
