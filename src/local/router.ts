@@ -1,12 +1,32 @@
-// The actor router, as Substrate v0.4's atenet router (shared/reference/substrate-v0.4.md §7): a request names
-// its actor with the header `ate-target-actor: <atespace>/<actor>` (HTTP header; for a port other than 80 on
-// the outer request of a CONNECT), or, as this local Substrate's own convenience, with
-// `Host: <actor>.<atespace>.actors.resources.substrate.ate.dev[:port]`. The router calls ResumeActor (so a
+// The actor router, as Substrate v0.4's atenet router (shared/reference/substrate-v0.4.md §7), on one port for
+// HTTP/1.1 and HTTP/2 cleartext (h2c with prior knowledge, which is how gRPC clients speak to an http:// target):
+// a new connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`) goes to the HTTP/2
+// server (router-h2.ts), any other to the HTTP/1 server below; a connection that sends neither within 10 s is
+// closed.
+//
+// Which actor: `ate-target-actor: <atespace>/<actor>` (an HTTP/1 header, or HTTP/2 header = gRPC metadata; for a
+// port other than 80, on the outer request of an HTTP/1 CONNECT), or, as this local Substrate's own convenience,
+// `Host` (HTTP/1) / `:authority` (HTTP/2) `<actor>.<atespace>.actors.resources.substrate.ate.dev[:port]`. A header
+// that is present but malformed never falls back to the host form. The router calls ResumeActor (so a
 // suspended actor resumes on demand; deduplicated per actor; ABORTED retried with backoff), waits for the
-// actor's port to accept a connection, and proxies, all within the route's budget (15 s). Status mapping:
-// missing or malformed reference 404 "invalid actor reference"; NotFound 404; FailedPrecondition, Aborted,
-// ResourceExhausted and Unavailable 503; DeadlineExceeded or the budget spent 504; the client gone 408;
-// PermissionDenied 403; Unauthenticated 401; other 500.
+// actor's port to accept a connection, and proxies, all within the route's budget (15 s), the same code for
+// both protocols (resume, connectWithin). As upstream, the actor sees `ate-target-actor` rewritten to the
+// resolved reference.
+//
+// HTTP/1 goes to the actor as HTTP/1, one connection per request. HTTP/2 goes to it as HTTP/2 (its port must
+// speak h2c, as a gRPC server does; an HTTP/1-only port answers 502 / UNAVAILABLE), the streams to one actor
+// sharing one session while any is open (router-h2.ts); CONNECT over HTTP/2 is answered 501. Over HTTP/2 a
+// header value with leading or trailing blanks is invalid and dropped by node:http2, so ` ns/a ` counts as
+// missing there (HTTP/1 trims it).
+//
+// HTTP status mapping (HTTP/1, and HTTP/2 requests that are not gRPC): missing or malformed reference 404
+// "invalid actor reference"; NotFound 404; FailedPrecondition, Aborted, ResourceExhausted and Unavailable 503;
+// DeadlineExceeded or the budget spent 504; the actor's port not answering 502; the client gone 408;
+// PermissionDenied 403; Unauthenticated 401; other 500. gRPC requests (HTTP/2, content-type application/grpc*)
+// get the same text as a gRPC status instead (router-h2.ts): HTTP 200, content-type application/grpc, and
+// grpc-status/grpc-message in a trailers-only response; 404 → NOT_FOUND (5), 503 and 502 → UNAVAILABLE (14),
+// 504 → DEADLINE_EXCEEDED (4), 408 → CANCELLED (1), 403 → PERMISSION_DENIED (7), 401 → UNAUTHENTICATED (16),
+// 500 → INTERNAL (13). Once the actor answers, its status, headers, data and trailers pass through unchanged.
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -15,12 +35,13 @@ import { isDnsLabel } from '../common/dns.js';
 import { logger } from '../common/log.js';
 import type { Actor } from '../gen/ateapi.js';
 import { isLoopbackHost } from '../common/net.js';
+import { startH2, type H2Router } from './router-h2.js';
 
 const log = logger('local.router');
 const SUFFIX = '.actors.resources.substrate.ate.dev';
 export const TARGET_ACTOR_HEADER = 'ate-target-actor';
 
-type Target = { atespace: string; name: string };
+export type Target = { atespace: string; name: string };
 
 export function parseActorHost(hostHeader: string | undefined): Target | { error: string } {
   if (!hostHeader) return { error: 'missing host' };
@@ -40,11 +61,15 @@ export function parseTargetActor(v: string): Target | undefined {
   return { atespace: parts[0]!, name: parts[1]! };
 }
 
-/** The actor a request names: the header when present (never falling back when it is malformed), else the Host form. */
-export function targetOf(headers: http.IncomingHttpHeaders): Target | undefined {
+/**
+ * The actor a request names: the header when present (never falling back when it is malformed), else the host
+ * form (HTTP/2's `:authority`, else `Host`).
+ */
+export function targetOf(headers: NodeJS.Dict<string | string[]>): Target | undefined {
   const h = headers[TARGET_ACTOR_HEADER];
   if (h !== undefined) return typeof h === 'string' ? parseTargetActor(h) : undefined;
-  const t = parseActorHost(headers.host);
+  const host = headers[':authority'] ?? headers.host;
+  const t = parseActorHost(typeof host === 'string' ? host : undefined);
   return 'error' in t ? undefined : t;
 }
 
@@ -98,6 +123,37 @@ function failureOf(e: unknown, ref: string): { status: number; body: string } {
 
 class ClientGone extends Error {}
 
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/** How long a new connection may take to show its protocol (as the HTTP/1 server's headersTimeout). */
+const SNIFF_MS = 10_000;
+
+/**
+ * Reads a new connection's first bytes, then puts them back: true once they are the HTTP/2 preface, false at
+ * the first byte that differs from it; rejects if the connection ends, fails or stays silent first.
+ */
+function sniffH2(sock: net.Socket, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    let seen = Buffer.alloc(0);
+    const settle = (isH2: boolean | Error) => {
+      clearTimeout(timer);
+      sock.off('readable', onReadable).off('end', onEnd).off('close', onEnd).off('error', onError);
+      if (isH2 instanceof Error) return reject(isH2);
+      sock.unshift(seen);
+      resolve(isH2);
+    };
+    const onReadable = () => {
+      for (let c: Buffer | null; (c = sock.read() as Buffer | null) !== null; ) seen = Buffer.concat([seen, c]);
+      const n = Math.min(seen.length, PREFACE.length);
+      if (!seen.subarray(0, n).equals(PREFACE.subarray(0, n))) settle(false);
+      else if (n === PREFACE.length) settle(true);
+    };
+    const onEnd = () => settle(new Error('connection ended before its first request'));
+    const onError = (e: Error) => settle(e);
+    const timer = setTimeout(() => settle(new Error(`no request within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('readable', onReadable).on('end', onEnd).on('close', onEnd).on('error', onError);
+  });
+}
+
 export async function startRouter(backend: RouterBackend, opts: RouterOptions): Promise<{ url: string; close(): Promise<void> }> {
   if (!isLoopbackHost(opts.listen.host) && !opts.allowRemote) {
     throw new Error(
@@ -135,15 +191,19 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
     return p;
   };
 
-  /**
-   * Resume, then a connection to the actor's port, within the route's budget: after a resume (a cold boot
-   * above all) the port may take a moment to listen, so a refused connection is tried again until the
-   * deadline instead of failing the request.
-   */
-  const open = async (t: Target, actorPort: number, gone: () => boolean): Promise<net.Socket> => {
+  /** ResumeActor within the route's budget; also the deadline by which the actor's port must then answer. */
+  const resume = async (t: Target): Promise<{ actor: Actor; deadline: number }> => {
     const deadline = Date.now() + budget;
+    return { actor: await within(resumeOnce(t.atespace, t.name), budget), deadline };
+  };
+
+  /**
+   * A connection to a resumed actor's port by the deadline: after a resume (a cold boot above all) the port may
+   * take a moment to listen, so a refused connection is tried again until the deadline instead of failing the
+   * request.
+   */
+  const connectWithin = async (t: Target, actorPort: number, deadline: number, gone: () => boolean): Promise<net.Socket> => {
     const ref = `${t.atespace}/${t.name}`;
-    await within(resumeOnce(t.atespace, t.name), budget);
     for (let delay = 10; ; delay = Math.min(200, delay * 2)) {
       if (gone()) throw new ClientGone();
       const connecting = backend.connect(t.atespace, t.name, actorPort);
@@ -161,6 +221,10 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
       }
     }
   };
+
+  /** Resume, then a connection to the actor's port, within the route's budget. */
+  const open = async (t: Target, actorPort: number, gone: () => boolean): Promise<net.Socket> =>
+    connectWithin(t, actorPort, (await resume(t)).deadline, gone);
 
   /** The status and body for a request that could not be routed. */
   const refusal = (e: unknown, t: Target, actorPort: number): { status: number; body: string } => {
@@ -241,18 +305,43 @@ export async function startRouter(backend: RouterBackend, opts: RouterOptions): 
   // A client gets this long to send its request headers; a silent connection does not hold a slot forever.
   server.headersTimeout = 10_000;
   server.requestTimeout = 0;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => resolve());
+  // The HTTP/1 server never listens itself (the front below does), and node:http enforces headersTimeout from a
+  // connection tracker that it starts on 'listening': start it.
+  server.emit('listening');
+
+  const h2: H2Router = startH2({
+    actorPort: port,
+    targetHeader: TARGET_ACTOR_HEADER,
+    targetOf,
+    resume,
+    connectWithin,
+    refusal,
   });
-  const a = server.address() as AddressInfo;
+
+  // The one listener: each new connection goes to the HTTP/2 server if it opens with the preface, else to HTTP/1.
+  const sockets = new Set<net.Socket>();
+  const front = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+    sniffH2(sock, SNIFF_MS).then(
+      (isH2) => (isH2 ? h2.server : server).emit('connection', sock),
+      () => sock.destroy(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(opts.listen.port, opts.listen.host, () => resolve());
+  });
+  const a = front.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return {
     url: `http://${host}:${a.port}`,
     close: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
+        front.close(() => resolve());
+        server.close();
+        h2.close();
+        for (const s of sockets) s.destroy();
       }),
   };
 }

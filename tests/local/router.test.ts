@@ -1,9 +1,15 @@
 // The router on Substrate v0.4's addressing: the ate-target-actor header (and CONNECT for other ports), the
-// local Host form, upstream's status bodies, waiting for a cold-booted actor's port, and a client that leaves.
-// A real local Substrate; the last case uses a router over a backend that stands in for a slow resume.
+// local Host form, upstream's status bodies, waiting for a cold-booted actor's port, and a client that leaves;
+// and, on the same port, gRPC (h2c) routed by ate-target-actor metadata to an actor's gRPC server, with the
+// router's refusals as gRPC statuses. A real local Substrate; the last cases use a router over a backend that
+// stands in for a slow or failing resume.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError, Code } from '../../src/common/errors.js';
+import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
 import { startRouter, TARGET_ACTOR_HEADER } from '../../src/local/router.js';
 import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, waitTemplateReady, type TestSubstrate } from './helpers.js';
 
@@ -16,6 +22,87 @@ const serve = () => {
 };
 setTimeout(serve, Number(process.env.LISTEN_AFTER_MS || 0));
 `;
+
+/**
+ * A gRPC server on port 80 written with node:http2 (the default image has no grpc-js): any method but Refuse
+ * answers one length-prefixed JSON message (a counter, what it was sent, the ate-target-actor and :authority it
+ * saw) and trailers grpc-status 0 and x-served-by; Refuse answers FAILED_PRECONDITION in a trailers-only
+ * response. HTTP/1 on 8080 answers the readyz probe.
+ */
+const GRPC_JS = `
+const http2 = require('http2'), http = require('http'); let n = 0;
+const frame = (o) => { const b = Buffer.from(JSON.stringify(o)); const f = Buffer.alloc(5 + b.length); f.writeUInt32BE(b.length, 1); b.copy(f, 5); return f; };
+http2.createServer().on('stream', (st, h) => {
+  const parts = []; st.on('data', (d) => parts.push(d));
+  st.on('end', () => {
+    if (h[':path'] === '/test.Echo/Refuse') return st.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '9', 'grpc-message': 'refused%20by%20actor' }, { endStream: true });
+    n++;
+    st.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    st.on('wantTrailers', () => st.sendTrailers({ 'grpc-status': '0', 'x-served-by': 'grpc-actor' }));
+    st.end(frame({ n, said: Buffer.concat(parts).subarray(5).toString(), target: h['ate-target-actor'] || null, authority: h[':authority'] }));
+  });
+}).listen(80);
+http.createServer((q, s) => s.end('ok')).listen(8080);
+`;
+
+type Unary = { value?: { n: number; said: string; target: string | null; authority: string }; code: grpc.status; details: string; trailers: Record<string, unknown> };
+
+/** One unary call with @grpc/grpc-js through the router (h2c, as to any http:// target), `md` as metadata. */
+function unary(routerUrl: string, method: string, md: Record<string, string>, text = 'hello', authority?: string): Promise<Unary> {
+  const client = new grpc.Client(new URL(routerUrl).host, grpc.credentials.createInsecure(), authority ? { 'grpc.default_authority': authority } : {});
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(md)) metadata.set(k, v);
+  return new Promise<Unary>((resolve) => {
+    let value: Unary['value'];
+    let answered = false;
+    let status: grpc.StatusObject | undefined;
+    const settle = () => {
+      if (!answered || !status) return;
+      client.close();
+      resolve({ value, code: status.code, details: status.details, trailers: status.metadata.getMap() });
+    };
+    const call = client.makeUnaryRequest(
+      method,
+      (b: Buffer) => b,
+      (b: Buffer) => JSON.parse(b.toString()) as Unary['value'],
+      Buffer.from(text),
+      metadata,
+      { deadline: Date.now() + 60_000 },
+      (_e, v) => {
+        value = v;
+        answered = true;
+        settle();
+      },
+    );
+    call.on('status', (st) => {
+      status = st;
+      settle();
+    });
+  });
+}
+
+/** A plain (non-gRPC) HTTP/2 GET through the router. */
+function h2get(routerUrl: string, headers: Record<string, string>): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const c = http2.connect(routerUrl);
+    c.on('error', reject);
+    const req = c.request({ ':path': '/', ...headers });
+    let status = 0;
+    let type = '';
+    let body = '';
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      type = String(h['content-type']);
+    });
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      c.close();
+      resolve({ status, type, body });
+    });
+    req.on('error', reject);
+  });
+}
 
 function get(url: string, headers: Record<string, string>, path = '/'): Promise<{ status: number; body: string }> {
   const u = new URL(url);
@@ -50,14 +137,18 @@ function connectGet(url: string, target: string, hostPort: string): Promise<{ st
 describe('router', () => {
   let s: TestSubstrate;
   beforeAll(async () => {
-    s = await startTestSubstrate({ workers: 3 });
+    s = await startTestSubstrate({ workers: 4 });
     const image = await defaultImageRef(s.stateDir);
     const two = counterTemplate('two', image);
     two.spec.containers[0]!.command = ['/usr/bin/node', '-e', TWO_PORTS_JS];
-    expect((await applyObject(s.h.kube, two as never)).status).toBeLessThan(300);
-    await waitTemplateReady(s.h.kube, 'default', 'two');
+    const grpcTpl = counterTemplate('grpc', image);
+    grpcTpl.spec.containers[0]!.command = ['/usr/bin/node', '-e', GRPC_JS];
+    grpcTpl.spec.containers[0]!.readyz = { httpGet: { path: '/readyz', port: 8080 } };
+    for (const t of [two, grpcTpl]) expect((await applyObject(s.h.kube, t as never)).status).toBeLessThan(300);
+    await Promise.all([waitTemplateReady(s.h.kube, 'default', 'two'), waitTemplateReady(s.h.kube, 'default', 'grpc')]);
     await s.rpc('createAtespace', { name: 'rt' });
     await s.rpc('createActor', { actorRef: { atespace: 'rt', name: 'a1' }, actorTemplateNamespace: 'default', actorTemplateName: 'two' });
+    await s.rpc('createActor', { actorRef: { atespace: 'rt', name: 'g1' }, actorTemplateNamespace: 'default', actorTemplateName: 'grpc' });
   });
   afterAll(async () => {
     await s?.close();
@@ -89,6 +180,54 @@ describe('router', () => {
     expect(r.tunnelled).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(r.tunnelled).toMatch(/port 9090$/);
     expect((await connectGet(s.h.routerUrl, 'nope', 'actor-upstream:9090')).status).toBe(404);
+  });
+
+  it('routes gRPC by ate-target-actor metadata to the actor\'s gRPC server on port 80, resuming it when suspended', async () => {
+    const g1 = { actorRef: { atespace: 'rt', name: 'g1' } };
+    const status = async () => (await s.rpc<{ actor: Actor }>('getActor', g1)).actor.status;
+    expect(await status()).toBe(Actor_Status.STATUS_SUSPENDED);
+    const first = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/g1' }, 'hello');
+    expect(first, first.details).toMatchObject({ code: grpc.status.OK, value: { n: 1, said: 'hello', target: 'rt/g1' } });
+    // The actor's trailers reach the client (grpc-status among them, or grpc-js would not report OK).
+    expect(first.trailers['x-served-by']).toBe('grpc-actor');
+    expect(await status()).toBe(Actor_Status.STATUS_RUNNING);
+
+    // Suspended again: the next call resumes it (its counter comes back with it) on a new connection.
+    await s.rpc('suspendActor', g1);
+    expect(await status()).toBe(Actor_Status.STATUS_SUSPENDED);
+    const again = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/g1' }, 'again');
+    expect(again, again.details).toMatchObject({ code: grpc.status.OK, value: { n: 2, said: 'again', target: 'rt/g1' } });
+
+    // The local :authority form; a gRPC error the actor answers passes through as it is.
+    const byAuthority = await unary(s.h.routerUrl, '/test.Echo/Say', {}, 'host form', 'g1.rt.actors.resources.substrate.ate.dev');
+    expect(byAuthority, byAuthority.details).toMatchObject({ code: grpc.status.OK, value: { n: 3, target: 'rt/g1', authority: 'g1.rt.actors.resources.substrate.ate.dev' } });
+    const refused = await unary(s.h.routerUrl, '/test.Echo/Refuse', { [TARGET_ACTOR_HEADER]: 'rt/g1' });
+    expect(refused).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'refused by actor' });
+
+    // The same port still speaks HTTP/1.1.
+    const h1 = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/a1' });
+    expect(h1.status).toBe(200);
+    expect(JSON.parse(h1.body).target).toBe('rt/a1');
+  });
+
+  it('answers gRPC NOT_FOUND "invalid actor reference" for missing or malformed metadata, and NOT_FOUND for an unknown actor', async () => {
+    const cases: Array<{ md: Record<string, string>; authority?: string }> = [
+      { md: {} },
+      { md: { [TARGET_ACTOR_HEADER]: 'rt' } },
+      { md: { [TARGET_ACTOR_HEADER]: 'rt/g1/x' } },
+      { md: { [TARGET_ACTOR_HEADER]: 'RT/G_1' } },
+      // Malformed metadata never falls back to a valid :authority.
+      { md: { [TARGET_ACTOR_HEADER]: 'rt' }, authority: 'g1.rt.actors.resources.substrate.ate.dev' },
+    ];
+    for (const c of cases) {
+      const r = await unary(s.h.routerUrl, '/test.Echo/Say', c.md, 'x', c.authority);
+      expect({ code: r.code, details: r.details }, JSON.stringify(c)).toEqual({ code: grpc.status.NOT_FOUND, details: 'invalid actor reference' });
+    }
+    const unknown = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/nobody' });
+    expect(unknown.code, unknown.details).toBe(grpc.status.NOT_FOUND);
+    expect(unknown.details).toMatch(/^actor rt\/nobody not found/);
+    // A plain HTTP/2 request (not gRPC) gets the HTTP answer instead.
+    expect(await h2get(s.h.routerUrl, { [TARGET_ACTOR_HEADER]: 'rt' })).toEqual({ status: 404, type: 'text/plain', body: 'invalid actor reference\n' });
   });
 
   it("waits for a cold-booted actor's port instead of answering 502 ECONNREFUSED", async () => {
@@ -132,6 +271,29 @@ describe('router: a client that leaves', () => {
       });
       await new Promise((r) => setTimeout(r, 800));
       expect(connects).toBe(0);
+    } finally {
+      await router.close();
+    }
+  });
+});
+
+describe('router: gRPC statuses for failures before the actor', () => {
+  it('maps a spent budget to DEADLINE_EXCEEDED, no capacity and an unreachable port to UNAVAILABLE', async () => {
+    // STAND-IN for ResumeActor and the actor's port: "slow" never resumes, "full" finds no free worker, "down"
+    // resumes but its port cannot be reached.
+    const backend = {
+      resume: (_a: string, name: string) =>
+        name === 'slow' ? new Promise<never>(() => undefined) : name === 'full' ? Promise.reject(new ApiError(Code.RESOURCE_EXHAUSTED, 'no free worker')) : Promise.resolve({ version: 1 } as Actor),
+      connect: () => Promise.reject(new Error('connect EHOSTUNREACH')),
+    };
+    const router = await startRouter(backend, { listen: { host: '127.0.0.1', port: 0 }, resumeBudgetMs: 300 });
+    try {
+      const slow = await unary(router.url, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'x/slow' });
+      expect({ code: slow.code, details: slow.details }).toEqual({ code: grpc.status.DEADLINE_EXCEEDED, details: 'actor x/slow request timed out (no answer on port 80 within 300 ms)' });
+      const full = await unary(router.url, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'x/full' });
+      expect({ code: full.code, details: full.details }).toEqual({ code: grpc.status.UNAVAILABLE, details: 'actor x/full unavailable: no free worker' });
+      const down = await unary(router.url, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'x/down' });
+      expect({ code: down.code, details: down.details }).toEqual({ code: grpc.status.UNAVAILABLE, details: 'actor x/down is not accepting connections on port 80: connect EHOSTUNREACH' });
     } finally {
       await router.close();
     }
