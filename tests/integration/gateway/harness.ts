@@ -856,6 +856,8 @@ export class Gateway {
   private stream?: grpc.ClientReadableStream<unknown>;
   private watchTimer?: NodeJS.Timeout;
   private reconcileTimer?: NodeJS.Timeout;
+  /** The reconcile sweep in progress (resolved when none). */
+  private sweeping: Promise<void> = Promise.resolve();
   private supervisorTimer?: NodeJS.Timeout;
   private probing = new Set<string>();
   private deletes = new Map<string, Promise<boolean>>();
@@ -1361,9 +1363,18 @@ export class Gateway {
     return { sandboxes: r.sandboxes.map(fromV0Sandbox), raw: r.sandboxes };
   }
 
-  /** One reconcile sweep (§4 "Reconcile loop"; v0.1 §4.6). */
+  /**
+   * One reconcile sweep (§4 "Reconcile loop"; v0.1 §4.6). Sweeps never overlap, as in the gateway's single
+   * loop: a call made while the loop's sweep runs waits for it, then sweeps itself (so what it reports is
+   * what it did, not what the loop's sweep happened to do).
+   */
   async reconcileOnce(): Promise<ReconcileReport> {
-    const report = await this.sweep();
+    const run = this.sweeping.then(() => this.sweep());
+    this.sweeping = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    const report = await run;
     report.finished = true;
     this.changed();
     return report;
