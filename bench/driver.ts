@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadConfig } from '../src/common/config.js';
 import { setLogLevel } from '../src/common/log.js';
-import { Actor_Status, ControlClient, type Actor, type ListActorsResponse } from '../src/gen/ateapi.js';
+import { Actor_Status, ControlClient, type Actor, type ListActorsResponse } from '../src/gen/june/ateapi.js';
 import {
   ComputeDriverClient,
   ListSandboxesResponse,

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as grpcTypes from '@grpc/grpc-js';
-import type { Actor, ControlClient, Worker } from '../src/gen/ateapi.js';
+import type { Actor, ControlClient, Worker } from '../src/gen/june/ateapi.js';
 import type { LocalJson } from '../src/local/index.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -369,7 +369,7 @@ class Serve {
 /** Project modules, loaded after the command line is checked (so --help and usage errors answer at once). */
 async function loadModules() {
   const grpc = await import('@grpc/grpc-js');
-  const ateapi = await import('../src/gen/ateapi.js');
+  const ateapi = await import('../src/gen/june/ateapi.js');
   const log = await import('../src/common/log.js');
   const childEnvMod = await import('../src/common/child-env.mjs');
   const local = await import('../src/local/index.js');

@@ -2,7 +2,7 @@
 // configured api_endpoint and TLS settings, or a running local Substrate found through
 // <state-dir>/local.json without extra flags).
 import { ConfigError, loadConfig, parseSelector, type ConfigKey } from '../common/config.js';
-import { Actor, Actor_Status, type Worker } from '../gen/ateapi.js';
+import { Actor, Actor_Status, type Worker } from '../gen/june/ateapi.js';
 import { clientFromConfig, resolveApiTarget, type SubstrateClient } from '../substrate/client.js';
 import { configFlagValues, configFlags, runSubcommand, table, UsageError, type CommandSpec, type FlagSpec } from './args.js';
 

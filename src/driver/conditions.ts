@@ -9,7 +9,7 @@
 //   gateways let Suspended win, and every state must derive the same phase under both;
 // - an actor the gateway stopped that a request woke again is reported as stopping (the driver suspends it
 //   again), never Ready.
-import { Actor_Status, type Actor } from '../gen/ateapi.js';
+import { Actor_Status, type Actor } from '../gen/june/ateapi.js';
 import type { DriverCondition } from '../gen/compute_driver.js';
 import type { Desired } from './records.js';
 

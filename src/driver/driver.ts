@@ -12,7 +12,7 @@
 // - Change detection polls ListActors (default every 500 ms) and diffs, because the pinned ateapi has no
 //   watch RPC (upstream dropped WatchActors; see ateapi.md). Changes made through this driver are published
 //   immediately; the poll catches the rest (idle suspends, the router's implicit resumes, operators).
-import { Actor_Status, type Actor, type ActorRef } from '../gen/ateapi.js';
+import { Actor_Status, type Actor, type ActorRef } from '../gen/june/ateapi.js';
 import type {
   DriverCondition,
   DriverPlatformEvent,

@@ -2,7 +2,7 @@
 // the ateapi client (src/substrate/client.ts) and the TemplateStore of src/template/ over
 // @kubernetes/client-node (the same store in cluster and local mode: the local Substrate serves a
 // Kubernetes-shaped API on loopback). See src/driver/adapters.ts for the wiring.
-import type { Actor, ActorRef, Atespace } from '../gen/ateapi.js';
+import type { Actor, ActorRef, Atespace } from '../gen/june/ateapi.js';
 import type { DriverSandbox } from '../gen/compute_driver.js';
 import type { ActorTemplate } from '../template/types.js';
 

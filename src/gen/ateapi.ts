@@ -18,70 +18,316 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "./google/protobuf/timestamp.js";
 
 export const protobufPackage = "ateapi";
 
 export const protobufFileName = "ateapi.proto";
 
 /**
- * Agent Substrate control API, written field for field from the pinned upstream
- * (agent-substrate/substrate 86e138f6, 2026-06-30, pkg/proto/ateapipb/ateapi.proto).
- * See proto/README.md. SessionIdentity is out of scope and omitted.
+ * Agent Substrate ateapi, released wire v0.4.0 (commit 756c2a53741121e728f4cc3066c8a19e575b4919).
+ * Written field for field from the upstream definition (see proto/README.md for provenance). Comments are
+ * ours; field numbers, types, labels, reserved numbers and names are upstream's.
+ *
+ * `debug_redact`: upstream marks EnvVar.value and MintActorJWTResponse.actor_jwt with `[debug_redact = true]`,
+ * an option protoc < 22 does not know. Options never change the wire, so it is left out here; this project
+ * never logs, prints or returns either field in an error.
  */
 
-export enum SnapshotType {
-  SNAPSHOT_TYPE_UNSPECIFIED = 0,
-  SNAPSHOT_TYPE_LOCAL = 1,
-  SNAPSHOT_TYPE_EXTERNAL = 2,
+export enum SnapshotContentScope {
+  SNAPSHOT_CONTENT_SCOPE_UNSPECIFIED = 0,
+  SNAPSHOT_CONTENT_SCOPE_FULL = 1,
+  SNAPSHOT_CONTENT_SCOPE_DATA = 2,
   UNRECOGNIZED = -1,
 }
 
-export function snapshotTypeFromJSON(object: any): SnapshotType {
+export function snapshotContentScopeFromJSON(object: any): SnapshotContentScope {
   switch (object) {
     case 0:
-    case "SNAPSHOT_TYPE_UNSPECIFIED":
-      return SnapshotType.SNAPSHOT_TYPE_UNSPECIFIED;
+    case "SNAPSHOT_CONTENT_SCOPE_UNSPECIFIED":
+      return SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_UNSPECIFIED;
     case 1:
-    case "SNAPSHOT_TYPE_LOCAL":
-      return SnapshotType.SNAPSHOT_TYPE_LOCAL;
+    case "SNAPSHOT_CONTENT_SCOPE_FULL":
+      return SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL;
     case 2:
-    case "SNAPSHOT_TYPE_EXTERNAL":
-      return SnapshotType.SNAPSHOT_TYPE_EXTERNAL;
+    case "SNAPSHOT_CONTENT_SCOPE_DATA":
+      return SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_DATA;
     case -1:
     case "UNRECOGNIZED":
     default:
-      return SnapshotType.UNRECOGNIZED;
+      return SnapshotContentScope.UNRECOGNIZED;
   }
 }
 
-export function snapshotTypeToJSON(object: SnapshotType): string {
+export function snapshotContentScopeToJSON(object: SnapshotContentScope): string {
   switch (object) {
-    case SnapshotType.SNAPSHOT_TYPE_UNSPECIFIED:
-      return "SNAPSHOT_TYPE_UNSPECIFIED";
-    case SnapshotType.SNAPSHOT_TYPE_LOCAL:
-      return "SNAPSHOT_TYPE_LOCAL";
-    case SnapshotType.SNAPSHOT_TYPE_EXTERNAL:
-      return "SNAPSHOT_TYPE_EXTERNAL";
-    case SnapshotType.UNRECOGNIZED:
+    case SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_UNSPECIFIED:
+      return "SNAPSHOT_CONTENT_SCOPE_UNSPECIFIED";
+    case SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL:
+      return "SNAPSHOT_CONTENT_SCOPE_FULL";
+    case SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_DATA:
+      return "SNAPSHOT_CONTENT_SCOPE_DATA";
+    case SnapshotContentScope.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
 }
 
-export interface ExternalSnapshotInfo {
-  snapshotUriPrefix: string;
+export enum TagScope {
+  TAG_SCOPE_UNSPECIFIED = 0,
+  TAG_SCOPE_ATESPACE = 1,
+  TAG_SCOPE_PUBLISHED = 2,
+  UNRECOGNIZED = -1,
 }
 
-export interface LocalSnapshotInfo {
-  snapshotPrefix: string;
-  nodeVmsWithLocalSnapshots: string[];
+export function tagScopeFromJSON(object: any): TagScope {
+  switch (object) {
+    case 0:
+    case "TAG_SCOPE_UNSPECIFIED":
+      return TagScope.TAG_SCOPE_UNSPECIFIED;
+    case 1:
+    case "TAG_SCOPE_ATESPACE":
+      return TagScope.TAG_SCOPE_ATESPACE;
+    case 2:
+    case "TAG_SCOPE_PUBLISHED":
+      return TagScope.TAG_SCOPE_PUBLISHED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TagScope.UNRECOGNIZED;
+  }
 }
 
-export interface SnapshotInfo {
-  type: SnapshotType;
-  data?: { $case: "external"; value: ExternalSnapshotInfo } | { $case: "local"; value: LocalSnapshotInfo } | undefined;
+export function tagScopeToJSON(object: TagScope): string {
+  switch (object) {
+    case TagScope.TAG_SCOPE_UNSPECIFIED:
+      return "TAG_SCOPE_UNSPECIFIED";
+    case TagScope.TAG_SCOPE_ATESPACE:
+      return "TAG_SCOPE_ATESPACE";
+    case TagScope.TAG_SCOPE_PUBLISHED:
+      return "TAG_SCOPE_PUBLISHED";
+    case TagScope.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
 }
 
+export enum ActorState {
+  ACTOR_STATE_UNSPECIFIED = 0,
+  ACTOR_STATE_RESUMING = 1,
+  ACTOR_STATE_RUNNING = 2,
+  ACTOR_STATE_SUSPENDING = 3,
+  ACTOR_STATE_SUSPENDED = 4,
+  ACTOR_STATE_PAUSING = 5,
+  ACTOR_STATE_PAUSED = 6,
+  ACTOR_STATE_CRASHED = 7,
+  ACTOR_STATE_DELETING = 8,
+  ACTOR_STATE_REVERTING = 9,
+  UNRECOGNIZED = -1,
+}
+
+export function actorStateFromJSON(object: any): ActorState {
+  switch (object) {
+    case 0:
+    case "ACTOR_STATE_UNSPECIFIED":
+      return ActorState.ACTOR_STATE_UNSPECIFIED;
+    case 1:
+    case "ACTOR_STATE_RESUMING":
+      return ActorState.ACTOR_STATE_RESUMING;
+    case 2:
+    case "ACTOR_STATE_RUNNING":
+      return ActorState.ACTOR_STATE_RUNNING;
+    case 3:
+    case "ACTOR_STATE_SUSPENDING":
+      return ActorState.ACTOR_STATE_SUSPENDING;
+    case 4:
+    case "ACTOR_STATE_SUSPENDED":
+      return ActorState.ACTOR_STATE_SUSPENDED;
+    case 5:
+    case "ACTOR_STATE_PAUSING":
+      return ActorState.ACTOR_STATE_PAUSING;
+    case 6:
+    case "ACTOR_STATE_PAUSED":
+      return ActorState.ACTOR_STATE_PAUSED;
+    case 7:
+    case "ACTOR_STATE_CRASHED":
+      return ActorState.ACTOR_STATE_CRASHED;
+    case 8:
+    case "ACTOR_STATE_DELETING":
+      return ActorState.ACTOR_STATE_DELETING;
+    case 9:
+    case "ACTOR_STATE_REVERTING":
+      return ActorState.ACTOR_STATE_REVERTING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ActorState.UNRECOGNIZED;
+  }
+}
+
+export function actorStateToJSON(object: ActorState): string {
+  switch (object) {
+    case ActorState.ACTOR_STATE_UNSPECIFIED:
+      return "ACTOR_STATE_UNSPECIFIED";
+    case ActorState.ACTOR_STATE_RESUMING:
+      return "ACTOR_STATE_RESUMING";
+    case ActorState.ACTOR_STATE_RUNNING:
+      return "ACTOR_STATE_RUNNING";
+    case ActorState.ACTOR_STATE_SUSPENDING:
+      return "ACTOR_STATE_SUSPENDING";
+    case ActorState.ACTOR_STATE_SUSPENDED:
+      return "ACTOR_STATE_SUSPENDED";
+    case ActorState.ACTOR_STATE_PAUSING:
+      return "ACTOR_STATE_PAUSING";
+    case ActorState.ACTOR_STATE_PAUSED:
+      return "ACTOR_STATE_PAUSED";
+    case ActorState.ACTOR_STATE_CRASHED:
+      return "ACTOR_STATE_CRASHED";
+    case ActorState.ACTOR_STATE_DELETING:
+      return "ACTOR_STATE_DELETING";
+    case ActorState.ACTOR_STATE_REVERTING:
+      return "ACTOR_STATE_REVERTING";
+    case ActorState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum SandboxClass {
+  SANDBOX_CLASS_UNSPECIFIED = 0,
+  SANDBOX_CLASS_GVISOR = 1,
+  SANDBOX_CLASS_MICROVM = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function sandboxClassFromJSON(object: any): SandboxClass {
+  switch (object) {
+    case 0:
+    case "SANDBOX_CLASS_UNSPECIFIED":
+      return SandboxClass.SANDBOX_CLASS_UNSPECIFIED;
+    case 1:
+    case "SANDBOX_CLASS_GVISOR":
+      return SandboxClass.SANDBOX_CLASS_GVISOR;
+    case 2:
+    case "SANDBOX_CLASS_MICROVM":
+      return SandboxClass.SANDBOX_CLASS_MICROVM;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SandboxClass.UNRECOGNIZED;
+  }
+}
+
+export function sandboxClassToJSON(object: SandboxClass): string {
+  switch (object) {
+    case SandboxClass.SANDBOX_CLASS_UNSPECIFIED:
+      return "SANDBOX_CLASS_UNSPECIFIED";
+    case SandboxClass.SANDBOX_CLASS_GVISOR:
+      return "SANDBOX_CLASS_GVISOR";
+    case SandboxClass.SANDBOX_CLASS_MICROVM:
+      return "SANDBOX_CLASS_MICROVM";
+    case SandboxClass.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum ActorMetadataField {
+  ACTOR_METADATA_FIELD_UNSPECIFIED = 0,
+  ACTOR_METADATA_FIELD_NAME = 1,
+  ACTOR_METADATA_FIELD_ATESPACE = 2,
+  ACTOR_METADATA_FIELD_UID = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function actorMetadataFieldFromJSON(object: any): ActorMetadataField {
+  switch (object) {
+    case 0:
+    case "ACTOR_METADATA_FIELD_UNSPECIFIED":
+      return ActorMetadataField.ACTOR_METADATA_FIELD_UNSPECIFIED;
+    case 1:
+    case "ACTOR_METADATA_FIELD_NAME":
+      return ActorMetadataField.ACTOR_METADATA_FIELD_NAME;
+    case 2:
+    case "ACTOR_METADATA_FIELD_ATESPACE":
+      return ActorMetadataField.ACTOR_METADATA_FIELD_ATESPACE;
+    case 3:
+    case "ACTOR_METADATA_FIELD_UID":
+      return ActorMetadataField.ACTOR_METADATA_FIELD_UID;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ActorMetadataField.UNRECOGNIZED;
+  }
+}
+
+export function actorMetadataFieldToJSON(object: ActorMetadataField): string {
+  switch (object) {
+    case ActorMetadataField.ACTOR_METADATA_FIELD_UNSPECIFIED:
+      return "ACTOR_METADATA_FIELD_UNSPECIFIED";
+    case ActorMetadataField.ACTOR_METADATA_FIELD_NAME:
+      return "ACTOR_METADATA_FIELD_NAME";
+    case ActorMetadataField.ACTOR_METADATA_FIELD_ATESPACE:
+      return "ACTOR_METADATA_FIELD_ATESPACE";
+    case ActorMetadataField.ACTOR_METADATA_FIELD_UID:
+      return "ACTOR_METADATA_FIELD_UID";
+    case ActorMetadataField.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum WorkerState {
+  WORKER_STATE_UNSPECIFIED = 0,
+  WORKER_STATE_ACTIVE = 1,
+  WORKER_STATE_DRAINING = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function workerStateFromJSON(object: any): WorkerState {
+  switch (object) {
+    case 0:
+    case "WORKER_STATE_UNSPECIFIED":
+      return WorkerState.WORKER_STATE_UNSPECIFIED;
+    case 1:
+    case "WORKER_STATE_ACTIVE":
+      return WorkerState.WORKER_STATE_ACTIVE;
+    case 2:
+    case "WORKER_STATE_DRAINING":
+      return WorkerState.WORKER_STATE_DRAINING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WorkerState.UNRECOGNIZED;
+  }
+}
+
+export function workerStateToJSON(object: WorkerState): string {
+  switch (object) {
+    case WorkerState.WORKER_STATE_UNSPECIFIED:
+      return "WORKER_STATE_UNSPECIFIED";
+    case WorkerState.WORKER_STATE_ACTIVE:
+      return "WORKER_STATE_ACTIVE";
+    case WorkerState.WORKER_STATE_DRAINING:
+      return "WORKER_STATE_DRAINING";
+    case WorkerState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface ExternalSnapshot {
+  snapshotUri: string;
+  contentScope: SnapshotContentScope;
+  actorTemplateUid: string;
+}
+
+export interface LocalSnapshot {
+  snapshotName: string;
+  contentScope: SnapshotContentScope;
+}
+
+/** Equality-only label selector. */
 export interface Selector {
   matchLabels: { [key: string]: string };
 }
@@ -91,155 +337,375 @@ export interface Selector_MatchLabelsEntry {
   value: string;
 }
 
-export interface Actor {
-  actorId: string;
-  version: number;
-  actorTemplateNamespace: string;
-  actorTemplateName: string;
-  status: Actor_Status;
-  ateomPodNamespace: string;
-  ateomPodName: string;
-  ateomPodIp: string;
-  inProgressSnapshot: string;
-  ateomPodUid: string;
-  latestSnapshotInfo?: SnapshotInfo | undefined;
-  workerSelector?: Selector | undefined;
-  workerPoolName: string;
+export interface ResourceMetadata {
   atespace: string;
+  name: string;
+  uid: string;
+  version: number;
+  createTime?: Date | undefined;
+  updateTime?: Date | undefined;
 }
 
-export enum Actor_Status {
+export interface ExternalVolume {
+  volumeName: string;
+  storageVolumeId: string;
+  volumeType: string;
+  status: ExternalVolume_Status;
+  volumeContext: { [key: string]: string };
+}
+
+export enum ExternalVolume_Status {
   STATUS_UNSPECIFIED = 0,
-  STATUS_RESUMING = 1,
-  STATUS_RUNNING = 2,
-  STATUS_SUSPENDING = 3,
-  STATUS_SUSPENDED = 4,
-  STATUS_PAUSING = 5,
-  STATUS_PAUSED = 6,
+  STATUS_PENDING = 1,
+  STATUS_CREATED = 2,
+  STATUS_DELETING = 3,
   UNRECOGNIZED = -1,
 }
 
-export function actor_StatusFromJSON(object: any): Actor_Status {
+export function externalVolume_StatusFromJSON(object: any): ExternalVolume_Status {
   switch (object) {
     case 0:
     case "STATUS_UNSPECIFIED":
-      return Actor_Status.STATUS_UNSPECIFIED;
+      return ExternalVolume_Status.STATUS_UNSPECIFIED;
     case 1:
-    case "STATUS_RESUMING":
-      return Actor_Status.STATUS_RESUMING;
+    case "STATUS_PENDING":
+      return ExternalVolume_Status.STATUS_PENDING;
     case 2:
-    case "STATUS_RUNNING":
-      return Actor_Status.STATUS_RUNNING;
+    case "STATUS_CREATED":
+      return ExternalVolume_Status.STATUS_CREATED;
     case 3:
-    case "STATUS_SUSPENDING":
-      return Actor_Status.STATUS_SUSPENDING;
-    case 4:
-    case "STATUS_SUSPENDED":
-      return Actor_Status.STATUS_SUSPENDED;
-    case 5:
-    case "STATUS_PAUSING":
-      return Actor_Status.STATUS_PAUSING;
-    case 6:
-    case "STATUS_PAUSED":
-      return Actor_Status.STATUS_PAUSED;
+    case "STATUS_DELETING":
+      return ExternalVolume_Status.STATUS_DELETING;
     case -1:
     case "UNRECOGNIZED":
     default:
-      return Actor_Status.UNRECOGNIZED;
+      return ExternalVolume_Status.UNRECOGNIZED;
   }
 }
 
-export function actor_StatusToJSON(object: Actor_Status): string {
+export function externalVolume_StatusToJSON(object: ExternalVolume_Status): string {
   switch (object) {
-    case Actor_Status.STATUS_UNSPECIFIED:
+    case ExternalVolume_Status.STATUS_UNSPECIFIED:
       return "STATUS_UNSPECIFIED";
-    case Actor_Status.STATUS_RESUMING:
-      return "STATUS_RESUMING";
-    case Actor_Status.STATUS_RUNNING:
-      return "STATUS_RUNNING";
-    case Actor_Status.STATUS_SUSPENDING:
-      return "STATUS_SUSPENDING";
-    case Actor_Status.STATUS_SUSPENDED:
-      return "STATUS_SUSPENDED";
-    case Actor_Status.STATUS_PAUSING:
-      return "STATUS_PAUSING";
-    case Actor_Status.STATUS_PAUSED:
-      return "STATUS_PAUSED";
-    case Actor_Status.UNRECOGNIZED:
+    case ExternalVolume_Status.STATUS_PENDING:
+      return "STATUS_PENDING";
+    case ExternalVolume_Status.STATUS_CREATED:
+      return "STATUS_CREATED";
+    case ExternalVolume_Status.STATUS_DELETING:
+      return "STATUS_DELETING";
+    case ExternalVolume_Status.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
 }
 
-export interface Atespace {
-  name: string;
+export interface ExternalVolume_VolumeContextEntry {
+  key: string;
+  value: string;
 }
 
-export interface ActorRef {
+/** Numbers 2 and 3 are unused upstream (and not reserved). */
+export interface Actor {
+  metadata?: ResourceMetadata | undefined;
+  actorTemplate?: ObjectRef | undefined;
+  workerSelector?: Selector | undefined;
+  sourceTag?: ObjectRef | undefined;
+  status?: ActorStatus | undefined;
+}
+
+/** At most one per actor, named "default". No policy: no egress. */
+export interface EgressPolicy {
+  metadata?: ResourceMetadata | undefined;
+  rules: EgressRule[];
+}
+
+/** Exactly one of the three is set (a union by validation, not a proto oneof). */
+export interface EgressRule {
+  http?: HTTPRule | undefined;
+  https?: HTTPSRule | undefined;
+  tlsPassthrough?: TLSPassthroughRule | undefined;
+}
+
+export interface HTTPRule {
+  hostnames: string[];
+  ports?: Ports | undefined;
+  effects?: HttpRuleEffects | undefined;
+}
+
+export interface HTTPSRule {
+  hostnames: string[];
+  ports?: Ports | undefined;
+  effects?: HttpRuleEffects | undefined;
+}
+
+export interface TLSPassthroughRule {
+  hostnames: string[];
+  ports?: Ports | undefined;
+}
+
+export interface Ports {
+  all?: AllPorts | undefined;
+  numbers: number[];
+}
+
+export interface AllPorts {
+}
+
+export interface HttpRuleEffects {
+  replaceHeaders: CredentialHeader[];
+}
+
+export interface CredentialHeader {
+  header: string;
+  prefix: string;
+  credentialUri: string;
+  actorJwt?: ActorJWTSource | undefined;
+}
+
+export interface ActorJWTSource {
+  audiences: string[];
+  expirationSeconds: number;
+}
+
+/** Number 6 is unused upstream. */
+export interface ActorStatus {
+  state: ActorState;
+  workerAssignment?: WorkerAssignment | undefined;
+  inProgressSnapshotUri: string;
+  externalSnapshot?: ExternalSnapshot | undefined;
+  localSnapshot?: LocalSnapshot | undefined;
+  actorVolumes: ExternalVolume[];
+  inProgressLocalSnapshotName: string;
+  crash?: ActorCrash | undefined;
+  assignedNode: string;
+}
+
+export interface ActorCrash {
+  message: string;
+  crashTime?: Date | undefined;
+}
+
+export interface WorkerAssignment {
+  worker?: ObjectRef | undefined;
+  workerNamespace: string;
+  workerPool: string;
+  workerPod: string;
+  workerPodUid: string;
+  workerPodIps: string[];
+  nodeName: string;
+  workerEpoch: number;
+}
+
+export interface TagStatus {
+  snapshot?: ExternalSnapshot | undefined;
+  actorTemplateUid: string;
+  storageLocation: string;
+}
+
+export interface Tag {
+  metadata?: ResourceMetadata | undefined;
+  status?: TagStatus | undefined;
+  scope: TagScope;
+  sourceActor?: ObjectRef | undefined;
+}
+
+export interface Atespace {
+  metadata?: ResourceMetadata | undefined;
+}
+
+export interface ObjectRef {
   atespace: string;
   name: string;
 }
 
-export interface CreateAtespaceRequest {
-  name: string;
+export interface ActorTemplate {
+  metadata?: ResourceMetadata | undefined;
+  workerSelector?: Selector | undefined;
+  containers: Container[];
+  volumes: Volume[];
+  snapshotConfig?: SnapshotConfig | undefined;
+  sandboxConfig?: SandboxConfig | undefined;
+  resources?: Resources | undefined;
+  status?: ActorTemplateStatus | undefined;
 }
 
-export interface CreateAtespaceResponse {
+export interface Resources {
+  limits: Limits[];
+}
+
+export interface Limits {
+  name: string;
+  quantity: string;
+}
+
+export interface GoldenSnapshotStatus {
+  goldenTag?: ObjectRef | undefined;
+  takeGoldenSnapshotAt?: Date | undefined;
+  errorMessage: string;
+}
+
+export interface ActorTemplateStatus {
+  goldenSnapshotStatus?: GoldenSnapshotStatus | undefined;
+}
+
+export interface SandboxConfig {
+  sandboxClass: SandboxClass;
+  configName: string;
+}
+
+/** Numbers 1 (on_pause) and 3 (on_resume) were removed before v0.4.0 and are not reserved. */
+export interface SnapshotConfig {
+  onCommit: SnapshotContentScope;
+  storageLocation: string;
+}
+
+export interface Container {
+  name: string;
+  image: string;
+  command: string[];
+  args: string[];
+  env: EnvVar[];
+  wakeupProbe?: ContainerWakeupProbe | undefined;
+  volumeMounts: VolumeMount[];
+  securityContext?: SecurityContext | undefined;
+  resources?: Resources | undefined;
+}
+
+export interface SecurityContext {
+  capabilities?: Capabilities | undefined;
+}
+
+export interface Capabilities {
+  add: string[];
+  drop: string[];
+}
+
+export interface EnvVar {
+  name: string;
+  /** upstream: [debug_redact = true] */
+  value: string;
+}
+
+export interface ContainerWakeupProbe {
+  httpGet?: HTTPGetAction | undefined;
+  timeoutSeconds: number;
+}
+
+export interface HTTPGetAction {
+  path: string;
+  port: number;
+}
+
+/** Exactly one source is set (by validation). Number 4 is unused upstream. */
+export interface Volume {
+  name: string;
+  durableDir?: DurableDirVolumeSource | undefined;
+  externalVolumeTemplate?: ExternalVolumeTemplate | undefined;
+  systemInfo?: SystemInfoVolumeSource | undefined;
+  image?: ImageVolumeSource | undefined;
+}
+
+export interface ImageVolumeSource {
+  reference: string;
+}
+
+export interface DurableDirVolumeSource {
+}
+
+export interface ExternalVolumeTemplate {
+  capacity: string;
+  storageClassName: string;
+}
+
+export interface SystemInfoVolumeSource {
+  dataSources: SystemInfoDataSource[];
+}
+
+export interface SystemInfoDataSource {
+  actorMetadata?: ActorMetadataDataSource | undefined;
+  trustBundle?: TrustBundleDataSource | undefined;
+}
+
+export interface ActorMetadataDataSource {
+  items: ActorMetadataItem[];
+}
+
+export interface ActorMetadataItem {
+  field: ActorMetadataField;
+  path: string;
+}
+
+export interface TrustBundleDataSource {
+  names: string[];
+  path: string;
+}
+
+export interface VolumeMount {
+  name: string;
+  mountPath: string;
+}
+
+export interface CreateAtespaceRequest {
   atespace?: Atespace | undefined;
 }
 
 export interface GetAtespaceRequest {
-  name: string;
-}
-
-export interface GetAtespaceResponse {
-  atespace?: Atespace | undefined;
+  atespace?: ObjectRef | undefined;
 }
 
 export interface ListAtespacesRequest {
+  pageSize: number;
+  pageToken: string;
 }
 
 export interface ListAtespacesResponse {
   atespaces: Atespace[];
+  nextPageToken: string;
 }
 
 export interface DeleteAtespaceRequest {
-  name: string;
+  atespace?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
 }
 
-export interface DeleteAtespaceResponse {
+export interface CreateActorTemplateRequest {
+  actorTemplate?: ActorTemplate | undefined;
+}
+
+export interface GetActorTemplateRequest {
+  actorTemplate?: ObjectRef | undefined;
+}
+
+export interface ListActorTemplatesRequest {
+  atespace: string;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListActorTemplatesResponse {
+  actorTemplates: ActorTemplate[];
+  nextPageToken: string;
+}
+
+export interface DeleteActorTemplateRequest {
+  actorTemplate?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
 }
 
 export interface GetActorRequest {
-  actorRef?: ActorRef | undefined;
-}
-
-export interface GetActorResponse {
-  actor?: Actor | undefined;
+  actor?: ObjectRef | undefined;
 }
 
 export interface CreateActorRequest {
-  actorRef?: ActorRef | undefined;
-  actorTemplateNamespace: string;
-  actorTemplateName: string;
-  workerSelector?: Selector | undefined;
-}
-
-export interface CreateActorResponse {
   actor?: Actor | undefined;
 }
 
 export interface UpdateActorRequest {
-  actorRef?: ActorRef | undefined;
-  workerSelector?: Selector | undefined;
-}
-
-export interface UpdateActorResponse {
   actor?: Actor | undefined;
 }
 
 export interface SuspendActorRequest {
-  actorRef?: ActorRef | undefined;
+  actor?: ObjectRef | undefined;
 }
 
 export interface SuspendActorResponse {
@@ -247,7 +713,7 @@ export interface SuspendActorResponse {
 }
 
 export interface PauseActorRequest {
-  actorRef?: ActorRef | undefined;
+  actor?: ObjectRef | undefined;
 }
 
 export interface PauseActorResponse {
@@ -255,32 +721,152 @@ export interface PauseActorResponse {
 }
 
 export interface ResumeActorRequest {
-  actorRef?: ActorRef | undefined;
-  boot: boolean;
+  actor?: ObjectRef | undefined;
 }
 
 export interface ResumeActorResponse {
+  actor?:
+    | Actor
+    | undefined;
+  /** False when the actor was already RUNNING. */
+  resumed: boolean;
+}
+
+export interface RevertActorRequest {
+  actor?: ObjectRef | undefined;
+}
+
+export interface RevertActorResponse {
   actor?: Actor | undefined;
 }
 
 export interface DeleteActorRequest {
-  actorRef?: ActorRef | undefined;
+  actor?: ObjectRef | undefined;
+  anyState: boolean;
+  options?: DeleteOptions | undefined;
 }
 
-export interface DeleteActorResponse {
+export interface GetActorEgressPolicyRequest {
+  actor?: ObjectRef | undefined;
+}
+
+export interface CreateActorEgressPolicyRequest {
+  actor?: ObjectRef | undefined;
+  egressPolicy?: EgressPolicy | undefined;
+}
+
+export interface UpdateActorEgressPolicyRequest {
+  actor?: ObjectRef | undefined;
+  egressPolicy?: EgressPolicy | undefined;
+}
+
+export interface DeleteActorEgressPolicyRequest {
+  actor?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
+}
+
+export interface GetTagRequest {
+  tag?: ObjectRef | undefined;
+}
+
+export interface MintActorJWTRequest {
+  actor?: ObjectRef | undefined;
+  audience: string[];
+  expirationSeconds: number;
+}
+
+export interface MintActorJWTResponse {
+  /** upstream: [debug_redact = true] */
+  actorJwt: string;
+  expiresAt?: Date | undefined;
+}
+
+export interface MintActorCertificateRequest {
+  actor?: ObjectRef | undefined;
+  actorUid: string;
+  certificateSigningRequest: Buffer;
+}
+
+export interface MintActorCertificateResponse {
+  actorCertificates: Buffer[];
+}
+
+export interface ListTagsRequest {
+  atespace: string;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListTagsResponse {
+  tags: Tag[];
+  nextPageToken: string;
+}
+
+export interface CreateTagRequest {
+  tag?: Tag | undefined;
+}
+
+export interface UpdateTagRequest {
+  tag?: Tag | undefined;
+}
+
+export interface DeleteTagRequest {
+  tag?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
+}
+
+/** Zero version / empty uid skip the check. */
+export interface DeleteOptions {
+  version: number;
+  uid: string;
+}
+
+export interface ListWorkerActorAssignmentsRequest {
+  worker?: ObjectRef | undefined;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListWorkerActorAssignmentsResponse {
+  actorAssignments: ActorAssignment[];
+  nextPageToken: string;
 }
 
 export interface ListWorkersRequest {
+  pageSize: number;
+  pageToken: string;
 }
 
 export interface ListWorkersResponse {
   workers: Worker[];
+  nextPageToken: string;
+}
+
+export interface GetWorkerRequest {
+  worker?: ObjectRef | undefined;
+}
+
+export interface CreateWorkerRequest {
+  worker?: Worker | undefined;
+}
+
+export interface UpdateWorkerRequest {
+  worker?: Worker | undefined;
+}
+
+export interface DeleteWorkerRequest {
+  worker?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
+}
+
+export interface DrainWorkerRequest {
+  worker?: ObjectRef | undefined;
 }
 
 export interface ListActorsRequest {
+  atespace: string;
   pageSize: number;
   pageToken: string;
-  atespace: string;
 }
 
 export interface ListActorsResponse {
@@ -288,39 +874,146 @@ export interface ListActorsResponse {
   nextPageToken: string;
 }
 
+/** Number 10 is unused upstream. */
 export interface Worker {
+  metadata?: ResourceMetadata | undefined;
   workerNamespace: string;
   workerPool: string;
   workerPod: string;
-  actorNamespace: string;
-  actorTemplate: string;
-  actorId: string;
-  ip: string;
-  version: number;
   workerPodUid: string;
   nodeName: string;
-  actorAtespace: string;
+  ips: string[];
+  sandboxClass: string;
+  labels: { [key: string]: string };
+  epoch: number;
+  status?: WorkerStatus | undefined;
 }
 
-export interface DebugClearRequest {
+export interface Worker_LabelsEntry {
+  key: string;
+  value: string;
 }
 
-export interface DebugClearResponse {
+export interface WorkerStatus {
+  state: WorkerState;
+  capacity?: WorkerResources | undefined;
+  allocated?: WorkerResources | undefined;
+  observedEpoch: number;
+  hardware?: HardwareIdentity | undefined;
 }
 
-function createBaseExternalSnapshotInfo(): ExternalSnapshotInfo {
-  return { snapshotUriPrefix: "" };
+export interface HardwareIdentity {
+  attributes: { [key: string]: string };
 }
 
-export const ExternalSnapshotInfo: MessageFns<ExternalSnapshotInfo> = {
-  encode(message: ExternalSnapshotInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.snapshotUriPrefix !== "") {
-      writer.uint32(10).string(message.snapshotUriPrefix);
+export interface HardwareIdentity_AttributesEntry {
+  key: string;
+  value: string;
+}
+
+export interface WorkerResources {
+  resources?: Resources | undefined;
+  actors: number;
+}
+
+export interface ActorAssignment {
+  metadata?: ResourceMetadata | undefined;
+  actor?: ObjectRef | undefined;
+  actorUid: string;
+  actorTemplateRef?: ObjectRef | undefined;
+  resources?: Resources | undefined;
+  workerEpoch: number;
+}
+
+export interface RegisterWorkerRequest {
+  worker?: ObjectRef | undefined;
+  capacity?: WorkerResources | undefined;
+  hardware?: HardwareIdentity | undefined;
+}
+
+export interface RegisterWorkerResponse {
+  worker?: Worker | undefined;
+}
+
+export interface MintAteomActorCertificateRequest {
+  actor?: ObjectRef | undefined;
+  actorUid: string;
+  certificateSigningRequest: Buffer;
+}
+
+export interface MintAteomActorCertificateResponse {
+  actorCertificates: Buffer[];
+}
+
+export interface RequestActorSuspendRequest {
+  worker?: ObjectRef | undefined;
+  actor?: ObjectRef | undefined;
+  actorUid: string;
+}
+
+export interface RequestActorSuspendResponse {
+  actor?: Actor | undefined;
+}
+
+export interface AccessPolicy {
+  metadata?: ResourceMetadata | undefined;
+  bindings: Binding[];
+}
+
+export interface Binding {
+  role: string;
+  members: string[];
+}
+
+export interface GetGlobalAccessPolicyRequest {
+}
+
+export interface CreateGlobalAccessPolicyRequest {
+  accessPolicy?: AccessPolicy | undefined;
+}
+
+export interface UpdateGlobalAccessPolicyRequest {
+  accessPolicy?: AccessPolicy | undefined;
+}
+
+export interface GetAtespaceAccessPolicyRequest {
+  atespace?: ObjectRef | undefined;
+}
+
+export interface CreateAtespaceAccessPolicyRequest {
+  atespace?: ObjectRef | undefined;
+  accessPolicy?: AccessPolicy | undefined;
+}
+
+export interface UpdateAtespaceAccessPolicyRequest {
+  atespace?: ObjectRef | undefined;
+  accessPolicy?: AccessPolicy | undefined;
+}
+
+export interface DeleteAtespaceAccessPolicyRequest {
+  atespace?: ObjectRef | undefined;
+  options?: DeleteOptions | undefined;
+}
+
+function createBaseExternalSnapshot(): ExternalSnapshot {
+  return { snapshotUri: "", contentScope: 0, actorTemplateUid: "" };
+}
+
+export const ExternalSnapshot: MessageFns<ExternalSnapshot> = {
+  encode(message: ExternalSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.snapshotUri !== "") {
+      writer.uint32(10).string(message.snapshotUri);
+    }
+    if (message.contentScope !== 0) {
+      writer.uint32(16).int32(message.contentScope);
+    }
+    if (message.actorTemplateUid !== "") {
+      writer.uint32(26).string(message.actorTemplateUid);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ExternalSnapshotInfo {
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalSnapshot {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -329,7 +1022,7 @@ export const ExternalSnapshotInfo: MessageFns<ExternalSnapshotInfo> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExternalSnapshotInfo();
+      const message = createBaseExternalSnapshot();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -338,189 +1031,15 @@ export const ExternalSnapshotInfo: MessageFns<ExternalSnapshotInfo> = {
               break;
             }
 
-            message.snapshotUriPrefix = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ExternalSnapshotInfo {
-    return {
-      snapshotUriPrefix: isSet(object.snapshotUriPrefix)
-        ? globalThis.String(object.snapshotUriPrefix)
-        : isSet(object.snapshot_uri_prefix)
-        ? globalThis.String(object.snapshot_uri_prefix)
-        : "",
-    };
-  },
-
-  toJSON(message: ExternalSnapshotInfo): unknown {
-    const obj: any = {};
-    if (message.snapshotUriPrefix !== "") {
-      obj.snapshotUriPrefix = message.snapshotUriPrefix;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ExternalSnapshotInfo>, I>>(base?: I): ExternalSnapshotInfo {
-    return ExternalSnapshotInfo.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ExternalSnapshotInfo>, I>>(object: I): ExternalSnapshotInfo {
-    const message = createBaseExternalSnapshotInfo();
-    message.snapshotUriPrefix = object.snapshotUriPrefix ?? "";
-    return message;
-  },
-};
-
-function createBaseLocalSnapshotInfo(): LocalSnapshotInfo {
-  return { snapshotPrefix: "", nodeVmsWithLocalSnapshots: [] };
-}
-
-export const LocalSnapshotInfo: MessageFns<LocalSnapshotInfo> = {
-  encode(message: LocalSnapshotInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.snapshotPrefix !== "") {
-      writer.uint32(10).string(message.snapshotPrefix);
-    }
-    for (const v of message.nodeVmsWithLocalSnapshots) {
-      writer.uint32(18).string(v!);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): LocalSnapshotInfo {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseLocalSnapshotInfo();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.snapshotPrefix = reader.string();
+            message.snapshotUri = reader.string();
             continue;
           }
           case 2: {
-            if (tag !== 18) {
+            if (tag !== 16) {
               break;
             }
 
-            message.nodeVmsWithLocalSnapshots.push(reader.string());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): LocalSnapshotInfo {
-    return {
-      snapshotPrefix: isSet(object.snapshotPrefix)
-        ? globalThis.String(object.snapshotPrefix)
-        : isSet(object.snapshot_prefix)
-        ? globalThis.String(object.snapshot_prefix)
-        : "",
-      nodeVmsWithLocalSnapshots: globalThis.Array.isArray(object?.nodeVmsWithLocalSnapshots)
-        ? object.nodeVmsWithLocalSnapshots.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.node_vms_with_local_snapshots)
-        ? object.node_vms_with_local_snapshots.map((e: any) => globalThis.String(e))
-        : [],
-    };
-  },
-
-  toJSON(message: LocalSnapshotInfo): unknown {
-    const obj: any = {};
-    if (message.snapshotPrefix !== "") {
-      obj.snapshotPrefix = message.snapshotPrefix;
-    }
-    if (message.nodeVmsWithLocalSnapshots?.length) {
-      obj.nodeVmsWithLocalSnapshots = message.nodeVmsWithLocalSnapshots;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LocalSnapshotInfo>, I>>(base?: I): LocalSnapshotInfo {
-    return LocalSnapshotInfo.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LocalSnapshotInfo>, I>>(object: I): LocalSnapshotInfo {
-    const message = createBaseLocalSnapshotInfo();
-    message.snapshotPrefix = object.snapshotPrefix ?? "";
-    message.nodeVmsWithLocalSnapshots = object.nodeVmsWithLocalSnapshots?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBaseSnapshotInfo(): SnapshotInfo {
-  return { type: 0, data: undefined };
-}
-
-export const SnapshotInfo: MessageFns<SnapshotInfo> = {
-  encode(message: SnapshotInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.type !== 0) {
-      writer.uint32(8).int32(message.type);
-    }
-    switch (message.data?.$case) {
-      case "external":
-        ExternalSnapshotInfo.encode(message.data.value, writer.uint32(18).fork()).join();
-        break;
-      case "local":
-        LocalSnapshotInfo.encode(message.data.value, writer.uint32(26).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotInfo {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSnapshotInfo();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.type = reader.int32() as any;
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.data = { $case: "external", value: ExternalSnapshotInfo.decode(reader, reader.uint32()) };
+            message.contentScope = reader.int32() as any;
             continue;
           }
           case 3: {
@@ -528,7 +1047,7 @@ export const SnapshotInfo: MessageFns<SnapshotInfo> = {
               break;
             }
 
-            message.data = { $case: "local", value: LocalSnapshotInfo.decode(reader, reader.uint32()) };
+            message.actorTemplateUid = reader.string();
             continue;
           }
         }
@@ -543,50 +1062,141 @@ export const SnapshotInfo: MessageFns<SnapshotInfo> = {
     }
   },
 
-  fromJSON(object: any): SnapshotInfo {
+  fromJSON(object: any): ExternalSnapshot {
     return {
-      type: isSet(object.type) ? snapshotTypeFromJSON(object.type) : 0,
-      data: isSet(object.external)
-        ? { $case: "external", value: ExternalSnapshotInfo.fromJSON(object.external) }
-        : isSet(object.local)
-        ? { $case: "local", value: LocalSnapshotInfo.fromJSON(object.local) }
-        : undefined,
+      snapshotUri: isSet(object.snapshotUri)
+        ? globalThis.String(object.snapshotUri)
+        : isSet(object.snapshot_uri)
+        ? globalThis.String(object.snapshot_uri)
+        : "",
+      contentScope: isSet(object.contentScope)
+        ? snapshotContentScopeFromJSON(object.contentScope)
+        : isSet(object.content_scope)
+        ? snapshotContentScopeFromJSON(object.content_scope)
+        : 0,
+      actorTemplateUid: isSet(object.actorTemplateUid)
+        ? globalThis.String(object.actorTemplateUid)
+        : isSet(object.actor_template_uid)
+        ? globalThis.String(object.actor_template_uid)
+        : "",
     };
   },
 
-  toJSON(message: SnapshotInfo): unknown {
+  toJSON(message: ExternalSnapshot): unknown {
     const obj: any = {};
-    if (message.type !== 0) {
-      obj.type = snapshotTypeToJSON(message.type);
+    if (message.snapshotUri !== "") {
+      obj.snapshotUri = message.snapshotUri;
     }
-    if (message.data?.$case === "external") {
-      obj.external = ExternalSnapshotInfo.toJSON(message.data.value);
-    } else if (message.data?.$case === "local") {
-      obj.local = LocalSnapshotInfo.toJSON(message.data.value);
+    if (message.contentScope !== 0) {
+      obj.contentScope = snapshotContentScopeToJSON(message.contentScope);
+    }
+    if (message.actorTemplateUid !== "") {
+      obj.actorTemplateUid = message.actorTemplateUid;
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<SnapshotInfo>, I>>(base?: I): SnapshotInfo {
-    return SnapshotInfo.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ExternalSnapshot>, I>>(base?: I): ExternalSnapshot {
+    return ExternalSnapshot.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<SnapshotInfo>, I>>(object: I): SnapshotInfo {
-    const message = createBaseSnapshotInfo();
-    message.type = object.type ?? 0;
-    switch (object.data?.$case) {
-      case "external": {
-        if (object.data?.value !== undefined && object.data?.value !== null) {
-          message.data = { $case: "external", value: ExternalSnapshotInfo.fromPartial(object.data.value) };
-        }
-        break;
-      }
-      case "local": {
-        if (object.data?.value !== undefined && object.data?.value !== null) {
-          message.data = { $case: "local", value: LocalSnapshotInfo.fromPartial(object.data.value) };
-        }
-        break;
-      }
+  fromPartial<I extends Exact<DeepPartial<ExternalSnapshot>, I>>(object: I): ExternalSnapshot {
+    const message = createBaseExternalSnapshot();
+    message.snapshotUri = object.snapshotUri ?? "";
+    message.contentScope = object.contentScope ?? 0;
+    message.actorTemplateUid = object.actorTemplateUid ?? "";
+    return message;
+  },
+};
+
+function createBaseLocalSnapshot(): LocalSnapshot {
+  return { snapshotName: "", contentScope: 0 };
+}
+
+export const LocalSnapshot: MessageFns<LocalSnapshot> = {
+  encode(message: LocalSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.snapshotName !== "") {
+      writer.uint32(10).string(message.snapshotName);
     }
+    if (message.contentScope !== 0) {
+      writer.uint32(16).int32(message.contentScope);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.snapshotName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.contentScope = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalSnapshot {
+    return {
+      snapshotName: isSet(object.snapshotName)
+        ? globalThis.String(object.snapshotName)
+        : isSet(object.snapshot_name)
+        ? globalThis.String(object.snapshot_name)
+        : "",
+      contentScope: isSet(object.contentScope)
+        ? snapshotContentScopeFromJSON(object.contentScope)
+        : isSet(object.content_scope)
+        ? snapshotContentScopeFromJSON(object.content_scope)
+        : 0,
+    };
+  },
+
+  toJSON(message: LocalSnapshot): unknown {
+    const obj: any = {};
+    if (message.snapshotName !== "") {
+      obj.snapshotName = message.snapshotName;
+    }
+    if (message.contentScope !== 0) {
+      obj.contentScope = snapshotContentScopeToJSON(message.contentScope);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LocalSnapshot>, I>>(base?: I): LocalSnapshot {
+    return LocalSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LocalSnapshot>, I>>(object: I): LocalSnapshot {
+    const message = createBaseLocalSnapshot();
+    message.snapshotName = object.snapshotName ?? "";
+    message.contentScope = object.contentScope ?? 0;
     return message;
   },
 };
@@ -788,68 +1398,466 @@ export const Selector_MatchLabelsEntry: MessageFns<Selector_MatchLabelsEntry> = 
   },
 };
 
+function createBaseResourceMetadata(): ResourceMetadata {
+  return { atespace: "", name: "", uid: "", version: 0, createTime: undefined, updateTime: undefined };
+}
+
+export const ResourceMetadata: MessageFns<ResourceMetadata> = {
+  encode(message: ResourceMetadata, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== "") {
+      writer.uint32(10).string(message.atespace);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.uid !== "") {
+      writer.uint32(26).string(message.uid);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).int64(message.version);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(42).fork()).join();
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResourceMetadata {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResourceMetadata();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.uid = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResourceMetadata {
+    return {
+      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      uid: isSet(object.uid) ? globalThis.String(object.uid) : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ResourceMetadata): unknown {
+    const obj: any = {};
+    if (message.atespace !== "") {
+      obj.atespace = message.atespace;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.uid !== "") {
+      obj.uid = message.uid;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResourceMetadata>, I>>(base?: I): ResourceMetadata {
+    return ResourceMetadata.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResourceMetadata>, I>>(object: I): ResourceMetadata {
+    const message = createBaseResourceMetadata();
+    message.atespace = object.atespace ?? "";
+    message.name = object.name ?? "";
+    message.uid = object.uid ?? "";
+    message.version = object.version ?? 0;
+    message.createTime = object.createTime ?? undefined;
+    message.updateTime = object.updateTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExternalVolume(): ExternalVolume {
+  return { volumeName: "", storageVolumeId: "", volumeType: "", status: 0, volumeContext: {} };
+}
+
+export const ExternalVolume: MessageFns<ExternalVolume> = {
+  encode(message: ExternalVolume, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.volumeName !== "") {
+      writer.uint32(10).string(message.volumeName);
+    }
+    if (message.storageVolumeId !== "") {
+      writer.uint32(18).string(message.storageVolumeId);
+    }
+    if (message.volumeType !== "") {
+      writer.uint32(26).string(message.volumeType);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    globalThis.Object.entries(message.volumeContext).forEach(([key, value]: [string, string]) => {
+      ExternalVolume_VolumeContextEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalVolume {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalVolume();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.volumeName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storageVolumeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.volumeType = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ExternalVolume_VolumeContextEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.volumeContext[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalVolume {
+    return {
+      volumeName: isSet(object.volumeName)
+        ? globalThis.String(object.volumeName)
+        : isSet(object.volume_name)
+        ? globalThis.String(object.volume_name)
+        : "",
+      storageVolumeId: isSet(object.storageVolumeId)
+        ? globalThis.String(object.storageVolumeId)
+        : isSet(object.storage_volume_id)
+        ? globalThis.String(object.storage_volume_id)
+        : "",
+      volumeType: isSet(object.volumeType)
+        ? globalThis.String(object.volumeType)
+        : isSet(object.volume_type)
+        ? globalThis.String(object.volume_type)
+        : "",
+      status: isSet(object.status) ? externalVolume_StatusFromJSON(object.status) : 0,
+      volumeContext: isObject(object.volumeContext)
+        ? (globalThis.Object.entries(object.volumeContext) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.volume_context)
+        ? (globalThis.Object.entries(object.volume_context) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ExternalVolume): unknown {
+    const obj: any = {};
+    if (message.volumeName !== "") {
+      obj.volumeName = message.volumeName;
+    }
+    if (message.storageVolumeId !== "") {
+      obj.storageVolumeId = message.storageVolumeId;
+    }
+    if (message.volumeType !== "") {
+      obj.volumeType = message.volumeType;
+    }
+    if (message.status !== 0) {
+      obj.status = externalVolume_StatusToJSON(message.status);
+    }
+    if (message.volumeContext) {
+      const entries = globalThis.Object.entries(message.volumeContext) as [string, string][];
+      if (entries.length > 0) {
+        obj.volumeContext = {};
+        entries.forEach(([k, v]) => {
+          obj.volumeContext[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalVolume>, I>>(base?: I): ExternalVolume {
+    return ExternalVolume.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalVolume>, I>>(object: I): ExternalVolume {
+    const message = createBaseExternalVolume();
+    message.volumeName = object.volumeName ?? "";
+    message.storageVolumeId = object.storageVolumeId ?? "";
+    message.volumeType = object.volumeType ?? "";
+    message.status = object.status ?? 0;
+    message.volumeContext = (globalThis.Object.entries(object.volumeContext ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseExternalVolume_VolumeContextEntry(): ExternalVolume_VolumeContextEntry {
+  return { key: "", value: "" };
+}
+
+export const ExternalVolume_VolumeContextEntry: MessageFns<ExternalVolume_VolumeContextEntry> = {
+  encode(message: ExternalVolume_VolumeContextEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalVolume_VolumeContextEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalVolume_VolumeContextEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalVolume_VolumeContextEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ExternalVolume_VolumeContextEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalVolume_VolumeContextEntry>, I>>(
+    base?: I,
+  ): ExternalVolume_VolumeContextEntry {
+    return ExternalVolume_VolumeContextEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalVolume_VolumeContextEntry>, I>>(
+    object: I,
+  ): ExternalVolume_VolumeContextEntry {
+    const message = createBaseExternalVolume_VolumeContextEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseActor(): Actor {
   return {
-    actorId: "",
-    version: 0,
-    actorTemplateNamespace: "",
-    actorTemplateName: "",
-    status: 0,
-    ateomPodNamespace: "",
-    ateomPodName: "",
-    ateomPodIp: "",
-    inProgressSnapshot: "",
-    ateomPodUid: "",
-    latestSnapshotInfo: undefined,
+    metadata: undefined,
+    actorTemplate: undefined,
     workerSelector: undefined,
-    workerPoolName: "",
-    atespace: "",
+    sourceTag: undefined,
+    status: undefined,
   };
 }
 
 export const Actor: MessageFns<Actor> = {
   encode(message: Actor, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorId !== "") {
-      writer.uint32(10).string(message.actorId);
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
     }
-    if (message.version !== 0) {
-      writer.uint32(16).int64(message.version);
-    }
-    if (message.actorTemplateNamespace !== "") {
-      writer.uint32(26).string(message.actorTemplateNamespace);
-    }
-    if (message.actorTemplateName !== "") {
-      writer.uint32(34).string(message.actorTemplateName);
-    }
-    if (message.status !== 0) {
-      writer.uint32(40).int32(message.status);
-    }
-    if (message.ateomPodNamespace !== "") {
-      writer.uint32(50).string(message.ateomPodNamespace);
-    }
-    if (message.ateomPodName !== "") {
-      writer.uint32(58).string(message.ateomPodName);
-    }
-    if (message.ateomPodIp !== "") {
-      writer.uint32(66).string(message.ateomPodIp);
-    }
-    if (message.inProgressSnapshot !== "") {
-      writer.uint32(82).string(message.inProgressSnapshot);
-    }
-    if (message.ateomPodUid !== "") {
-      writer.uint32(90).string(message.ateomPodUid);
-    }
-    if (message.latestSnapshotInfo !== undefined) {
-      SnapshotInfo.encode(message.latestSnapshotInfo, writer.uint32(98).fork()).join();
+    if (message.actorTemplate !== undefined) {
+      ObjectRef.encode(message.actorTemplate, writer.uint32(34).fork()).join();
     }
     if (message.workerSelector !== undefined) {
-      Selector.encode(message.workerSelector, writer.uint32(106).fork()).join();
+      Selector.encode(message.workerSelector, writer.uint32(42).fork()).join();
     }
-    if (message.workerPoolName !== "") {
-      writer.uint32(114).string(message.workerPoolName);
+    if (message.sourceTag !== undefined) {
+      ObjectRef.encode(message.sourceTag, writer.uint32(50).fork()).join();
     }
-    if (message.atespace !== "") {
-      writer.uint32(122).string(message.atespace);
+    if (message.status !== undefined) {
+      ActorStatus.encode(message.status, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -872,23 +1880,7 @@ export const Actor: MessageFns<Actor> = {
               break;
             }
 
-            message.actorId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.version = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.actorTemplateNamespace = reader.string();
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
             continue;
           }
           case 4: {
@@ -896,15 +1888,15 @@ export const Actor: MessageFns<Actor> = {
               break;
             }
 
-            message.actorTemplateName = reader.string();
+            message.actorTemplate = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
           case 5: {
-            if (tag !== 40) {
+            if (tag !== 42) {
               break;
             }
 
-            message.status = reader.int32() as any;
+            message.workerSelector = Selector.decode(reader, reader.uint32());
             continue;
           }
           case 6: {
@@ -912,7 +1904,7 @@ export const Actor: MessageFns<Actor> = {
               break;
             }
 
-            message.ateomPodNamespace = reader.string();
+            message.sourceTag = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
           case 7: {
@@ -920,63 +1912,7 @@ export const Actor: MessageFns<Actor> = {
               break;
             }
 
-            message.ateomPodName = reader.string();
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.ateomPodIp = reader.string();
-            continue;
-          }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.inProgressSnapshot = reader.string();
-            continue;
-          }
-          case 11: {
-            if (tag !== 90) {
-              break;
-            }
-
-            message.ateomPodUid = reader.string();
-            continue;
-          }
-          case 12: {
-            if (tag !== 98) {
-              break;
-            }
-
-            message.latestSnapshotInfo = SnapshotInfo.decode(reader, reader.uint32());
-            continue;
-          }
-          case 13: {
-            if (tag !== 106) {
-              break;
-            }
-
-            message.workerSelector = Selector.decode(reader, reader.uint32());
-            continue;
-          }
-          case 14: {
-            if (tag !== 114) {
-              break;
-            }
-
-            message.workerPoolName = reader.string();
-            continue;
-          }
-          case 15: {
-            if (tag !== 122) {
-              break;
-            }
-
-            message.atespace = reader.string();
+            message.status = ActorStatus.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -993,110 +1929,42 @@ export const Actor: MessageFns<Actor> = {
 
   fromJSON(object: any): Actor {
     return {
-      actorId: isSet(object.actorId)
-        ? globalThis.String(object.actorId)
-        : isSet(object.actor_id)
-        ? globalThis.String(object.actor_id)
-        : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
-      actorTemplateNamespace: isSet(object.actorTemplateNamespace)
-        ? globalThis.String(object.actorTemplateNamespace)
-        : isSet(object.actor_template_namespace)
-        ? globalThis.String(object.actor_template_namespace)
-        : "",
-      actorTemplateName: isSet(object.actorTemplateName)
-        ? globalThis.String(object.actorTemplateName)
-        : isSet(object.actor_template_name)
-        ? globalThis.String(object.actor_template_name)
-        : "",
-      status: isSet(object.status) ? actor_StatusFromJSON(object.status) : 0,
-      ateomPodNamespace: isSet(object.ateomPodNamespace)
-        ? globalThis.String(object.ateomPodNamespace)
-        : isSet(object.ateom_pod_namespace)
-        ? globalThis.String(object.ateom_pod_namespace)
-        : "",
-      ateomPodName: isSet(object.ateomPodName)
-        ? globalThis.String(object.ateomPodName)
-        : isSet(object.ateom_pod_name)
-        ? globalThis.String(object.ateom_pod_name)
-        : "",
-      ateomPodIp: isSet(object.ateomPodIp)
-        ? globalThis.String(object.ateomPodIp)
-        : isSet(object.ateom_pod_ip)
-        ? globalThis.String(object.ateom_pod_ip)
-        : "",
-      inProgressSnapshot: isSet(object.inProgressSnapshot)
-        ? globalThis.String(object.inProgressSnapshot)
-        : isSet(object.in_progress_snapshot)
-        ? globalThis.String(object.in_progress_snapshot)
-        : "",
-      ateomPodUid: isSet(object.ateomPodUid)
-        ? globalThis.String(object.ateomPodUid)
-        : isSet(object.ateom_pod_uid)
-        ? globalThis.String(object.ateom_pod_uid)
-        : "",
-      latestSnapshotInfo: isSet(object.latestSnapshotInfo)
-        ? SnapshotInfo.fromJSON(object.latestSnapshotInfo)
-        : isSet(object.latest_snapshot_info)
-        ? SnapshotInfo.fromJSON(object.latest_snapshot_info)
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      actorTemplate: isSet(object.actorTemplate)
+        ? ObjectRef.fromJSON(object.actorTemplate)
+        : isSet(object.actor_template)
+        ? ObjectRef.fromJSON(object.actor_template)
         : undefined,
       workerSelector: isSet(object.workerSelector)
         ? Selector.fromJSON(object.workerSelector)
         : isSet(object.worker_selector)
         ? Selector.fromJSON(object.worker_selector)
         : undefined,
-      workerPoolName: isSet(object.workerPoolName)
-        ? globalThis.String(object.workerPoolName)
-        : isSet(object.worker_pool_name)
-        ? globalThis.String(object.worker_pool_name)
-        : "",
-      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
+      sourceTag: isSet(object.sourceTag)
+        ? ObjectRef.fromJSON(object.sourceTag)
+        : isSet(object.source_tag)
+        ? ObjectRef.fromJSON(object.source_tag)
+        : undefined,
+      status: isSet(object.status) ? ActorStatus.fromJSON(object.status) : undefined,
     };
   },
 
   toJSON(message: Actor): unknown {
     const obj: any = {};
-    if (message.actorId !== "") {
-      obj.actorId = message.actorId;
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
-    }
-    if (message.actorTemplateNamespace !== "") {
-      obj.actorTemplateNamespace = message.actorTemplateNamespace;
-    }
-    if (message.actorTemplateName !== "") {
-      obj.actorTemplateName = message.actorTemplateName;
-    }
-    if (message.status !== 0) {
-      obj.status = actor_StatusToJSON(message.status);
-    }
-    if (message.ateomPodNamespace !== "") {
-      obj.ateomPodNamespace = message.ateomPodNamespace;
-    }
-    if (message.ateomPodName !== "") {
-      obj.ateomPodName = message.ateomPodName;
-    }
-    if (message.ateomPodIp !== "") {
-      obj.ateomPodIp = message.ateomPodIp;
-    }
-    if (message.inProgressSnapshot !== "") {
-      obj.inProgressSnapshot = message.inProgressSnapshot;
-    }
-    if (message.ateomPodUid !== "") {
-      obj.ateomPodUid = message.ateomPodUid;
-    }
-    if (message.latestSnapshotInfo !== undefined) {
-      obj.latestSnapshotInfo = SnapshotInfo.toJSON(message.latestSnapshotInfo);
+    if (message.actorTemplate !== undefined) {
+      obj.actorTemplate = ObjectRef.toJSON(message.actorTemplate);
     }
     if (message.workerSelector !== undefined) {
       obj.workerSelector = Selector.toJSON(message.workerSelector);
     }
-    if (message.workerPoolName !== "") {
-      obj.workerPoolName = message.workerPoolName;
+    if (message.sourceTag !== undefined) {
+      obj.sourceTag = ObjectRef.toJSON(message.sourceTag);
     }
-    if (message.atespace !== "") {
-      obj.atespace = message.atespace;
+    if (message.status !== undefined) {
+      obj.status = ActorStatus.toJSON(message.status);
     }
     return obj;
   },
@@ -1106,36 +1974,1758 @@ export const Actor: MessageFns<Actor> = {
   },
   fromPartial<I extends Exact<DeepPartial<Actor>, I>>(object: I): Actor {
     const message = createBaseActor();
-    message.actorId = object.actorId ?? "";
-    message.version = object.version ?? 0;
-    message.actorTemplateNamespace = object.actorTemplateNamespace ?? "";
-    message.actorTemplateName = object.actorTemplateName ?? "";
-    message.status = object.status ?? 0;
-    message.ateomPodNamespace = object.ateomPodNamespace ?? "";
-    message.ateomPodName = object.ateomPodName ?? "";
-    message.ateomPodIp = object.ateomPodIp ?? "";
-    message.inProgressSnapshot = object.inProgressSnapshot ?? "";
-    message.ateomPodUid = object.ateomPodUid ?? "";
-    message.latestSnapshotInfo = (object.latestSnapshotInfo !== undefined && object.latestSnapshotInfo !== null)
-      ? SnapshotInfo.fromPartial(object.latestSnapshotInfo)
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.actorTemplate = (object.actorTemplate !== undefined && object.actorTemplate !== null)
+      ? ObjectRef.fromPartial(object.actorTemplate)
       : undefined;
     message.workerSelector = (object.workerSelector !== undefined && object.workerSelector !== null)
       ? Selector.fromPartial(object.workerSelector)
       : undefined;
-    message.workerPoolName = object.workerPoolName ?? "";
-    message.atespace = object.atespace ?? "";
+    message.sourceTag = (object.sourceTag !== undefined && object.sourceTag !== null)
+      ? ObjectRef.fromPartial(object.sourceTag)
+      : undefined;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? ActorStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEgressPolicy(): EgressPolicy {
+  return { metadata: undefined, rules: [] };
+}
+
+export const EgressPolicy: MessageFns<EgressPolicy> = {
+  encode(message: EgressPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.rules) {
+      EgressRule.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EgressPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEgressPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rules.push(EgressRule.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EgressPolicy {
+    return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => EgressRule.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: EgressPolicy): unknown {
+    const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
+    if (message.rules?.length) {
+      obj.rules = message.rules.map((e) => EgressRule.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EgressPolicy>, I>>(base?: I): EgressPolicy {
+    return EgressPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EgressPolicy>, I>>(object: I): EgressPolicy {
+    const message = createBaseEgressPolicy();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.rules = object.rules?.map((e) => EgressRule.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEgressRule(): EgressRule {
+  return { http: undefined, https: undefined, tlsPassthrough: undefined };
+}
+
+export const EgressRule: MessageFns<EgressRule> = {
+  encode(message: EgressRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.http !== undefined) {
+      HTTPRule.encode(message.http, writer.uint32(10).fork()).join();
+    }
+    if (message.https !== undefined) {
+      HTTPSRule.encode(message.https, writer.uint32(18).fork()).join();
+    }
+    if (message.tlsPassthrough !== undefined) {
+      TLSPassthroughRule.encode(message.tlsPassthrough, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EgressRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEgressRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.http = HTTPRule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.https = HTTPSRule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tlsPassthrough = TLSPassthroughRule.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EgressRule {
+    return {
+      http: isSet(object.http) ? HTTPRule.fromJSON(object.http) : undefined,
+      https: isSet(object.https) ? HTTPSRule.fromJSON(object.https) : undefined,
+      tlsPassthrough: isSet(object.tlsPassthrough)
+        ? TLSPassthroughRule.fromJSON(object.tlsPassthrough)
+        : isSet(object.tls_passthrough)
+        ? TLSPassthroughRule.fromJSON(object.tls_passthrough)
+        : undefined,
+    };
+  },
+
+  toJSON(message: EgressRule): unknown {
+    const obj: any = {};
+    if (message.http !== undefined) {
+      obj.http = HTTPRule.toJSON(message.http);
+    }
+    if (message.https !== undefined) {
+      obj.https = HTTPSRule.toJSON(message.https);
+    }
+    if (message.tlsPassthrough !== undefined) {
+      obj.tlsPassthrough = TLSPassthroughRule.toJSON(message.tlsPassthrough);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EgressRule>, I>>(base?: I): EgressRule {
+    return EgressRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EgressRule>, I>>(object: I): EgressRule {
+    const message = createBaseEgressRule();
+    message.http = (object.http !== undefined && object.http !== null) ? HTTPRule.fromPartial(object.http) : undefined;
+    message.https = (object.https !== undefined && object.https !== null)
+      ? HTTPSRule.fromPartial(object.https)
+      : undefined;
+    message.tlsPassthrough = (object.tlsPassthrough !== undefined && object.tlsPassthrough !== null)
+      ? TLSPassthroughRule.fromPartial(object.tlsPassthrough)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHTTPRule(): HTTPRule {
+  return { hostnames: [], ports: undefined, effects: undefined };
+}
+
+export const HTTPRule: MessageFns<HTTPRule> = {
+  encode(message: HTTPRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hostnames) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.ports !== undefined) {
+      Ports.encode(message.ports, writer.uint32(18).fork()).join();
+    }
+    if (message.effects !== undefined) {
+      HttpRuleEffects.encode(message.effects, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HTTPRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHTTPRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostnames.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ports = Ports.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.effects = HttpRuleEffects.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HTTPRule {
+    return {
+      hostnames: globalThis.Array.isArray(object?.hostnames)
+        ? object.hostnames.map((e: any) => globalThis.String(e))
+        : [],
+      ports: isSet(object.ports) ? Ports.fromJSON(object.ports) : undefined,
+      effects: isSet(object.effects) ? HttpRuleEffects.fromJSON(object.effects) : undefined,
+    };
+  },
+
+  toJSON(message: HTTPRule): unknown {
+    const obj: any = {};
+    if (message.hostnames?.length) {
+      obj.hostnames = message.hostnames;
+    }
+    if (message.ports !== undefined) {
+      obj.ports = Ports.toJSON(message.ports);
+    }
+    if (message.effects !== undefined) {
+      obj.effects = HttpRuleEffects.toJSON(message.effects);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HTTPRule>, I>>(base?: I): HTTPRule {
+    return HTTPRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HTTPRule>, I>>(object: I): HTTPRule {
+    const message = createBaseHTTPRule();
+    message.hostnames = object.hostnames?.map((e) => e) || [];
+    message.ports = (object.ports !== undefined && object.ports !== null) ? Ports.fromPartial(object.ports) : undefined;
+    message.effects = (object.effects !== undefined && object.effects !== null)
+      ? HttpRuleEffects.fromPartial(object.effects)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHTTPSRule(): HTTPSRule {
+  return { hostnames: [], ports: undefined, effects: undefined };
+}
+
+export const HTTPSRule: MessageFns<HTTPSRule> = {
+  encode(message: HTTPSRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hostnames) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.ports !== undefined) {
+      Ports.encode(message.ports, writer.uint32(18).fork()).join();
+    }
+    if (message.effects !== undefined) {
+      HttpRuleEffects.encode(message.effects, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HTTPSRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHTTPSRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostnames.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ports = Ports.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.effects = HttpRuleEffects.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HTTPSRule {
+    return {
+      hostnames: globalThis.Array.isArray(object?.hostnames)
+        ? object.hostnames.map((e: any) => globalThis.String(e))
+        : [],
+      ports: isSet(object.ports) ? Ports.fromJSON(object.ports) : undefined,
+      effects: isSet(object.effects) ? HttpRuleEffects.fromJSON(object.effects) : undefined,
+    };
+  },
+
+  toJSON(message: HTTPSRule): unknown {
+    const obj: any = {};
+    if (message.hostnames?.length) {
+      obj.hostnames = message.hostnames;
+    }
+    if (message.ports !== undefined) {
+      obj.ports = Ports.toJSON(message.ports);
+    }
+    if (message.effects !== undefined) {
+      obj.effects = HttpRuleEffects.toJSON(message.effects);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HTTPSRule>, I>>(base?: I): HTTPSRule {
+    return HTTPSRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HTTPSRule>, I>>(object: I): HTTPSRule {
+    const message = createBaseHTTPSRule();
+    message.hostnames = object.hostnames?.map((e) => e) || [];
+    message.ports = (object.ports !== undefined && object.ports !== null) ? Ports.fromPartial(object.ports) : undefined;
+    message.effects = (object.effects !== undefined && object.effects !== null)
+      ? HttpRuleEffects.fromPartial(object.effects)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTLSPassthroughRule(): TLSPassthroughRule {
+  return { hostnames: [], ports: undefined };
+}
+
+export const TLSPassthroughRule: MessageFns<TLSPassthroughRule> = {
+  encode(message: TLSPassthroughRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hostnames) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.ports !== undefined) {
+      Ports.encode(message.ports, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TLSPassthroughRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTLSPassthroughRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostnames.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ports = Ports.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TLSPassthroughRule {
+    return {
+      hostnames: globalThis.Array.isArray(object?.hostnames)
+        ? object.hostnames.map((e: any) => globalThis.String(e))
+        : [],
+      ports: isSet(object.ports) ? Ports.fromJSON(object.ports) : undefined,
+    };
+  },
+
+  toJSON(message: TLSPassthroughRule): unknown {
+    const obj: any = {};
+    if (message.hostnames?.length) {
+      obj.hostnames = message.hostnames;
+    }
+    if (message.ports !== undefined) {
+      obj.ports = Ports.toJSON(message.ports);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TLSPassthroughRule>, I>>(base?: I): TLSPassthroughRule {
+    return TLSPassthroughRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TLSPassthroughRule>, I>>(object: I): TLSPassthroughRule {
+    const message = createBaseTLSPassthroughRule();
+    message.hostnames = object.hostnames?.map((e) => e) || [];
+    message.ports = (object.ports !== undefined && object.ports !== null) ? Ports.fromPartial(object.ports) : undefined;
+    return message;
+  },
+};
+
+function createBasePorts(): Ports {
+  return { all: undefined, numbers: [] };
+}
+
+export const Ports: MessageFns<Ports> = {
+  encode(message: Ports, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.all !== undefined) {
+      AllPorts.encode(message.all, writer.uint32(10).fork()).join();
+    }
+    if (message.numbers.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.numbers) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Ports {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePorts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.all = AllPorts.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.numbers.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.numbers.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Ports {
+    return {
+      all: isSet(object.all) ? AllPorts.fromJSON(object.all) : undefined,
+      numbers: globalThis.Array.isArray(object?.numbers) ? object.numbers.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: Ports): unknown {
+    const obj: any = {};
+    if (message.all !== undefined) {
+      obj.all = AllPorts.toJSON(message.all);
+    }
+    if (message.numbers?.length) {
+      obj.numbers = message.numbers.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Ports>, I>>(base?: I): Ports {
+    return Ports.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Ports>, I>>(object: I): Ports {
+    const message = createBasePorts();
+    message.all = (object.all !== undefined && object.all !== null) ? AllPorts.fromPartial(object.all) : undefined;
+    message.numbers = object.numbers?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseAllPorts(): AllPorts {
+  return {};
+}
+
+export const AllPorts: MessageFns<AllPorts> = {
+  encode(_: AllPorts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AllPorts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAllPorts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AllPorts {
+    return {};
+  },
+
+  toJSON(_: AllPorts): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AllPorts>, I>>(base?: I): AllPorts {
+    return AllPorts.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AllPorts>, I>>(_: I): AllPorts {
+    const message = createBaseAllPorts();
+    return message;
+  },
+};
+
+function createBaseHttpRuleEffects(): HttpRuleEffects {
+  return { replaceHeaders: [] };
+}
+
+export const HttpRuleEffects: MessageFns<HttpRuleEffects> = {
+  encode(message: HttpRuleEffects, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.replaceHeaders) {
+      CredentialHeader.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpRuleEffects {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpRuleEffects();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replaceHeaders.push(CredentialHeader.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpRuleEffects {
+    return {
+      replaceHeaders: globalThis.Array.isArray(object?.replaceHeaders)
+        ? object.replaceHeaders.map((e: any) => CredentialHeader.fromJSON(e))
+        : globalThis.Array.isArray(object?.replace_headers)
+        ? object.replace_headers.map((e: any) => CredentialHeader.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: HttpRuleEffects): unknown {
+    const obj: any = {};
+    if (message.replaceHeaders?.length) {
+      obj.replaceHeaders = message.replaceHeaders.map((e) => CredentialHeader.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpRuleEffects>, I>>(base?: I): HttpRuleEffects {
+    return HttpRuleEffects.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpRuleEffects>, I>>(object: I): HttpRuleEffects {
+    const message = createBaseHttpRuleEffects();
+    message.replaceHeaders = object.replaceHeaders?.map((e) => CredentialHeader.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCredentialHeader(): CredentialHeader {
+  return { header: "", prefix: "", credentialUri: "", actorJwt: undefined };
+}
+
+export const CredentialHeader: MessageFns<CredentialHeader> = {
+  encode(message: CredentialHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== "") {
+      writer.uint32(10).string(message.header);
+    }
+    if (message.prefix !== "") {
+      writer.uint32(18).string(message.prefix);
+    }
+    if (message.credentialUri !== "") {
+      writer.uint32(26).string(message.credentialUri);
+    }
+    if (message.actorJwt !== undefined) {
+      ActorJWTSource.encode(message.actorJwt, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CredentialHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCredentialHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credentialUri = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actorJwt = ActorJWTSource.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CredentialHeader {
+    return {
+      header: isSet(object.header) ? globalThis.String(object.header) : "",
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      credentialUri: isSet(object.credentialUri)
+        ? globalThis.String(object.credentialUri)
+        : isSet(object.credential_uri)
+        ? globalThis.String(object.credential_uri)
+        : "",
+      actorJwt: isSet(object.actorJwt)
+        ? ActorJWTSource.fromJSON(object.actorJwt)
+        : isSet(object.actor_jwt)
+        ? ActorJWTSource.fromJSON(object.actor_jwt)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CredentialHeader): unknown {
+    const obj: any = {};
+    if (message.header !== "") {
+      obj.header = message.header;
+    }
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.credentialUri !== "") {
+      obj.credentialUri = message.credentialUri;
+    }
+    if (message.actorJwt !== undefined) {
+      obj.actorJwt = ActorJWTSource.toJSON(message.actorJwt);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CredentialHeader>, I>>(base?: I): CredentialHeader {
+    return CredentialHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CredentialHeader>, I>>(object: I): CredentialHeader {
+    const message = createBaseCredentialHeader();
+    message.header = object.header ?? "";
+    message.prefix = object.prefix ?? "";
+    message.credentialUri = object.credentialUri ?? "";
+    message.actorJwt = (object.actorJwt !== undefined && object.actorJwt !== null)
+      ? ActorJWTSource.fromPartial(object.actorJwt)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseActorJWTSource(): ActorJWTSource {
+  return { audiences: [], expirationSeconds: 0 };
+}
+
+export const ActorJWTSource: MessageFns<ActorJWTSource> = {
+  encode(message: ActorJWTSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.audiences) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.expirationSeconds !== 0) {
+      writer.uint32(16).int64(message.expirationSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorJWTSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorJWTSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.audiences.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expirationSeconds = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorJWTSource {
+    return {
+      audiences: globalThis.Array.isArray(object?.audiences)
+        ? object.audiences.map((e: any) => globalThis.String(e))
+        : [],
+      expirationSeconds: isSet(object.expirationSeconds)
+        ? globalThis.Number(object.expirationSeconds)
+        : isSet(object.expiration_seconds)
+        ? globalThis.Number(object.expiration_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: ActorJWTSource): unknown {
+    const obj: any = {};
+    if (message.audiences?.length) {
+      obj.audiences = message.audiences;
+    }
+    if (message.expirationSeconds !== 0) {
+      obj.expirationSeconds = Math.round(message.expirationSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorJWTSource>, I>>(base?: I): ActorJWTSource {
+    return ActorJWTSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorJWTSource>, I>>(object: I): ActorJWTSource {
+    const message = createBaseActorJWTSource();
+    message.audiences = object.audiences?.map((e) => e) || [];
+    message.expirationSeconds = object.expirationSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseActorStatus(): ActorStatus {
+  return {
+    state: 0,
+    workerAssignment: undefined,
+    inProgressSnapshotUri: "",
+    externalSnapshot: undefined,
+    localSnapshot: undefined,
+    actorVolumes: [],
+    inProgressLocalSnapshotName: "",
+    crash: undefined,
+    assignedNode: "",
+  };
+}
+
+export const ActorStatus: MessageFns<ActorStatus> = {
+  encode(message: ActorStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.workerAssignment !== undefined) {
+      WorkerAssignment.encode(message.workerAssignment, writer.uint32(18).fork()).join();
+    }
+    if (message.inProgressSnapshotUri !== "") {
+      writer.uint32(26).string(message.inProgressSnapshotUri);
+    }
+    if (message.externalSnapshot !== undefined) {
+      ExternalSnapshot.encode(message.externalSnapshot, writer.uint32(34).fork()).join();
+    }
+    if (message.localSnapshot !== undefined) {
+      LocalSnapshot.encode(message.localSnapshot, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.actorVolumes) {
+      ExternalVolume.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.inProgressLocalSnapshotName !== "") {
+      writer.uint32(66).string(message.inProgressLocalSnapshotName);
+    }
+    if (message.crash !== undefined) {
+      ActorCrash.encode(message.crash, writer.uint32(74).fork()).join();
+    }
+    if (message.assignedNode !== "") {
+      writer.uint32(82).string(message.assignedNode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerAssignment = WorkerAssignment.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inProgressSnapshotUri = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.externalSnapshot = ExternalSnapshot.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.localSnapshot = LocalSnapshot.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.actorVolumes.push(ExternalVolume.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.inProgressLocalSnapshotName = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.crash = ActorCrash.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.assignedNode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorStatus {
+    return {
+      state: isSet(object.state) ? actorStateFromJSON(object.state) : 0,
+      workerAssignment: isSet(object.workerAssignment)
+        ? WorkerAssignment.fromJSON(object.workerAssignment)
+        : isSet(object.worker_assignment)
+        ? WorkerAssignment.fromJSON(object.worker_assignment)
+        : undefined,
+      inProgressSnapshotUri: isSet(object.inProgressSnapshotUri)
+        ? globalThis.String(object.inProgressSnapshotUri)
+        : isSet(object.in_progress_snapshot_uri)
+        ? globalThis.String(object.in_progress_snapshot_uri)
+        : "",
+      externalSnapshot: isSet(object.externalSnapshot)
+        ? ExternalSnapshot.fromJSON(object.externalSnapshot)
+        : isSet(object.external_snapshot)
+        ? ExternalSnapshot.fromJSON(object.external_snapshot)
+        : undefined,
+      localSnapshot: isSet(object.localSnapshot)
+        ? LocalSnapshot.fromJSON(object.localSnapshot)
+        : isSet(object.local_snapshot)
+        ? LocalSnapshot.fromJSON(object.local_snapshot)
+        : undefined,
+      actorVolumes: globalThis.Array.isArray(object?.actorVolumes)
+        ? object.actorVolumes.map((e: any) => ExternalVolume.fromJSON(e))
+        : globalThis.Array.isArray(object?.actor_volumes)
+        ? object.actor_volumes.map((e: any) => ExternalVolume.fromJSON(e))
+        : [],
+      inProgressLocalSnapshotName: isSet(object.inProgressLocalSnapshotName)
+        ? globalThis.String(object.inProgressLocalSnapshotName)
+        : isSet(object.in_progress_local_snapshot_name)
+        ? globalThis.String(object.in_progress_local_snapshot_name)
+        : "",
+      crash: isSet(object.crash) ? ActorCrash.fromJSON(object.crash) : undefined,
+      assignedNode: isSet(object.assignedNode)
+        ? globalThis.String(object.assignedNode)
+        : isSet(object.assigned_node)
+        ? globalThis.String(object.assigned_node)
+        : "",
+    };
+  },
+
+  toJSON(message: ActorStatus): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = actorStateToJSON(message.state);
+    }
+    if (message.workerAssignment !== undefined) {
+      obj.workerAssignment = WorkerAssignment.toJSON(message.workerAssignment);
+    }
+    if (message.inProgressSnapshotUri !== "") {
+      obj.inProgressSnapshotUri = message.inProgressSnapshotUri;
+    }
+    if (message.externalSnapshot !== undefined) {
+      obj.externalSnapshot = ExternalSnapshot.toJSON(message.externalSnapshot);
+    }
+    if (message.localSnapshot !== undefined) {
+      obj.localSnapshot = LocalSnapshot.toJSON(message.localSnapshot);
+    }
+    if (message.actorVolumes?.length) {
+      obj.actorVolumes = message.actorVolumes.map((e) => ExternalVolume.toJSON(e));
+    }
+    if (message.inProgressLocalSnapshotName !== "") {
+      obj.inProgressLocalSnapshotName = message.inProgressLocalSnapshotName;
+    }
+    if (message.crash !== undefined) {
+      obj.crash = ActorCrash.toJSON(message.crash);
+    }
+    if (message.assignedNode !== "") {
+      obj.assignedNode = message.assignedNode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorStatus>, I>>(base?: I): ActorStatus {
+    return ActorStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorStatus>, I>>(object: I): ActorStatus {
+    const message = createBaseActorStatus();
+    message.state = object.state ?? 0;
+    message.workerAssignment = (object.workerAssignment !== undefined && object.workerAssignment !== null)
+      ? WorkerAssignment.fromPartial(object.workerAssignment)
+      : undefined;
+    message.inProgressSnapshotUri = object.inProgressSnapshotUri ?? "";
+    message.externalSnapshot = (object.externalSnapshot !== undefined && object.externalSnapshot !== null)
+      ? ExternalSnapshot.fromPartial(object.externalSnapshot)
+      : undefined;
+    message.localSnapshot = (object.localSnapshot !== undefined && object.localSnapshot !== null)
+      ? LocalSnapshot.fromPartial(object.localSnapshot)
+      : undefined;
+    message.actorVolumes = object.actorVolumes?.map((e) => ExternalVolume.fromPartial(e)) || [];
+    message.inProgressLocalSnapshotName = object.inProgressLocalSnapshotName ?? "";
+    message.crash = (object.crash !== undefined && object.crash !== null)
+      ? ActorCrash.fromPartial(object.crash)
+      : undefined;
+    message.assignedNode = object.assignedNode ?? "";
+    return message;
+  },
+};
+
+function createBaseActorCrash(): ActorCrash {
+  return { message: "", crashTime: undefined };
+}
+
+export const ActorCrash: MessageFns<ActorCrash> = {
+  encode(message: ActorCrash, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.message !== "") {
+      writer.uint32(10).string(message.message);
+    }
+    if (message.crashTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.crashTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorCrash {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorCrash();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.crashTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorCrash {
+    return {
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      crashTime: isSet(object.crashTime)
+        ? fromJsonTimestamp(object.crashTime)
+        : isSet(object.crash_time)
+        ? fromJsonTimestamp(object.crash_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ActorCrash): unknown {
+    const obj: any = {};
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.crashTime !== undefined) {
+      obj.crashTime = message.crashTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorCrash>, I>>(base?: I): ActorCrash {
+    return ActorCrash.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorCrash>, I>>(object: I): ActorCrash {
+    const message = createBaseActorCrash();
+    message.message = object.message ?? "";
+    message.crashTime = object.crashTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWorkerAssignment(): WorkerAssignment {
+  return {
+    worker: undefined,
+    workerNamespace: "",
+    workerPool: "",
+    workerPod: "",
+    workerPodUid: "",
+    workerPodIps: [],
+    nodeName: "",
+    workerEpoch: 0,
+  };
+}
+
+export const WorkerAssignment: MessageFns<WorkerAssignment> = {
+  encode(message: WorkerAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(50).fork()).join();
+    }
+    if (message.workerNamespace !== "") {
+      writer.uint32(10).string(message.workerNamespace);
+    }
+    if (message.workerPool !== "") {
+      writer.uint32(18).string(message.workerPool);
+    }
+    if (message.workerPod !== "") {
+      writer.uint32(26).string(message.workerPod);
+    }
+    if (message.workerPodUid !== "") {
+      writer.uint32(34).string(message.workerPodUid);
+    }
+    for (const v of message.workerPodIps) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.nodeName !== "") {
+      writer.uint32(58).string(message.nodeName);
+    }
+    if (message.workerEpoch !== 0) {
+      writer.uint32(64).int64(message.workerEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerAssignment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerAssignment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workerNamespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerPool = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workerPod = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workerPodUid = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.workerPodIps.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.nodeName = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.workerEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerAssignment {
+    return {
+      worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined,
+      workerNamespace: isSet(object.workerNamespace)
+        ? globalThis.String(object.workerNamespace)
+        : isSet(object.worker_namespace)
+        ? globalThis.String(object.worker_namespace)
+        : "",
+      workerPool: isSet(object.workerPool)
+        ? globalThis.String(object.workerPool)
+        : isSet(object.worker_pool)
+        ? globalThis.String(object.worker_pool)
+        : "",
+      workerPod: isSet(object.workerPod)
+        ? globalThis.String(object.workerPod)
+        : isSet(object.worker_pod)
+        ? globalThis.String(object.worker_pod)
+        : "",
+      workerPodUid: isSet(object.workerPodUid)
+        ? globalThis.String(object.workerPodUid)
+        : isSet(object.worker_pod_uid)
+        ? globalThis.String(object.worker_pod_uid)
+        : "",
+      workerPodIps: globalThis.Array.isArray(object?.workerPodIps)
+        ? object.workerPodIps.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.worker_pod_ips)
+        ? object.worker_pod_ips.map((e: any) => globalThis.String(e))
+        : [],
+      nodeName: isSet(object.nodeName)
+        ? globalThis.String(object.nodeName)
+        : isSet(object.node_name)
+        ? globalThis.String(object.node_name)
+        : "",
+      workerEpoch: isSet(object.workerEpoch)
+        ? globalThis.Number(object.workerEpoch)
+        : isSet(object.worker_epoch)
+        ? globalThis.Number(object.worker_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: WorkerAssignment): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    if (message.workerNamespace !== "") {
+      obj.workerNamespace = message.workerNamespace;
+    }
+    if (message.workerPool !== "") {
+      obj.workerPool = message.workerPool;
+    }
+    if (message.workerPod !== "") {
+      obj.workerPod = message.workerPod;
+    }
+    if (message.workerPodUid !== "") {
+      obj.workerPodUid = message.workerPodUid;
+    }
+    if (message.workerPodIps?.length) {
+      obj.workerPodIps = message.workerPodIps;
+    }
+    if (message.nodeName !== "") {
+      obj.nodeName = message.nodeName;
+    }
+    if (message.workerEpoch !== 0) {
+      obj.workerEpoch = Math.round(message.workerEpoch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkerAssignment>, I>>(base?: I): WorkerAssignment {
+    return WorkerAssignment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkerAssignment>, I>>(object: I): WorkerAssignment {
+    const message = createBaseWorkerAssignment();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    message.workerNamespace = object.workerNamespace ?? "";
+    message.workerPool = object.workerPool ?? "";
+    message.workerPod = object.workerPod ?? "";
+    message.workerPodUid = object.workerPodUid ?? "";
+    message.workerPodIps = object.workerPodIps?.map((e) => e) || [];
+    message.nodeName = object.nodeName ?? "";
+    message.workerEpoch = object.workerEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseTagStatus(): TagStatus {
+  return { snapshot: undefined, actorTemplateUid: "", storageLocation: "" };
+}
+
+export const TagStatus: MessageFns<TagStatus> = {
+  encode(message: TagStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.snapshot !== undefined) {
+      ExternalSnapshot.encode(message.snapshot, writer.uint32(10).fork()).join();
+    }
+    if (message.actorTemplateUid !== "") {
+      writer.uint32(18).string(message.actorTemplateUid);
+    }
+    if (message.storageLocation !== "") {
+      writer.uint32(26).string(message.storageLocation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TagStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTagStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.snapshot = ExternalSnapshot.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actorTemplateUid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.storageLocation = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TagStatus {
+    return {
+      snapshot: isSet(object.snapshot) ? ExternalSnapshot.fromJSON(object.snapshot) : undefined,
+      actorTemplateUid: isSet(object.actorTemplateUid)
+        ? globalThis.String(object.actorTemplateUid)
+        : isSet(object.actor_template_uid)
+        ? globalThis.String(object.actor_template_uid)
+        : "",
+      storageLocation: isSet(object.storageLocation)
+        ? globalThis.String(object.storageLocation)
+        : isSet(object.storage_location)
+        ? globalThis.String(object.storage_location)
+        : "",
+    };
+  },
+
+  toJSON(message: TagStatus): unknown {
+    const obj: any = {};
+    if (message.snapshot !== undefined) {
+      obj.snapshot = ExternalSnapshot.toJSON(message.snapshot);
+    }
+    if (message.actorTemplateUid !== "") {
+      obj.actorTemplateUid = message.actorTemplateUid;
+    }
+    if (message.storageLocation !== "") {
+      obj.storageLocation = message.storageLocation;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TagStatus>, I>>(base?: I): TagStatus {
+    return TagStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TagStatus>, I>>(object: I): TagStatus {
+    const message = createBaseTagStatus();
+    message.snapshot = (object.snapshot !== undefined && object.snapshot !== null)
+      ? ExternalSnapshot.fromPartial(object.snapshot)
+      : undefined;
+    message.actorTemplateUid = object.actorTemplateUid ?? "";
+    message.storageLocation = object.storageLocation ?? "";
+    return message;
+  },
+};
+
+function createBaseTag(): Tag {
+  return { metadata: undefined, status: undefined, scope: 0, sourceActor: undefined };
+}
+
+export const Tag: MessageFns<Tag> = {
+  encode(message: Tag, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
+    }
+    if (message.status !== undefined) {
+      TagStatus.encode(message.status, writer.uint32(18).fork()).join();
+    }
+    if (message.scope !== 0) {
+      writer.uint32(24).int32(message.scope);
+    }
+    if (message.sourceActor !== undefined) {
+      ObjectRef.encode(message.sourceActor, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Tag {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTag();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = TagStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sourceActor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Tag {
+    return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      status: isSet(object.status) ? TagStatus.fromJSON(object.status) : undefined,
+      scope: isSet(object.scope) ? tagScopeFromJSON(object.scope) : 0,
+      sourceActor: isSet(object.sourceActor)
+        ? ObjectRef.fromJSON(object.sourceActor)
+        : isSet(object.source_actor)
+        ? ObjectRef.fromJSON(object.source_actor)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Tag): unknown {
+    const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
+    if (message.status !== undefined) {
+      obj.status = TagStatus.toJSON(message.status);
+    }
+    if (message.scope !== 0) {
+      obj.scope = tagScopeToJSON(message.scope);
+    }
+    if (message.sourceActor !== undefined) {
+      obj.sourceActor = ObjectRef.toJSON(message.sourceActor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Tag>, I>>(base?: I): Tag {
+    return Tag.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Tag>, I>>(object: I): Tag {
+    const message = createBaseTag();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? TagStatus.fromPartial(object.status)
+      : undefined;
+    message.scope = object.scope ?? 0;
+    message.sourceActor = (object.sourceActor !== undefined && object.sourceActor !== null)
+      ? ObjectRef.fromPartial(object.sourceActor)
+      : undefined;
     return message;
   },
 };
 
 function createBaseAtespace(): Atespace {
-  return { name: "" };
+  return { metadata: undefined };
 }
 
 export const Atespace: MessageFns<Atespace> = {
   encode(message: Atespace, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -1158,7 +3748,7 @@ export const Atespace: MessageFns<Atespace> = {
               break;
             }
 
-            message.name = reader.string();
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1174,13 +3764,13 @@ export const Atespace: MessageFns<Atespace> = {
   },
 
   fromJSON(object: any): Atespace {
-    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+    return { metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined };
   },
 
   toJSON(message: Atespace): unknown {
     const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
     }
     return obj;
   },
@@ -1190,17 +3780,19 @@ export const Atespace: MessageFns<Atespace> = {
   },
   fromPartial<I extends Exact<DeepPartial<Atespace>, I>>(object: I): Atespace {
     const message = createBaseAtespace();
-    message.name = object.name ?? "";
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
     return message;
   },
 };
 
-function createBaseActorRef(): ActorRef {
+function createBaseObjectRef(): ObjectRef {
   return { atespace: "", name: "" };
 }
 
-export const ActorRef: MessageFns<ActorRef> = {
-  encode(message: ActorRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ObjectRef: MessageFns<ObjectRef> = {
+  encode(message: ObjectRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.atespace !== "") {
       writer.uint32(10).string(message.atespace);
     }
@@ -1210,7 +3802,7 @@ export const ActorRef: MessageFns<ActorRef> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ActorRef {
+  decode(input: BinaryReader | Uint8Array, length?: number): ObjectRef {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1219,7 +3811,7 @@ export const ActorRef: MessageFns<ActorRef> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseActorRef();
+      const message = createBaseObjectRef();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1251,14 +3843,14 @@ export const ActorRef: MessageFns<ActorRef> = {
     }
   },
 
-  fromJSON(object: any): ActorRef {
+  fromJSON(object: any): ObjectRef {
     return {
       atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
-  toJSON(message: ActorRef): unknown {
+  toJSON(message: ObjectRef): unknown {
     const obj: any = {};
     if (message.atespace !== "") {
       obj.atespace = message.atespace;
@@ -1269,25 +3861,2281 @@ export const ActorRef: MessageFns<ActorRef> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ActorRef>, I>>(base?: I): ActorRef {
-    return ActorRef.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ObjectRef>, I>>(base?: I): ObjectRef {
+    return ObjectRef.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ActorRef>, I>>(object: I): ActorRef {
-    const message = createBaseActorRef();
+  fromPartial<I extends Exact<DeepPartial<ObjectRef>, I>>(object: I): ObjectRef {
+    const message = createBaseObjectRef();
     message.atespace = object.atespace ?? "";
     message.name = object.name ?? "";
     return message;
   },
 };
 
+function createBaseActorTemplate(): ActorTemplate {
+  return {
+    metadata: undefined,
+    workerSelector: undefined,
+    containers: [],
+    volumes: [],
+    snapshotConfig: undefined,
+    sandboxConfig: undefined,
+    resources: undefined,
+    status: undefined,
+  };
+}
+
+export const ActorTemplate: MessageFns<ActorTemplate> = {
+  encode(message: ActorTemplate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
+    }
+    if (message.workerSelector !== undefined) {
+      Selector.encode(message.workerSelector, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.containers) {
+      Container.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.volumes) {
+      Volume.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.snapshotConfig !== undefined) {
+      SnapshotConfig.encode(message.snapshotConfig, writer.uint32(42).fork()).join();
+    }
+    if (message.sandboxConfig !== undefined) {
+      SandboxConfig.encode(message.sandboxConfig, writer.uint32(50).fork()).join();
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(58).fork()).join();
+    }
+    if (message.status !== undefined) {
+      ActorTemplateStatus.encode(message.status, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorTemplate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorTemplate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerSelector = Selector.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.containers.push(Container.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.volumes.push(Volume.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.snapshotConfig = SnapshotConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sandboxConfig = SandboxConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.status = ActorTemplateStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorTemplate {
+    return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      workerSelector: isSet(object.workerSelector)
+        ? Selector.fromJSON(object.workerSelector)
+        : isSet(object.worker_selector)
+        ? Selector.fromJSON(object.worker_selector)
+        : undefined,
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => Container.fromJSON(e))
+        : [],
+      volumes: globalThis.Array.isArray(object?.volumes) ? object.volumes.map((e: any) => Volume.fromJSON(e)) : [],
+      snapshotConfig: isSet(object.snapshotConfig)
+        ? SnapshotConfig.fromJSON(object.snapshotConfig)
+        : isSet(object.snapshot_config)
+        ? SnapshotConfig.fromJSON(object.snapshot_config)
+        : undefined,
+      sandboxConfig: isSet(object.sandboxConfig)
+        ? SandboxConfig.fromJSON(object.sandboxConfig)
+        : isSet(object.sandbox_config)
+        ? SandboxConfig.fromJSON(object.sandbox_config)
+        : undefined,
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+      status: isSet(object.status) ? ActorTemplateStatus.fromJSON(object.status) : undefined,
+    };
+  },
+
+  toJSON(message: ActorTemplate): unknown {
+    const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
+    if (message.workerSelector !== undefined) {
+      obj.workerSelector = Selector.toJSON(message.workerSelector);
+    }
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => Container.toJSON(e));
+    }
+    if (message.volumes?.length) {
+      obj.volumes = message.volumes.map((e) => Volume.toJSON(e));
+    }
+    if (message.snapshotConfig !== undefined) {
+      obj.snapshotConfig = SnapshotConfig.toJSON(message.snapshotConfig);
+    }
+    if (message.sandboxConfig !== undefined) {
+      obj.sandboxConfig = SandboxConfig.toJSON(message.sandboxConfig);
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    if (message.status !== undefined) {
+      obj.status = ActorTemplateStatus.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorTemplate>, I>>(base?: I): ActorTemplate {
+    return ActorTemplate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorTemplate>, I>>(object: I): ActorTemplate {
+    const message = createBaseActorTemplate();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.workerSelector = (object.workerSelector !== undefined && object.workerSelector !== null)
+      ? Selector.fromPartial(object.workerSelector)
+      : undefined;
+    message.containers = object.containers?.map((e) => Container.fromPartial(e)) || [];
+    message.volumes = object.volumes?.map((e) => Volume.fromPartial(e)) || [];
+    message.snapshotConfig = (object.snapshotConfig !== undefined && object.snapshotConfig !== null)
+      ? SnapshotConfig.fromPartial(object.snapshotConfig)
+      : undefined;
+    message.sandboxConfig = (object.sandboxConfig !== undefined && object.sandboxConfig !== null)
+      ? SandboxConfig.fromPartial(object.sandboxConfig)
+      : undefined;
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? ActorTemplateStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResources(): Resources {
+  return { limits: [] };
+}
+
+export const Resources: MessageFns<Resources> = {
+  encode(message: Resources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.limits) {
+      Limits.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Resources {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResources();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limits.push(Limits.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Resources {
+    return {
+      limits: globalThis.Array.isArray(object?.limits) ? object.limits.map((e: any) => Limits.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Resources): unknown {
+    const obj: any = {};
+    if (message.limits?.length) {
+      obj.limits = message.limits.map((e) => Limits.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Resources>, I>>(base?: I): Resources {
+    return Resources.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Resources>, I>>(object: I): Resources {
+    const message = createBaseResources();
+    message.limits = object.limits?.map((e) => Limits.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLimits(): Limits {
+  return { name: "", quantity: "" };
+}
+
+export const Limits: MessageFns<Limits> = {
+  encode(message: Limits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.quantity !== "") {
+      writer.uint32(18).string(message.quantity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Limits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.quantity = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Limits {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      quantity: isSet(object.quantity) ? globalThis.String(object.quantity) : "",
+    };
+  },
+
+  toJSON(message: Limits): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.quantity !== "") {
+      obj.quantity = message.quantity;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Limits>, I>>(base?: I): Limits {
+    return Limits.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Limits>, I>>(object: I): Limits {
+    const message = createBaseLimits();
+    message.name = object.name ?? "";
+    message.quantity = object.quantity ?? "";
+    return message;
+  },
+};
+
+function createBaseGoldenSnapshotStatus(): GoldenSnapshotStatus {
+  return { goldenTag: undefined, takeGoldenSnapshotAt: undefined, errorMessage: "" };
+}
+
+export const GoldenSnapshotStatus: MessageFns<GoldenSnapshotStatus> = {
+  encode(message: GoldenSnapshotStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.goldenTag !== undefined) {
+      ObjectRef.encode(message.goldenTag, writer.uint32(10).fork()).join();
+    }
+    if (message.takeGoldenSnapshotAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.takeGoldenSnapshotAt), writer.uint32(18).fork()).join();
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(26).string(message.errorMessage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GoldenSnapshotStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGoldenSnapshotStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.goldenTag = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.takeGoldenSnapshotAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GoldenSnapshotStatus {
+    return {
+      goldenTag: isSet(object.goldenTag)
+        ? ObjectRef.fromJSON(object.goldenTag)
+        : isSet(object.golden_tag)
+        ? ObjectRef.fromJSON(object.golden_tag)
+        : undefined,
+      takeGoldenSnapshotAt: isSet(object.takeGoldenSnapshotAt)
+        ? fromJsonTimestamp(object.takeGoldenSnapshotAt)
+        : isSet(object.take_golden_snapshot_at)
+        ? fromJsonTimestamp(object.take_golden_snapshot_at)
+        : undefined,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+    };
+  },
+
+  toJSON(message: GoldenSnapshotStatus): unknown {
+    const obj: any = {};
+    if (message.goldenTag !== undefined) {
+      obj.goldenTag = ObjectRef.toJSON(message.goldenTag);
+    }
+    if (message.takeGoldenSnapshotAt !== undefined) {
+      obj.takeGoldenSnapshotAt = message.takeGoldenSnapshotAt.toISOString();
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GoldenSnapshotStatus>, I>>(base?: I): GoldenSnapshotStatus {
+    return GoldenSnapshotStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GoldenSnapshotStatus>, I>>(object: I): GoldenSnapshotStatus {
+    const message = createBaseGoldenSnapshotStatus();
+    message.goldenTag = (object.goldenTag !== undefined && object.goldenTag !== null)
+      ? ObjectRef.fromPartial(object.goldenTag)
+      : undefined;
+    message.takeGoldenSnapshotAt = object.takeGoldenSnapshotAt ?? undefined;
+    message.errorMessage = object.errorMessage ?? "";
+    return message;
+  },
+};
+
+function createBaseActorTemplateStatus(): ActorTemplateStatus {
+  return { goldenSnapshotStatus: undefined };
+}
+
+export const ActorTemplateStatus: MessageFns<ActorTemplateStatus> = {
+  encode(message: ActorTemplateStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.goldenSnapshotStatus !== undefined) {
+      GoldenSnapshotStatus.encode(message.goldenSnapshotStatus, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorTemplateStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorTemplateStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.goldenSnapshotStatus = GoldenSnapshotStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorTemplateStatus {
+    return {
+      goldenSnapshotStatus: isSet(object.goldenSnapshotStatus)
+        ? GoldenSnapshotStatus.fromJSON(object.goldenSnapshotStatus)
+        : isSet(object.golden_snapshot_status)
+        ? GoldenSnapshotStatus.fromJSON(object.golden_snapshot_status)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ActorTemplateStatus): unknown {
+    const obj: any = {};
+    if (message.goldenSnapshotStatus !== undefined) {
+      obj.goldenSnapshotStatus = GoldenSnapshotStatus.toJSON(message.goldenSnapshotStatus);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorTemplateStatus>, I>>(base?: I): ActorTemplateStatus {
+    return ActorTemplateStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorTemplateStatus>, I>>(object: I): ActorTemplateStatus {
+    const message = createBaseActorTemplateStatus();
+    message.goldenSnapshotStatus = (object.goldenSnapshotStatus !== undefined && object.goldenSnapshotStatus !== null)
+      ? GoldenSnapshotStatus.fromPartial(object.goldenSnapshotStatus)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSandboxConfig(): SandboxConfig {
+  return { sandboxClass: 0, configName: "" };
+}
+
+export const SandboxConfig: MessageFns<SandboxConfig> = {
+  encode(message: SandboxConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sandboxClass !== 0) {
+      writer.uint32(8).int32(message.sandboxClass);
+    }
+    if (message.configName !== "") {
+      writer.uint32(18).string(message.configName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SandboxConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSandboxConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sandboxClass = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.configName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SandboxConfig {
+    return {
+      sandboxClass: isSet(object.sandboxClass)
+        ? sandboxClassFromJSON(object.sandboxClass)
+        : isSet(object.sandbox_class)
+        ? sandboxClassFromJSON(object.sandbox_class)
+        : 0,
+      configName: isSet(object.configName)
+        ? globalThis.String(object.configName)
+        : isSet(object.config_name)
+        ? globalThis.String(object.config_name)
+        : "",
+    };
+  },
+
+  toJSON(message: SandboxConfig): unknown {
+    const obj: any = {};
+    if (message.sandboxClass !== 0) {
+      obj.sandboxClass = sandboxClassToJSON(message.sandboxClass);
+    }
+    if (message.configName !== "") {
+      obj.configName = message.configName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SandboxConfig>, I>>(base?: I): SandboxConfig {
+    return SandboxConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SandboxConfig>, I>>(object: I): SandboxConfig {
+    const message = createBaseSandboxConfig();
+    message.sandboxClass = object.sandboxClass ?? 0;
+    message.configName = object.configName ?? "";
+    return message;
+  },
+};
+
+function createBaseSnapshotConfig(): SnapshotConfig {
+  return { onCommit: 0, storageLocation: "" };
+}
+
+export const SnapshotConfig: MessageFns<SnapshotConfig> = {
+  encode(message: SnapshotConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.onCommit !== 0) {
+      writer.uint32(16).int32(message.onCommit);
+    }
+    if (message.storageLocation !== "") {
+      writer.uint32(34).string(message.storageLocation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.onCommit = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.storageLocation = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotConfig {
+    return {
+      onCommit: isSet(object.onCommit)
+        ? snapshotContentScopeFromJSON(object.onCommit)
+        : isSet(object.on_commit)
+        ? snapshotContentScopeFromJSON(object.on_commit)
+        : 0,
+      storageLocation: isSet(object.storageLocation)
+        ? globalThis.String(object.storageLocation)
+        : isSet(object.storage_location)
+        ? globalThis.String(object.storage_location)
+        : "",
+    };
+  },
+
+  toJSON(message: SnapshotConfig): unknown {
+    const obj: any = {};
+    if (message.onCommit !== 0) {
+      obj.onCommit = snapshotContentScopeToJSON(message.onCommit);
+    }
+    if (message.storageLocation !== "") {
+      obj.storageLocation = message.storageLocation;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotConfig>, I>>(base?: I): SnapshotConfig {
+    return SnapshotConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotConfig>, I>>(object: I): SnapshotConfig {
+    const message = createBaseSnapshotConfig();
+    message.onCommit = object.onCommit ?? 0;
+    message.storageLocation = object.storageLocation ?? "";
+    return message;
+  },
+};
+
+function createBaseContainer(): Container {
+  return {
+    name: "",
+    image: "",
+    command: [],
+    args: [],
+    env: [],
+    wakeupProbe: undefined,
+    volumeMounts: [],
+    securityContext: undefined,
+    resources: undefined,
+  };
+}
+
+export const Container: MessageFns<Container> = {
+  encode(message: Container, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.image !== "") {
+      writer.uint32(18).string(message.image);
+    }
+    for (const v of message.command) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.args) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.env) {
+      EnvVar.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.wakeupProbe !== undefined) {
+      ContainerWakeupProbe.encode(message.wakeupProbe, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.volumeMounts) {
+      VolumeMount.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.securityContext !== undefined) {
+      SecurityContext.encode(message.securityContext, writer.uint32(66).fork()).join();
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Container {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.env.push(EnvVar.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.wakeupProbe = ContainerWakeupProbe.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.volumeMounts.push(VolumeMount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.securityContext = SecurityContext.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Container {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => EnvVar.fromJSON(e)) : [],
+      wakeupProbe: isSet(object.wakeupProbe)
+        ? ContainerWakeupProbe.fromJSON(object.wakeupProbe)
+        : isSet(object.wakeup_probe)
+        ? ContainerWakeupProbe.fromJSON(object.wakeup_probe)
+        : undefined,
+      volumeMounts: globalThis.Array.isArray(object?.volumeMounts)
+        ? object.volumeMounts.map((e: any) => VolumeMount.fromJSON(e))
+        : globalThis.Array.isArray(object?.volume_mounts)
+        ? object.volume_mounts.map((e: any) => VolumeMount.fromJSON(e))
+        : [],
+      securityContext: isSet(object.securityContext)
+        ? SecurityContext.fromJSON(object.securityContext)
+        : isSet(object.security_context)
+        ? SecurityContext.fromJSON(object.security_context)
+        : undefined,
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+    };
+  },
+
+  toJSON(message: Container): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    if (message.env?.length) {
+      obj.env = message.env.map((e) => EnvVar.toJSON(e));
+    }
+    if (message.wakeupProbe !== undefined) {
+      obj.wakeupProbe = ContainerWakeupProbe.toJSON(message.wakeupProbe);
+    }
+    if (message.volumeMounts?.length) {
+      obj.volumeMounts = message.volumeMounts.map((e) => VolumeMount.toJSON(e));
+    }
+    if (message.securityContext !== undefined) {
+      obj.securityContext = SecurityContext.toJSON(message.securityContext);
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Container>, I>>(base?: I): Container {
+    return Container.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Container>, I>>(object: I): Container {
+    const message = createBaseContainer();
+    message.name = object.name ?? "";
+    message.image = object.image ?? "";
+    message.command = object.command?.map((e) => e) || [];
+    message.args = object.args?.map((e) => e) || [];
+    message.env = object.env?.map((e) => EnvVar.fromPartial(e)) || [];
+    message.wakeupProbe = (object.wakeupProbe !== undefined && object.wakeupProbe !== null)
+      ? ContainerWakeupProbe.fromPartial(object.wakeupProbe)
+      : undefined;
+    message.volumeMounts = object.volumeMounts?.map((e) => VolumeMount.fromPartial(e)) || [];
+    message.securityContext = (object.securityContext !== undefined && object.securityContext !== null)
+      ? SecurityContext.fromPartial(object.securityContext)
+      : undefined;
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSecurityContext(): SecurityContext {
+  return { capabilities: undefined };
+}
+
+export const SecurityContext: MessageFns<SecurityContext> = {
+  encode(message: SecurityContext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capabilities !== undefined) {
+      Capabilities.encode(message.capabilities, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecurityContext {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecurityContext();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.capabilities = Capabilities.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecurityContext {
+    return { capabilities: isSet(object.capabilities) ? Capabilities.fromJSON(object.capabilities) : undefined };
+  },
+
+  toJSON(message: SecurityContext): unknown {
+    const obj: any = {};
+    if (message.capabilities !== undefined) {
+      obj.capabilities = Capabilities.toJSON(message.capabilities);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SecurityContext>, I>>(base?: I): SecurityContext {
+    return SecurityContext.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SecurityContext>, I>>(object: I): SecurityContext {
+    const message = createBaseSecurityContext();
+    message.capabilities = (object.capabilities !== undefined && object.capabilities !== null)
+      ? Capabilities.fromPartial(object.capabilities)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCapabilities(): Capabilities {
+  return { add: [], drop: [] };
+}
+
+export const Capabilities: MessageFns<Capabilities> = {
+  encode(message: Capabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.add) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.drop) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Capabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.add.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.drop.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Capabilities {
+    return {
+      add: globalThis.Array.isArray(object?.add) ? object.add.map((e: any) => globalThis.String(e)) : [],
+      drop: globalThis.Array.isArray(object?.drop) ? object.drop.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Capabilities): unknown {
+    const obj: any = {};
+    if (message.add?.length) {
+      obj.add = message.add;
+    }
+    if (message.drop?.length) {
+      obj.drop = message.drop;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Capabilities>, I>>(base?: I): Capabilities {
+    return Capabilities.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Capabilities>, I>>(object: I): Capabilities {
+    const message = createBaseCapabilities();
+    message.add = object.add?.map((e) => e) || [];
+    message.drop = object.drop?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseEnvVar(): EnvVar {
+  return { name: "", value: "" };
+}
+
+export const EnvVar: MessageFns<EnvVar> = {
+  encode(message: EnvVar, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvVar {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvVar();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvVar {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: EnvVar): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvVar>, I>>(base?: I): EnvVar {
+    return EnvVar.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvVar>, I>>(object: I): EnvVar {
+    const message = createBaseEnvVar();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseContainerWakeupProbe(): ContainerWakeupProbe {
+  return { httpGet: undefined, timeoutSeconds: 0 };
+}
+
+export const ContainerWakeupProbe: MessageFns<ContainerWakeupProbe> = {
+  encode(message: ContainerWakeupProbe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.httpGet !== undefined) {
+      HTTPGetAction.encode(message.httpGet, writer.uint32(10).fork()).join();
+    }
+    if (message.timeoutSeconds !== 0) {
+      writer.uint32(16).int32(message.timeoutSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerWakeupProbe {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerWakeupProbe();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.httpGet = HTTPGetAction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerWakeupProbe {
+    return {
+      httpGet: isSet(object.httpGet)
+        ? HTTPGetAction.fromJSON(object.httpGet)
+        : isSet(object.http_get)
+        ? HTTPGetAction.fromJSON(object.http_get)
+        : undefined,
+      timeoutSeconds: isSet(object.timeoutSeconds)
+        ? globalThis.Number(object.timeoutSeconds)
+        : isSet(object.timeout_seconds)
+        ? globalThis.Number(object.timeout_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: ContainerWakeupProbe): unknown {
+    const obj: any = {};
+    if (message.httpGet !== undefined) {
+      obj.httpGet = HTTPGetAction.toJSON(message.httpGet);
+    }
+    if (message.timeoutSeconds !== 0) {
+      obj.timeoutSeconds = Math.round(message.timeoutSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContainerWakeupProbe>, I>>(base?: I): ContainerWakeupProbe {
+    return ContainerWakeupProbe.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContainerWakeupProbe>, I>>(object: I): ContainerWakeupProbe {
+    const message = createBaseContainerWakeupProbe();
+    message.httpGet = (object.httpGet !== undefined && object.httpGet !== null)
+      ? HTTPGetAction.fromPartial(object.httpGet)
+      : undefined;
+    message.timeoutSeconds = object.timeoutSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseHTTPGetAction(): HTTPGetAction {
+  return { path: "", port: 0 };
+}
+
+export const HTTPGetAction: MessageFns<HTTPGetAction> = {
+  encode(message: HTTPGetAction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).int32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HTTPGetAction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHTTPGetAction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HTTPGetAction {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+    };
+  },
+
+  toJSON(message: HTTPGetAction): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HTTPGetAction>, I>>(base?: I): HTTPGetAction {
+    return HTTPGetAction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HTTPGetAction>, I>>(object: I): HTTPGetAction {
+    const message = createBaseHTTPGetAction();
+    message.path = object.path ?? "";
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseVolume(): Volume {
+  return {
+    name: "",
+    durableDir: undefined,
+    externalVolumeTemplate: undefined,
+    systemInfo: undefined,
+    image: undefined,
+  };
+}
+
+export const Volume: MessageFns<Volume> = {
+  encode(message: Volume, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.durableDir !== undefined) {
+      DurableDirVolumeSource.encode(message.durableDir, writer.uint32(18).fork()).join();
+    }
+    if (message.externalVolumeTemplate !== undefined) {
+      ExternalVolumeTemplate.encode(message.externalVolumeTemplate, writer.uint32(26).fork()).join();
+    }
+    if (message.systemInfo !== undefined) {
+      SystemInfoVolumeSource.encode(message.systemInfo, writer.uint32(42).fork()).join();
+    }
+    if (message.image !== undefined) {
+      ImageVolumeSource.encode(message.image, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Volume {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolume();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.durableDir = DurableDirVolumeSource.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.externalVolumeTemplate = ExternalVolumeTemplate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.systemInfo = SystemInfoVolumeSource.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.image = ImageVolumeSource.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Volume {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      durableDir: isSet(object.durableDir)
+        ? DurableDirVolumeSource.fromJSON(object.durableDir)
+        : isSet(object.durable_dir)
+        ? DurableDirVolumeSource.fromJSON(object.durable_dir)
+        : undefined,
+      externalVolumeTemplate: isSet(object.externalVolumeTemplate)
+        ? ExternalVolumeTemplate.fromJSON(object.externalVolumeTemplate)
+        : isSet(object.external_volume_template)
+        ? ExternalVolumeTemplate.fromJSON(object.external_volume_template)
+        : undefined,
+      systemInfo: isSet(object.systemInfo)
+        ? SystemInfoVolumeSource.fromJSON(object.systemInfo)
+        : isSet(object.system_info)
+        ? SystemInfoVolumeSource.fromJSON(object.system_info)
+        : undefined,
+      image: isSet(object.image) ? ImageVolumeSource.fromJSON(object.image) : undefined,
+    };
+  },
+
+  toJSON(message: Volume): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.durableDir !== undefined) {
+      obj.durableDir = DurableDirVolumeSource.toJSON(message.durableDir);
+    }
+    if (message.externalVolumeTemplate !== undefined) {
+      obj.externalVolumeTemplate = ExternalVolumeTemplate.toJSON(message.externalVolumeTemplate);
+    }
+    if (message.systemInfo !== undefined) {
+      obj.systemInfo = SystemInfoVolumeSource.toJSON(message.systemInfo);
+    }
+    if (message.image !== undefined) {
+      obj.image = ImageVolumeSource.toJSON(message.image);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Volume>, I>>(base?: I): Volume {
+    return Volume.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Volume>, I>>(object: I): Volume {
+    const message = createBaseVolume();
+    message.name = object.name ?? "";
+    message.durableDir = (object.durableDir !== undefined && object.durableDir !== null)
+      ? DurableDirVolumeSource.fromPartial(object.durableDir)
+      : undefined;
+    message.externalVolumeTemplate =
+      (object.externalVolumeTemplate !== undefined && object.externalVolumeTemplate !== null)
+        ? ExternalVolumeTemplate.fromPartial(object.externalVolumeTemplate)
+        : undefined;
+    message.systemInfo = (object.systemInfo !== undefined && object.systemInfo !== null)
+      ? SystemInfoVolumeSource.fromPartial(object.systemInfo)
+      : undefined;
+    message.image = (object.image !== undefined && object.image !== null)
+      ? ImageVolumeSource.fromPartial(object.image)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImageVolumeSource(): ImageVolumeSource {
+  return { reference: "" };
+}
+
+export const ImageVolumeSource: MessageFns<ImageVolumeSource> = {
+  encode(message: ImageVolumeSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageVolumeSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageVolumeSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageVolumeSource {
+    return { reference: isSet(object.reference) ? globalThis.String(object.reference) : "" };
+  },
+
+  toJSON(message: ImageVolumeSource): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageVolumeSource>, I>>(base?: I): ImageVolumeSource {
+    return ImageVolumeSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageVolumeSource>, I>>(object: I): ImageVolumeSource {
+    const message = createBaseImageVolumeSource();
+    message.reference = object.reference ?? "";
+    return message;
+  },
+};
+
+function createBaseDurableDirVolumeSource(): DurableDirVolumeSource {
+  return {};
+}
+
+export const DurableDirVolumeSource: MessageFns<DurableDirVolumeSource> = {
+  encode(_: DurableDirVolumeSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DurableDirVolumeSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDurableDirVolumeSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DurableDirVolumeSource {
+    return {};
+  },
+
+  toJSON(_: DurableDirVolumeSource): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DurableDirVolumeSource>, I>>(base?: I): DurableDirVolumeSource {
+    return DurableDirVolumeSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DurableDirVolumeSource>, I>>(_: I): DurableDirVolumeSource {
+    const message = createBaseDurableDirVolumeSource();
+    return message;
+  },
+};
+
+function createBaseExternalVolumeTemplate(): ExternalVolumeTemplate {
+  return { capacity: "", storageClassName: "" };
+}
+
+export const ExternalVolumeTemplate: MessageFns<ExternalVolumeTemplate> = {
+  encode(message: ExternalVolumeTemplate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capacity !== "") {
+      writer.uint32(10).string(message.capacity);
+    }
+    if (message.storageClassName !== "") {
+      writer.uint32(18).string(message.storageClassName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalVolumeTemplate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalVolumeTemplate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.capacity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storageClassName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalVolumeTemplate {
+    return {
+      capacity: isSet(object.capacity) ? globalThis.String(object.capacity) : "",
+      storageClassName: isSet(object.storageClassName)
+        ? globalThis.String(object.storageClassName)
+        : isSet(object.storage_class_name)
+        ? globalThis.String(object.storage_class_name)
+        : "",
+    };
+  },
+
+  toJSON(message: ExternalVolumeTemplate): unknown {
+    const obj: any = {};
+    if (message.capacity !== "") {
+      obj.capacity = message.capacity;
+    }
+    if (message.storageClassName !== "") {
+      obj.storageClassName = message.storageClassName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalVolumeTemplate>, I>>(base?: I): ExternalVolumeTemplate {
+    return ExternalVolumeTemplate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalVolumeTemplate>, I>>(object: I): ExternalVolumeTemplate {
+    const message = createBaseExternalVolumeTemplate();
+    message.capacity = object.capacity ?? "";
+    message.storageClassName = object.storageClassName ?? "";
+    return message;
+  },
+};
+
+function createBaseSystemInfoVolumeSource(): SystemInfoVolumeSource {
+  return { dataSources: [] };
+}
+
+export const SystemInfoVolumeSource: MessageFns<SystemInfoVolumeSource> = {
+  encode(message: SystemInfoVolumeSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.dataSources) {
+      SystemInfoDataSource.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SystemInfoVolumeSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSystemInfoVolumeSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dataSources.push(SystemInfoDataSource.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SystemInfoVolumeSource {
+    return {
+      dataSources: globalThis.Array.isArray(object?.dataSources)
+        ? object.dataSources.map((e: any) => SystemInfoDataSource.fromJSON(e))
+        : globalThis.Array.isArray(object?.data_sources)
+        ? object.data_sources.map((e: any) => SystemInfoDataSource.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SystemInfoVolumeSource): unknown {
+    const obj: any = {};
+    if (message.dataSources?.length) {
+      obj.dataSources = message.dataSources.map((e) => SystemInfoDataSource.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SystemInfoVolumeSource>, I>>(base?: I): SystemInfoVolumeSource {
+    return SystemInfoVolumeSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SystemInfoVolumeSource>, I>>(object: I): SystemInfoVolumeSource {
+    const message = createBaseSystemInfoVolumeSource();
+    message.dataSources = object.dataSources?.map((e) => SystemInfoDataSource.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSystemInfoDataSource(): SystemInfoDataSource {
+  return { actorMetadata: undefined, trustBundle: undefined };
+}
+
+export const SystemInfoDataSource: MessageFns<SystemInfoDataSource> = {
+  encode(message: SystemInfoDataSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actorMetadata !== undefined) {
+      ActorMetadataDataSource.encode(message.actorMetadata, writer.uint32(10).fork()).join();
+    }
+    if (message.trustBundle !== undefined) {
+      TrustBundleDataSource.encode(message.trustBundle, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SystemInfoDataSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSystemInfoDataSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorMetadata = ActorMetadataDataSource.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.trustBundle = TrustBundleDataSource.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SystemInfoDataSource {
+    return {
+      actorMetadata: isSet(object.actorMetadata)
+        ? ActorMetadataDataSource.fromJSON(object.actorMetadata)
+        : isSet(object.actor_metadata)
+        ? ActorMetadataDataSource.fromJSON(object.actor_metadata)
+        : undefined,
+      trustBundle: isSet(object.trustBundle)
+        ? TrustBundleDataSource.fromJSON(object.trustBundle)
+        : isSet(object.trust_bundle)
+        ? TrustBundleDataSource.fromJSON(object.trust_bundle)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SystemInfoDataSource): unknown {
+    const obj: any = {};
+    if (message.actorMetadata !== undefined) {
+      obj.actorMetadata = ActorMetadataDataSource.toJSON(message.actorMetadata);
+    }
+    if (message.trustBundle !== undefined) {
+      obj.trustBundle = TrustBundleDataSource.toJSON(message.trustBundle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SystemInfoDataSource>, I>>(base?: I): SystemInfoDataSource {
+    return SystemInfoDataSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SystemInfoDataSource>, I>>(object: I): SystemInfoDataSource {
+    const message = createBaseSystemInfoDataSource();
+    message.actorMetadata = (object.actorMetadata !== undefined && object.actorMetadata !== null)
+      ? ActorMetadataDataSource.fromPartial(object.actorMetadata)
+      : undefined;
+    message.trustBundle = (object.trustBundle !== undefined && object.trustBundle !== null)
+      ? TrustBundleDataSource.fromPartial(object.trustBundle)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseActorMetadataDataSource(): ActorMetadataDataSource {
+  return { items: [] };
+}
+
+export const ActorMetadataDataSource: MessageFns<ActorMetadataDataSource> = {
+  encode(message: ActorMetadataDataSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      ActorMetadataItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorMetadataDataSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorMetadataDataSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(ActorMetadataItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorMetadataDataSource {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ActorMetadataItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ActorMetadataDataSource): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => ActorMetadataItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorMetadataDataSource>, I>>(base?: I): ActorMetadataDataSource {
+    return ActorMetadataDataSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorMetadataDataSource>, I>>(object: I): ActorMetadataDataSource {
+    const message = createBaseActorMetadataDataSource();
+    message.items = object.items?.map((e) => ActorMetadataItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseActorMetadataItem(): ActorMetadataItem {
+  return { field: 0, path: "" };
+}
+
+export const ActorMetadataItem: MessageFns<ActorMetadataItem> = {
+  encode(message: ActorMetadataItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.field !== 0) {
+      writer.uint32(8).int32(message.field);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorMetadataItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorMetadataItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.field = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorMetadataItem {
+    return {
+      field: isSet(object.field) ? actorMetadataFieldFromJSON(object.field) : 0,
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: ActorMetadataItem): unknown {
+    const obj: any = {};
+    if (message.field !== 0) {
+      obj.field = actorMetadataFieldToJSON(message.field);
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorMetadataItem>, I>>(base?: I): ActorMetadataItem {
+    return ActorMetadataItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorMetadataItem>, I>>(object: I): ActorMetadataItem {
+    const message = createBaseActorMetadataItem();
+    message.field = object.field ?? 0;
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseTrustBundleDataSource(): TrustBundleDataSource {
+  return { names: [], path: "" };
+}
+
+export const TrustBundleDataSource: MessageFns<TrustBundleDataSource> = {
+  encode(message: TrustBundleDataSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.names) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustBundleDataSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustBundleDataSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrustBundleDataSource {
+    return {
+      names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: TrustBundleDataSource): unknown {
+    const obj: any = {};
+    if (message.names?.length) {
+      obj.names = message.names;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrustBundleDataSource>, I>>(base?: I): TrustBundleDataSource {
+    return TrustBundleDataSource.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrustBundleDataSource>, I>>(object: I): TrustBundleDataSource {
+    const message = createBaseTrustBundleDataSource();
+    message.names = object.names?.map((e) => e) || [];
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseVolumeMount(): VolumeMount {
+  return { name: "", mountPath: "" };
+}
+
+export const VolumeMount: MessageFns<VolumeMount> = {
+  encode(message: VolumeMount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.mountPath !== "") {
+      writer.uint32(18).string(message.mountPath);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeMount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeMount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mountPath = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeMount {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      mountPath: isSet(object.mountPath)
+        ? globalThis.String(object.mountPath)
+        : isSet(object.mount_path)
+        ? globalThis.String(object.mount_path)
+        : "",
+    };
+  },
+
+  toJSON(message: VolumeMount): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.mountPath !== "") {
+      obj.mountPath = message.mountPath;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VolumeMount>, I>>(base?: I): VolumeMount {
+    return VolumeMount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VolumeMount>, I>>(object: I): VolumeMount {
+    const message = createBaseVolumeMount();
+    message.name = object.name ?? "";
+    message.mountPath = object.mountPath ?? "";
+    return message;
+  },
+};
+
 function createBaseCreateAtespaceRequest(): CreateAtespaceRequest {
-  return { name: "" };
+  return { atespace: undefined };
 }
 
 export const CreateAtespaceRequest: MessageFns<CreateAtespaceRequest> = {
   encode(message: CreateAtespaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
+    if (message.atespace !== undefined) {
+      Atespace.encode(message.atespace, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -1310,73 +6158,6 @@ export const CreateAtespaceRequest: MessageFns<CreateAtespaceRequest> = {
               break;
             }
 
-            message.name = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CreateAtespaceRequest {
-    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
-  },
-
-  toJSON(message: CreateAtespaceRequest): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateAtespaceRequest>, I>>(base?: I): CreateAtespaceRequest {
-    return CreateAtespaceRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateAtespaceRequest>, I>>(object: I): CreateAtespaceRequest {
-    const message = createBaseCreateAtespaceRequest();
-    message.name = object.name ?? "";
-    return message;
-  },
-};
-
-function createBaseCreateAtespaceResponse(): CreateAtespaceResponse {
-  return { atespace: undefined };
-}
-
-export const CreateAtespaceResponse: MessageFns<CreateAtespaceResponse> = {
-  encode(message: CreateAtespaceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.atespace !== undefined) {
-      Atespace.encode(message.atespace, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CreateAtespaceResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCreateAtespaceResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
             message.atespace = Atespace.decode(reader, reader.uint32());
             continue;
           }
@@ -1392,11 +6173,11 @@ export const CreateAtespaceResponse: MessageFns<CreateAtespaceResponse> = {
     }
   },
 
-  fromJSON(object: any): CreateAtespaceResponse {
+  fromJSON(object: any): CreateAtespaceRequest {
     return { atespace: isSet(object.atespace) ? Atespace.fromJSON(object.atespace) : undefined };
   },
 
-  toJSON(message: CreateAtespaceResponse): unknown {
+  toJSON(message: CreateAtespaceRequest): unknown {
     const obj: any = {};
     if (message.atespace !== undefined) {
       obj.atespace = Atespace.toJSON(message.atespace);
@@ -1404,11 +6185,11 @@ export const CreateAtespaceResponse: MessageFns<CreateAtespaceResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CreateAtespaceResponse>, I>>(base?: I): CreateAtespaceResponse {
-    return CreateAtespaceResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CreateAtespaceRequest>, I>>(base?: I): CreateAtespaceRequest {
+    return CreateAtespaceRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CreateAtespaceResponse>, I>>(object: I): CreateAtespaceResponse {
-    const message = createBaseCreateAtespaceResponse();
+  fromPartial<I extends Exact<DeepPartial<CreateAtespaceRequest>, I>>(object: I): CreateAtespaceRequest {
+    const message = createBaseCreateAtespaceRequest();
     message.atespace = (object.atespace !== undefined && object.atespace !== null)
       ? Atespace.fromPartial(object.atespace)
       : undefined;
@@ -1417,13 +6198,13 @@ export const CreateAtespaceResponse: MessageFns<CreateAtespaceResponse> = {
 };
 
 function createBaseGetAtespaceRequest(): GetAtespaceRequest {
-  return { name: "" };
+  return { atespace: undefined };
 }
 
 export const GetAtespaceRequest: MessageFns<GetAtespaceRequest> = {
   encode(message: GetAtespaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -1446,7 +6227,7 @@ export const GetAtespaceRequest: MessageFns<GetAtespaceRequest> = {
               break;
             }
 
-            message.name = reader.string();
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1462,13 +6243,13 @@ export const GetAtespaceRequest: MessageFns<GetAtespaceRequest> = {
   },
 
   fromJSON(object: any): GetAtespaceRequest {
-    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+    return { atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined };
   },
 
   toJSON(message: GetAtespaceRequest): unknown {
     const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
     }
     return obj;
   },
@@ -1478,86 +6259,25 @@ export const GetAtespaceRequest: MessageFns<GetAtespaceRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetAtespaceRequest>, I>>(object: I): GetAtespaceRequest {
     const message = createBaseGetAtespaceRequest();
-    message.name = object.name ?? "";
-    return message;
-  },
-};
-
-function createBaseGetAtespaceResponse(): GetAtespaceResponse {
-  return { atespace: undefined };
-}
-
-export const GetAtespaceResponse: MessageFns<GetAtespaceResponse> = {
-  encode(message: GetAtespaceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.atespace !== undefined) {
-      Atespace.encode(message.atespace, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetAtespaceResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetAtespaceResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.atespace = Atespace.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): GetAtespaceResponse {
-    return { atespace: isSet(object.atespace) ? Atespace.fromJSON(object.atespace) : undefined };
-  },
-
-  toJSON(message: GetAtespaceResponse): unknown {
-    const obj: any = {};
-    if (message.atespace !== undefined) {
-      obj.atespace = Atespace.toJSON(message.atespace);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetAtespaceResponse>, I>>(base?: I): GetAtespaceResponse {
-    return GetAtespaceResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetAtespaceResponse>, I>>(object: I): GetAtespaceResponse {
-    const message = createBaseGetAtespaceResponse();
     message.atespace = (object.atespace !== undefined && object.atespace !== null)
-      ? Atespace.fromPartial(object.atespace)
+      ? ObjectRef.fromPartial(object.atespace)
       : undefined;
     return message;
   },
 };
 
 function createBaseListAtespacesRequest(): ListAtespacesRequest {
-  return {};
+  return { pageSize: 0, pageToken: "" };
 }
 
 export const ListAtespacesRequest: MessageFns<ListAtespacesRequest> = {
-  encode(_: ListAtespacesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListAtespacesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
     return writer;
   },
 
@@ -1574,6 +6294,22 @@ export const ListAtespacesRequest: MessageFns<ListAtespacesRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1586,32 +6322,54 @@ export const ListAtespacesRequest: MessageFns<ListAtespacesRequest> = {
     }
   },
 
-  fromJSON(_: any): ListAtespacesRequest {
-    return {};
+  fromJSON(object: any): ListAtespacesRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
-  toJSON(_: ListAtespacesRequest): unknown {
+  toJSON(message: ListAtespacesRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ListAtespacesRequest>, I>>(base?: I): ListAtespacesRequest {
     return ListAtespacesRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListAtespacesRequest>, I>>(_: I): ListAtespacesRequest {
+  fromPartial<I extends Exact<DeepPartial<ListAtespacesRequest>, I>>(object: I): ListAtespacesRequest {
     const message = createBaseListAtespacesRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListAtespacesResponse(): ListAtespacesResponse {
-  return { atespaces: [] };
+  return { atespaces: [], nextPageToken: "" };
 }
 
 export const ListAtespacesResponse: MessageFns<ListAtespacesResponse> = {
   encode(message: ListAtespacesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.atespaces) {
       Atespace.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1637,6 +6395,14 @@ export const ListAtespacesResponse: MessageFns<ListAtespacesResponse> = {
             message.atespaces.push(Atespace.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1654,6 +6420,11 @@ export const ListAtespacesResponse: MessageFns<ListAtespacesResponse> = {
       atespaces: globalThis.Array.isArray(object?.atespaces)
         ? object.atespaces.map((e: any) => Atespace.fromJSON(e))
         : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1661,6 +6432,9 @@ export const ListAtespacesResponse: MessageFns<ListAtespacesResponse> = {
     const obj: any = {};
     if (message.atespaces?.length) {
       obj.atespaces = message.atespaces.map((e) => Atespace.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1671,18 +6445,22 @@ export const ListAtespacesResponse: MessageFns<ListAtespacesResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListAtespacesResponse>, I>>(object: I): ListAtespacesResponse {
     const message = createBaseListAtespacesResponse();
     message.atespaces = object.atespaces?.map((e) => Atespace.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
 
 function createBaseDeleteAtespaceRequest(): DeleteAtespaceRequest {
-  return { name: "" };
+  return { atespace: undefined, options: undefined };
 }
 
 export const DeleteAtespaceRequest: MessageFns<DeleteAtespaceRequest> = {
   encode(message: DeleteAtespaceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1705,7 +6483,15 @@ export const DeleteAtespaceRequest: MessageFns<DeleteAtespaceRequest> = {
               break;
             }
 
-            message.name = reader.string();
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1721,13 +6507,19 @@ export const DeleteAtespaceRequest: MessageFns<DeleteAtespaceRequest> = {
   },
 
   fromJSON(object: any): DeleteAtespaceRequest {
-    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+    return {
+      atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
   },
 
   toJSON(message: DeleteAtespaceRequest): unknown {
     const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
     }
     return obj;
   },
@@ -1737,21 +6529,29 @@ export const DeleteAtespaceRequest: MessageFns<DeleteAtespaceRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<DeleteAtespaceRequest>, I>>(object: I): DeleteAtespaceRequest {
     const message = createBaseDeleteAtespaceRequest();
-    message.name = object.name ?? "";
+    message.atespace = (object.atespace !== undefined && object.atespace !== null)
+      ? ObjectRef.fromPartial(object.atespace)
+      : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
     return message;
   },
 };
 
-function createBaseDeleteAtespaceResponse(): DeleteAtespaceResponse {
-  return {};
+function createBaseCreateActorTemplateRequest(): CreateActorTemplateRequest {
+  return { actorTemplate: undefined };
 }
 
-export const DeleteAtespaceResponse: MessageFns<DeleteAtespaceResponse> = {
-  encode(_: DeleteAtespaceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CreateActorTemplateRequest: MessageFns<CreateActorTemplateRequest> = {
+  encode(message: CreateActorTemplateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actorTemplate !== undefined) {
+      ActorTemplate.encode(message.actorTemplate, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAtespaceResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateActorTemplateRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1760,10 +6560,18 @@ export const DeleteAtespaceResponse: MessageFns<DeleteAtespaceResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeleteAtespaceResponse();
+      const message = createBaseCreateActorTemplateRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorTemplate = ActorTemplate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1776,32 +6584,414 @@ export const DeleteAtespaceResponse: MessageFns<DeleteAtespaceResponse> = {
     }
   },
 
-  fromJSON(_: any): DeleteAtespaceResponse {
-    return {};
+  fromJSON(object: any): CreateActorTemplateRequest {
+    return {
+      actorTemplate: isSet(object.actorTemplate)
+        ? ActorTemplate.fromJSON(object.actorTemplate)
+        : isSet(object.actor_template)
+        ? ActorTemplate.fromJSON(object.actor_template)
+        : undefined,
+    };
   },
 
-  toJSON(_: DeleteAtespaceResponse): unknown {
+  toJSON(message: CreateActorTemplateRequest): unknown {
     const obj: any = {};
+    if (message.actorTemplate !== undefined) {
+      obj.actorTemplate = ActorTemplate.toJSON(message.actorTemplate);
+    }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DeleteAtespaceResponse>, I>>(base?: I): DeleteAtespaceResponse {
-    return DeleteAtespaceResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CreateActorTemplateRequest>, I>>(base?: I): CreateActorTemplateRequest {
+    return CreateActorTemplateRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DeleteAtespaceResponse>, I>>(_: I): DeleteAtespaceResponse {
-    const message = createBaseDeleteAtespaceResponse();
+  fromPartial<I extends Exact<DeepPartial<CreateActorTemplateRequest>, I>>(object: I): CreateActorTemplateRequest {
+    const message = createBaseCreateActorTemplateRequest();
+    message.actorTemplate = (object.actorTemplate !== undefined && object.actorTemplate !== null)
+      ? ActorTemplate.fromPartial(object.actorTemplate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetActorTemplateRequest(): GetActorTemplateRequest {
+  return { actorTemplate: undefined };
+}
+
+export const GetActorTemplateRequest: MessageFns<GetActorTemplateRequest> = {
+  encode(message: GetActorTemplateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actorTemplate !== undefined) {
+      ObjectRef.encode(message.actorTemplate, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetActorTemplateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetActorTemplateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorTemplate = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetActorTemplateRequest {
+    return {
+      actorTemplate: isSet(object.actorTemplate)
+        ? ObjectRef.fromJSON(object.actorTemplate)
+        : isSet(object.actor_template)
+        ? ObjectRef.fromJSON(object.actor_template)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetActorTemplateRequest): unknown {
+    const obj: any = {};
+    if (message.actorTemplate !== undefined) {
+      obj.actorTemplate = ObjectRef.toJSON(message.actorTemplate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetActorTemplateRequest>, I>>(base?: I): GetActorTemplateRequest {
+    return GetActorTemplateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetActorTemplateRequest>, I>>(object: I): GetActorTemplateRequest {
+    const message = createBaseGetActorTemplateRequest();
+    message.actorTemplate = (object.actorTemplate !== undefined && object.actorTemplate !== null)
+      ? ObjectRef.fromPartial(object.actorTemplate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListActorTemplatesRequest(): ListActorTemplatesRequest {
+  return { atespace: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListActorTemplatesRequest: MessageFns<ListActorTemplatesRequest> = {
+  encode(message: ListActorTemplatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== "") {
+      writer.uint32(10).string(message.atespace);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListActorTemplatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListActorTemplatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListActorTemplatesRequest {
+    return {
+      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListActorTemplatesRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== "") {
+      obj.atespace = message.atespace;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListActorTemplatesRequest>, I>>(base?: I): ListActorTemplatesRequest {
+    return ListActorTemplatesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListActorTemplatesRequest>, I>>(object: I): ListActorTemplatesRequest {
+    const message = createBaseListActorTemplatesRequest();
+    message.atespace = object.atespace ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListActorTemplatesResponse(): ListActorTemplatesResponse {
+  return { actorTemplates: [], nextPageToken: "" };
+}
+
+export const ListActorTemplatesResponse: MessageFns<ListActorTemplatesResponse> = {
+  encode(message: ListActorTemplatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.actorTemplates) {
+      ActorTemplate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListActorTemplatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListActorTemplatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorTemplates.push(ActorTemplate.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListActorTemplatesResponse {
+    return {
+      actorTemplates: globalThis.Array.isArray(object?.actorTemplates)
+        ? object.actorTemplates.map((e: any) => ActorTemplate.fromJSON(e))
+        : globalThis.Array.isArray(object?.actor_templates)
+        ? object.actor_templates.map((e: any) => ActorTemplate.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListActorTemplatesResponse): unknown {
+    const obj: any = {};
+    if (message.actorTemplates?.length) {
+      obj.actorTemplates = message.actorTemplates.map((e) => ActorTemplate.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListActorTemplatesResponse>, I>>(base?: I): ListActorTemplatesResponse {
+    return ListActorTemplatesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListActorTemplatesResponse>, I>>(object: I): ListActorTemplatesResponse {
+    const message = createBaseListActorTemplatesResponse();
+    message.actorTemplates = object.actorTemplates?.map((e) => ActorTemplate.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteActorTemplateRequest(): DeleteActorTemplateRequest {
+  return { actorTemplate: undefined, options: undefined };
+}
+
+export const DeleteActorTemplateRequest: MessageFns<DeleteActorTemplateRequest> = {
+  encode(message: DeleteActorTemplateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actorTemplate !== undefined) {
+      ObjectRef.encode(message.actorTemplate, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteActorTemplateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteActorTemplateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorTemplate = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteActorTemplateRequest {
+    return {
+      actorTemplate: isSet(object.actorTemplate)
+        ? ObjectRef.fromJSON(object.actorTemplate)
+        : isSet(object.actor_template)
+        ? ObjectRef.fromJSON(object.actor_template)
+        : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: DeleteActorTemplateRequest): unknown {
+    const obj: any = {};
+    if (message.actorTemplate !== undefined) {
+      obj.actorTemplate = ObjectRef.toJSON(message.actorTemplate);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteActorTemplateRequest>, I>>(base?: I): DeleteActorTemplateRequest {
+    return DeleteActorTemplateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteActorTemplateRequest>, I>>(object: I): DeleteActorTemplateRequest {
+    const message = createBaseDeleteActorTemplateRequest();
+    message.actorTemplate = (object.actorTemplate !== undefined && object.actorTemplate !== null)
+      ? ObjectRef.fromPartial(object.actorTemplate)
+      : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
     return message;
   },
 };
 
 function createBaseGetActorRequest(): GetActorRequest {
-  return { actorRef: undefined };
+  return { actor: undefined };
 }
 
 export const GetActorRequest: MessageFns<GetActorRequest> = {
   encode(message: GetActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -1824,7 +7014,7 @@ export const GetActorRequest: MessageFns<GetActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
+            message.actor = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1840,19 +7030,13 @@ export const GetActorRequest: MessageFns<GetActorRequest> = {
   },
 
   fromJSON(object: any): GetActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-    };
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
   },
 
   toJSON(message: GetActorRequest): unknown {
     const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
     }
     return obj;
   },
@@ -1862,97 +7046,21 @@ export const GetActorRequest: MessageFns<GetActorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetActorRequest>, I>>(object: I): GetActorRequest {
     const message = createBaseGetActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
       : undefined;
     return message;
   },
 };
 
-function createBaseGetActorResponse(): GetActorResponse {
-  return { actor: undefined };
-}
-
-export const GetActorResponse: MessageFns<GetActorResponse> = {
-  encode(message: GetActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actor !== undefined) {
-      Actor.encode(message.actor, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetActorResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetActorResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.actor = Actor.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): GetActorResponse {
-    return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
-  },
-
-  toJSON(message: GetActorResponse): unknown {
-    const obj: any = {};
-    if (message.actor !== undefined) {
-      obj.actor = Actor.toJSON(message.actor);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetActorResponse>, I>>(base?: I): GetActorResponse {
-    return GetActorResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetActorResponse>, I>>(object: I): GetActorResponse {
-    const message = createBaseGetActorResponse();
-    message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
-    return message;
-  },
-};
-
 function createBaseCreateActorRequest(): CreateActorRequest {
-  return { actorRef: undefined, actorTemplateNamespace: "", actorTemplateName: "", workerSelector: undefined };
+  return { actor: undefined };
 }
 
 export const CreateActorRequest: MessageFns<CreateActorRequest> = {
   encode(message: CreateActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
-    }
-    if (message.actorTemplateNamespace !== "") {
-      writer.uint32(18).string(message.actorTemplateNamespace);
-    }
-    if (message.actorTemplateName !== "") {
-      writer.uint32(26).string(message.actorTemplateName);
-    }
-    if (message.workerSelector !== undefined) {
-      Selector.encode(message.workerSelector, writer.uint32(34).fork()).join();
+    if (message.actor !== undefined) {
+      Actor.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -1975,134 +7083,6 @@ export const CreateActorRequest: MessageFns<CreateActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.actorTemplateNamespace = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.actorTemplateName = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.workerSelector = Selector.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CreateActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-      actorTemplateNamespace: isSet(object.actorTemplateNamespace)
-        ? globalThis.String(object.actorTemplateNamespace)
-        : isSet(object.actor_template_namespace)
-        ? globalThis.String(object.actor_template_namespace)
-        : "",
-      actorTemplateName: isSet(object.actorTemplateName)
-        ? globalThis.String(object.actorTemplateName)
-        : isSet(object.actor_template_name)
-        ? globalThis.String(object.actor_template_name)
-        : "",
-      workerSelector: isSet(object.workerSelector)
-        ? Selector.fromJSON(object.workerSelector)
-        : isSet(object.worker_selector)
-        ? Selector.fromJSON(object.worker_selector)
-        : undefined,
-    };
-  },
-
-  toJSON(message: CreateActorRequest): unknown {
-    const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
-    }
-    if (message.actorTemplateNamespace !== "") {
-      obj.actorTemplateNamespace = message.actorTemplateNamespace;
-    }
-    if (message.actorTemplateName !== "") {
-      obj.actorTemplateName = message.actorTemplateName;
-    }
-    if (message.workerSelector !== undefined) {
-      obj.workerSelector = Selector.toJSON(message.workerSelector);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateActorRequest>, I>>(base?: I): CreateActorRequest {
-    return CreateActorRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateActorRequest>, I>>(object: I): CreateActorRequest {
-    const message = createBaseCreateActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
-      : undefined;
-    message.actorTemplateNamespace = object.actorTemplateNamespace ?? "";
-    message.actorTemplateName = object.actorTemplateName ?? "";
-    message.workerSelector = (object.workerSelector !== undefined && object.workerSelector !== null)
-      ? Selector.fromPartial(object.workerSelector)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseCreateActorResponse(): CreateActorResponse {
-  return { actor: undefined };
-}
-
-export const CreateActorResponse: MessageFns<CreateActorResponse> = {
-  encode(message: CreateActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actor !== undefined) {
-      Actor.encode(message.actor, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CreateActorResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCreateActorResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
             message.actor = Actor.decode(reader, reader.uint32());
             continue;
           }
@@ -2118,11 +7098,11 @@ export const CreateActorResponse: MessageFns<CreateActorResponse> = {
     }
   },
 
-  fromJSON(object: any): CreateActorResponse {
+  fromJSON(object: any): CreateActorRequest {
     return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
   },
 
-  toJSON(message: CreateActorResponse): unknown {
+  toJSON(message: CreateActorRequest): unknown {
     const obj: any = {};
     if (message.actor !== undefined) {
       obj.actor = Actor.toJSON(message.actor);
@@ -2130,27 +7110,24 @@ export const CreateActorResponse: MessageFns<CreateActorResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CreateActorResponse>, I>>(base?: I): CreateActorResponse {
-    return CreateActorResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CreateActorRequest>, I>>(base?: I): CreateActorRequest {
+    return CreateActorRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CreateActorResponse>, I>>(object: I): CreateActorResponse {
-    const message = createBaseCreateActorResponse();
+  fromPartial<I extends Exact<DeepPartial<CreateActorRequest>, I>>(object: I): CreateActorRequest {
+    const message = createBaseCreateActorRequest();
     message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
     return message;
   },
 };
 
 function createBaseUpdateActorRequest(): UpdateActorRequest {
-  return { actorRef: undefined, workerSelector: undefined };
+  return { actor: undefined };
 }
 
 export const UpdateActorRequest: MessageFns<UpdateActorRequest> = {
   encode(message: UpdateActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
-    }
-    if (message.workerSelector !== undefined) {
-      Selector.encode(message.workerSelector, writer.uint32(18).fork()).join();
+    if (message.actor !== undefined) {
+      Actor.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2173,100 +7150,6 @@ export const UpdateActorRequest: MessageFns<UpdateActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.workerSelector = Selector.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): UpdateActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-      workerSelector: isSet(object.workerSelector)
-        ? Selector.fromJSON(object.workerSelector)
-        : isSet(object.worker_selector)
-        ? Selector.fromJSON(object.worker_selector)
-        : undefined,
-    };
-  },
-
-  toJSON(message: UpdateActorRequest): unknown {
-    const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
-    }
-    if (message.workerSelector !== undefined) {
-      obj.workerSelector = Selector.toJSON(message.workerSelector);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UpdateActorRequest>, I>>(base?: I): UpdateActorRequest {
-    return UpdateActorRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UpdateActorRequest>, I>>(object: I): UpdateActorRequest {
-    const message = createBaseUpdateActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
-      : undefined;
-    message.workerSelector = (object.workerSelector !== undefined && object.workerSelector !== null)
-      ? Selector.fromPartial(object.workerSelector)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseUpdateActorResponse(): UpdateActorResponse {
-  return { actor: undefined };
-}
-
-export const UpdateActorResponse: MessageFns<UpdateActorResponse> = {
-  encode(message: UpdateActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actor !== undefined) {
-      Actor.encode(message.actor, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): UpdateActorResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseUpdateActorResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
             message.actor = Actor.decode(reader, reader.uint32());
             continue;
           }
@@ -2282,11 +7165,11 @@ export const UpdateActorResponse: MessageFns<UpdateActorResponse> = {
     }
   },
 
-  fromJSON(object: any): UpdateActorResponse {
+  fromJSON(object: any): UpdateActorRequest {
     return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
   },
 
-  toJSON(message: UpdateActorResponse): unknown {
+  toJSON(message: UpdateActorRequest): unknown {
     const obj: any = {};
     if (message.actor !== undefined) {
       obj.actor = Actor.toJSON(message.actor);
@@ -2294,24 +7177,24 @@ export const UpdateActorResponse: MessageFns<UpdateActorResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<UpdateActorResponse>, I>>(base?: I): UpdateActorResponse {
-    return UpdateActorResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<UpdateActorRequest>, I>>(base?: I): UpdateActorRequest {
+    return UpdateActorRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<UpdateActorResponse>, I>>(object: I): UpdateActorResponse {
-    const message = createBaseUpdateActorResponse();
+  fromPartial<I extends Exact<DeepPartial<UpdateActorRequest>, I>>(object: I): UpdateActorRequest {
+    const message = createBaseUpdateActorRequest();
     message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
     return message;
   },
 };
 
 function createBaseSuspendActorRequest(): SuspendActorRequest {
-  return { actorRef: undefined };
+  return { actor: undefined };
 }
 
 export const SuspendActorRequest: MessageFns<SuspendActorRequest> = {
   encode(message: SuspendActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2334,7 +7217,7 @@ export const SuspendActorRequest: MessageFns<SuspendActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
+            message.actor = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2350,19 +7233,13 @@ export const SuspendActorRequest: MessageFns<SuspendActorRequest> = {
   },
 
   fromJSON(object: any): SuspendActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-    };
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
   },
 
   toJSON(message: SuspendActorRequest): unknown {
     const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
     }
     return obj;
   },
@@ -2372,8 +7249,8 @@ export const SuspendActorRequest: MessageFns<SuspendActorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<SuspendActorRequest>, I>>(object: I): SuspendActorRequest {
     const message = createBaseSuspendActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
       : undefined;
     return message;
   },
@@ -2447,13 +7324,13 @@ export const SuspendActorResponse: MessageFns<SuspendActorResponse> = {
 };
 
 function createBasePauseActorRequest(): PauseActorRequest {
-  return { actorRef: undefined };
+  return { actor: undefined };
 }
 
 export const PauseActorRequest: MessageFns<PauseActorRequest> = {
   encode(message: PauseActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2476,7 +7353,7 @@ export const PauseActorRequest: MessageFns<PauseActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
+            message.actor = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2492,19 +7369,13 @@ export const PauseActorRequest: MessageFns<PauseActorRequest> = {
   },
 
   fromJSON(object: any): PauseActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-    };
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
   },
 
   toJSON(message: PauseActorRequest): unknown {
     const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
     }
     return obj;
   },
@@ -2514,8 +7385,8 @@ export const PauseActorRequest: MessageFns<PauseActorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<PauseActorRequest>, I>>(object: I): PauseActorRequest {
     const message = createBasePauseActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
       : undefined;
     return message;
   },
@@ -2589,16 +7460,13 @@ export const PauseActorResponse: MessageFns<PauseActorResponse> = {
 };
 
 function createBaseResumeActorRequest(): ResumeActorRequest {
-  return { actorRef: undefined, boot: false };
+  return { actor: undefined };
 }
 
 export const ResumeActorRequest: MessageFns<ResumeActorRequest> = {
   encode(message: ResumeActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
-    }
-    if (message.boot !== false) {
-      writer.uint32(16).bool(message.boot);
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2621,15 +7489,7 @@ export const ResumeActorRequest: MessageFns<ResumeActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.boot = reader.bool();
+            message.actor = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2645,23 +7505,13 @@ export const ResumeActorRequest: MessageFns<ResumeActorRequest> = {
   },
 
   fromJSON(object: any): ResumeActorRequest {
-    return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
-      boot: isSet(object.boot) ? globalThis.Boolean(object.boot) : false,
-    };
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
   },
 
   toJSON(message: ResumeActorRequest): unknown {
     const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
-    }
-    if (message.boot !== false) {
-      obj.boot = message.boot;
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
     }
     return obj;
   },
@@ -2671,22 +7521,24 @@ export const ResumeActorRequest: MessageFns<ResumeActorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<ResumeActorRequest>, I>>(object: I): ResumeActorRequest {
     const message = createBaseResumeActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
       : undefined;
-    message.boot = object.boot ?? false;
     return message;
   },
 };
 
 function createBaseResumeActorResponse(): ResumeActorResponse {
-  return { actor: undefined };
+  return { actor: undefined, resumed: false };
 }
 
 export const ResumeActorResponse: MessageFns<ResumeActorResponse> = {
   encode(message: ResumeActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.actor !== undefined) {
       Actor.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.resumed !== false) {
+      writer.uint32(16).bool(message.resumed);
     }
     return writer;
   },
@@ -2712,6 +7564,14 @@ export const ResumeActorResponse: MessageFns<ResumeActorResponse> = {
             message.actor = Actor.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.resumed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2725,13 +7585,19 @@ export const ResumeActorResponse: MessageFns<ResumeActorResponse> = {
   },
 
   fromJSON(object: any): ResumeActorResponse {
-    return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
+    return {
+      actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined,
+      resumed: isSet(object.resumed) ? globalThis.Boolean(object.resumed) : false,
+    };
   },
 
   toJSON(message: ResumeActorResponse): unknown {
     const obj: any = {};
     if (message.actor !== undefined) {
       obj.actor = Actor.toJSON(message.actor);
+    }
+    if (message.resumed !== false) {
+      obj.resumed = message.resumed;
     }
     return obj;
   },
@@ -2742,18 +7608,161 @@ export const ResumeActorResponse: MessageFns<ResumeActorResponse> = {
   fromPartial<I extends Exact<DeepPartial<ResumeActorResponse>, I>>(object: I): ResumeActorResponse {
     const message = createBaseResumeActorResponse();
     message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
+    message.resumed = object.resumed ?? false;
+    return message;
+  },
+};
+
+function createBaseRevertActorRequest(): RevertActorRequest {
+  return { actor: undefined };
+}
+
+export const RevertActorRequest: MessageFns<RevertActorRequest> = {
+  encode(message: RevertActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevertActorRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevertActorRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevertActorRequest {
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
+  },
+
+  toJSON(message: RevertActorRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevertActorRequest>, I>>(base?: I): RevertActorRequest {
+    return RevertActorRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevertActorRequest>, I>>(object: I): RevertActorRequest {
+    const message = createBaseRevertActorRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRevertActorResponse(): RevertActorResponse {
+  return { actor: undefined };
+}
+
+export const RevertActorResponse: MessageFns<RevertActorResponse> = {
+  encode(message: RevertActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      Actor.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevertActorResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevertActorResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = Actor.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevertActorResponse {
+    return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
+  },
+
+  toJSON(message: RevertActorResponse): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = Actor.toJSON(message.actor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevertActorResponse>, I>>(base?: I): RevertActorResponse {
+    return RevertActorResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevertActorResponse>, I>>(object: I): RevertActorResponse {
+    const message = createBaseRevertActorResponse();
+    message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
     return message;
   },
 };
 
 function createBaseDeleteActorRequest(): DeleteActorRequest {
-  return { actorRef: undefined };
+  return { actor: undefined, anyState: false, options: undefined };
 }
 
 export const DeleteActorRequest: MessageFns<DeleteActorRequest> = {
   encode(message: DeleteActorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.actorRef !== undefined) {
-      ActorRef.encode(message.actorRef, writer.uint32(10).fork()).join();
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.anyState !== false) {
+      writer.uint32(16).bool(message.anyState);
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2776,7 +7785,23 @@ export const DeleteActorRequest: MessageFns<DeleteActorRequest> = {
               break;
             }
 
-            message.actorRef = ActorRef.decode(reader, reader.uint32());
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.anyState = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -2793,18 +7818,26 @@ export const DeleteActorRequest: MessageFns<DeleteActorRequest> = {
 
   fromJSON(object: any): DeleteActorRequest {
     return {
-      actorRef: isSet(object.actorRef)
-        ? ActorRef.fromJSON(object.actorRef)
-        : isSet(object.actor_ref)
-        ? ActorRef.fromJSON(object.actor_ref)
-        : undefined,
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      anyState: isSet(object.anyState)
+        ? globalThis.Boolean(object.anyState)
+        : isSet(object.any_state)
+        ? globalThis.Boolean(object.any_state)
+        : false,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
     };
   },
 
   toJSON(message: DeleteActorRequest): unknown {
     const obj: any = {};
-    if (message.actorRef !== undefined) {
-      obj.actorRef = ActorRef.toJSON(message.actorRef);
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.anyState !== false) {
+      obj.anyState = message.anyState;
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
     }
     return obj;
   },
@@ -2814,23 +7847,30 @@ export const DeleteActorRequest: MessageFns<DeleteActorRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<DeleteActorRequest>, I>>(object: I): DeleteActorRequest {
     const message = createBaseDeleteActorRequest();
-    message.actorRef = (object.actorRef !== undefined && object.actorRef !== null)
-      ? ActorRef.fromPartial(object.actorRef)
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.anyState = object.anyState ?? false;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
       : undefined;
     return message;
   },
 };
 
-function createBaseDeleteActorResponse(): DeleteActorResponse {
-  return {};
+function createBaseGetActorEgressPolicyRequest(): GetActorEgressPolicyRequest {
+  return { actor: undefined };
 }
 
-export const DeleteActorResponse: MessageFns<DeleteActorResponse> = {
-  encode(_: DeleteActorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const GetActorEgressPolicyRequest: MessageFns<GetActorEgressPolicyRequest> = {
+  encode(message: GetActorEgressPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DeleteActorResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): GetActorEgressPolicyRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2839,10 +7879,18 @@ export const DeleteActorResponse: MessageFns<DeleteActorResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDeleteActorResponse();
+      const message = createBaseGetActorEgressPolicyRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2855,30 +7903,1490 @@ export const DeleteActorResponse: MessageFns<DeleteActorResponse> = {
     }
   },
 
-  fromJSON(_: any): DeleteActorResponse {
-    return {};
+  fromJSON(object: any): GetActorEgressPolicyRequest {
+    return { actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined };
   },
 
-  toJSON(_: DeleteActorResponse): unknown {
+  toJSON(message: GetActorEgressPolicyRequest): unknown {
     const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DeleteActorResponse>, I>>(base?: I): DeleteActorResponse {
-    return DeleteActorResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<GetActorEgressPolicyRequest>, I>>(base?: I): GetActorEgressPolicyRequest {
+    return GetActorEgressPolicyRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DeleteActorResponse>, I>>(_: I): DeleteActorResponse {
-    const message = createBaseDeleteActorResponse();
+  fromPartial<I extends Exact<DeepPartial<GetActorEgressPolicyRequest>, I>>(object: I): GetActorEgressPolicyRequest {
+    const message = createBaseGetActorEgressPolicyRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateActorEgressPolicyRequest(): CreateActorEgressPolicyRequest {
+  return { actor: undefined, egressPolicy: undefined };
+}
+
+export const CreateActorEgressPolicyRequest: MessageFns<CreateActorEgressPolicyRequest> = {
+  encode(message: CreateActorEgressPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.egressPolicy !== undefined) {
+      EgressPolicy.encode(message.egressPolicy, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateActorEgressPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateActorEgressPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.egressPolicy = EgressPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateActorEgressPolicyRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      egressPolicy: isSet(object.egressPolicy)
+        ? EgressPolicy.fromJSON(object.egressPolicy)
+        : isSet(object.egress_policy)
+        ? EgressPolicy.fromJSON(object.egress_policy)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CreateActorEgressPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.egressPolicy !== undefined) {
+      obj.egressPolicy = EgressPolicy.toJSON(message.egressPolicy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateActorEgressPolicyRequest>, I>>(base?: I): CreateActorEgressPolicyRequest {
+    return CreateActorEgressPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateActorEgressPolicyRequest>, I>>(
+    object: I,
+  ): CreateActorEgressPolicyRequest {
+    const message = createBaseCreateActorEgressPolicyRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.egressPolicy = (object.egressPolicy !== undefined && object.egressPolicy !== null)
+      ? EgressPolicy.fromPartial(object.egressPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateActorEgressPolicyRequest(): UpdateActorEgressPolicyRequest {
+  return { actor: undefined, egressPolicy: undefined };
+}
+
+export const UpdateActorEgressPolicyRequest: MessageFns<UpdateActorEgressPolicyRequest> = {
+  encode(message: UpdateActorEgressPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.egressPolicy !== undefined) {
+      EgressPolicy.encode(message.egressPolicy, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateActorEgressPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateActorEgressPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.egressPolicy = EgressPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateActorEgressPolicyRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      egressPolicy: isSet(object.egressPolicy)
+        ? EgressPolicy.fromJSON(object.egressPolicy)
+        : isSet(object.egress_policy)
+        ? EgressPolicy.fromJSON(object.egress_policy)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateActorEgressPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.egressPolicy !== undefined) {
+      obj.egressPolicy = EgressPolicy.toJSON(message.egressPolicy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateActorEgressPolicyRequest>, I>>(base?: I): UpdateActorEgressPolicyRequest {
+    return UpdateActorEgressPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateActorEgressPolicyRequest>, I>>(
+    object: I,
+  ): UpdateActorEgressPolicyRequest {
+    const message = createBaseUpdateActorEgressPolicyRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.egressPolicy = (object.egressPolicy !== undefined && object.egressPolicy !== null)
+      ? EgressPolicy.fromPartial(object.egressPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteActorEgressPolicyRequest(): DeleteActorEgressPolicyRequest {
+  return { actor: undefined, options: undefined };
+}
+
+export const DeleteActorEgressPolicyRequest: MessageFns<DeleteActorEgressPolicyRequest> = {
+  encode(message: DeleteActorEgressPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteActorEgressPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteActorEgressPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteActorEgressPolicyRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: DeleteActorEgressPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteActorEgressPolicyRequest>, I>>(base?: I): DeleteActorEgressPolicyRequest {
+    return DeleteActorEgressPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteActorEgressPolicyRequest>, I>>(
+    object: I,
+  ): DeleteActorEgressPolicyRequest {
+    const message = createBaseDeleteActorEgressPolicyRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetTagRequest(): GetTagRequest {
+  return { tag: undefined };
+}
+
+export const GetTagRequest: MessageFns<GetTagRequest> = {
+  encode(message: GetTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== undefined) {
+      ObjectRef.encode(message.tag, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTagRequest {
+    return { tag: isSet(object.tag) ? ObjectRef.fromJSON(object.tag) : undefined };
+  },
+
+  toJSON(message: GetTagRequest): unknown {
+    const obj: any = {};
+    if (message.tag !== undefined) {
+      obj.tag = ObjectRef.toJSON(message.tag);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTagRequest>, I>>(base?: I): GetTagRequest {
+    return GetTagRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTagRequest>, I>>(object: I): GetTagRequest {
+    const message = createBaseGetTagRequest();
+    message.tag = (object.tag !== undefined && object.tag !== null) ? ObjectRef.fromPartial(object.tag) : undefined;
+    return message;
+  },
+};
+
+function createBaseMintActorJWTRequest(): MintActorJWTRequest {
+  return { actor: undefined, audience: [], expirationSeconds: 0 };
+}
+
+export const MintActorJWTRequest: MessageFns<MintActorJWTRequest> = {
+  encode(message: MintActorJWTRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.audience) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.expirationSeconds !== 0) {
+      writer.uint32(64).int64(message.expirationSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintActorJWTRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintActorJWTRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.audience.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.expirationSeconds = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintActorJWTRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      audience: globalThis.Array.isArray(object?.audience) ? object.audience.map((e: any) => globalThis.String(e)) : [],
+      expirationSeconds: isSet(object.expirationSeconds)
+        ? globalThis.Number(object.expirationSeconds)
+        : isSet(object.expiration_seconds)
+        ? globalThis.Number(object.expiration_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: MintActorJWTRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.audience?.length) {
+      obj.audience = message.audience;
+    }
+    if (message.expirationSeconds !== 0) {
+      obj.expirationSeconds = Math.round(message.expirationSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintActorJWTRequest>, I>>(base?: I): MintActorJWTRequest {
+    return MintActorJWTRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintActorJWTRequest>, I>>(object: I): MintActorJWTRequest {
+    const message = createBaseMintActorJWTRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.audience = object.audience?.map((e) => e) || [];
+    message.expirationSeconds = object.expirationSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseMintActorJWTResponse(): MintActorJWTResponse {
+  return { actorJwt: "", expiresAt: undefined };
+}
+
+export const MintActorJWTResponse: MessageFns<MintActorJWTResponse> = {
+  encode(message: MintActorJWTResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actorJwt !== "") {
+      writer.uint32(10).string(message.actorJwt);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintActorJWTResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintActorJWTResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorJwt = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintActorJWTResponse {
+    return {
+      actorJwt: isSet(object.actorJwt)
+        ? globalThis.String(object.actorJwt)
+        : isSet(object.actor_jwt)
+        ? globalThis.String(object.actor_jwt)
+        : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: MintActorJWTResponse): unknown {
+    const obj: any = {};
+    if (message.actorJwt !== "") {
+      obj.actorJwt = message.actorJwt;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintActorJWTResponse>, I>>(base?: I): MintActorJWTResponse {
+    return MintActorJWTResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintActorJWTResponse>, I>>(object: I): MintActorJWTResponse {
+    const message = createBaseMintActorJWTResponse();
+    message.actorJwt = object.actorJwt ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMintActorCertificateRequest(): MintActorCertificateRequest {
+  return { actor: undefined, actorUid: "", certificateSigningRequest: Buffer.alloc(0) };
+}
+
+export const MintActorCertificateRequest: MessageFns<MintActorCertificateRequest> = {
+  encode(message: MintActorCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(50).fork()).join();
+    }
+    if (message.actorUid !== "") {
+      writer.uint32(58).string(message.actorUid);
+    }
+    if (message.certificateSigningRequest.length !== 0) {
+      writer.uint32(18).bytes(message.certificateSigningRequest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintActorCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintActorCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.actorUid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificateSigningRequest = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintActorCertificateRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      actorUid: isSet(object.actorUid)
+        ? globalThis.String(object.actorUid)
+        : isSet(object.actor_uid)
+        ? globalThis.String(object.actor_uid)
+        : "",
+      certificateSigningRequest: isSet(object.certificateSigningRequest)
+        ? Buffer.from(bytesFromBase64(object.certificateSigningRequest))
+        : isSet(object.certificate_signing_request)
+        ? Buffer.from(bytesFromBase64(object.certificate_signing_request))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: MintActorCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.actorUid !== "") {
+      obj.actorUid = message.actorUid;
+    }
+    if (message.certificateSigningRequest.length !== 0) {
+      obj.certificateSigningRequest = base64FromBytes(message.certificateSigningRequest);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintActorCertificateRequest>, I>>(base?: I): MintActorCertificateRequest {
+    return MintActorCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintActorCertificateRequest>, I>>(object: I): MintActorCertificateRequest {
+    const message = createBaseMintActorCertificateRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.actorUid = object.actorUid ?? "";
+    message.certificateSigningRequest = object.certificateSigningRequest ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseMintActorCertificateResponse(): MintActorCertificateResponse {
+  return { actorCertificates: [] };
+}
+
+export const MintActorCertificateResponse: MessageFns<MintActorCertificateResponse> = {
+  encode(message: MintActorCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.actorCertificates) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintActorCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintActorCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorCertificates.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintActorCertificateResponse {
+    return {
+      actorCertificates: globalThis.Array.isArray(object?.actorCertificates)
+        ? object.actorCertificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.actor_certificates)
+        ? object.actor_certificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: MintActorCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.actorCertificates?.length) {
+      obj.actorCertificates = message.actorCertificates.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintActorCertificateResponse>, I>>(base?: I): MintActorCertificateResponse {
+    return MintActorCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintActorCertificateResponse>, I>>(object: I): MintActorCertificateResponse {
+    const message = createBaseMintActorCertificateResponse();
+    message.actorCertificates = object.actorCertificates?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListTagsRequest(): ListTagsRequest {
+  return { atespace: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListTagsRequest: MessageFns<ListTagsRequest> = {
+  encode(message: ListTagsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== "") {
+      writer.uint32(10).string(message.atespace);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTagsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTagsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTagsRequest {
+    return {
+      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTagsRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== "") {
+      obj.atespace = message.atespace;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTagsRequest>, I>>(base?: I): ListTagsRequest {
+    return ListTagsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTagsRequest>, I>>(object: I): ListTagsRequest {
+    const message = createBaseListTagsRequest();
+    message.atespace = object.atespace ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListTagsResponse(): ListTagsResponse {
+  return { tags: [], nextPageToken: "" };
+}
+
+export const ListTagsResponse: MessageFns<ListTagsResponse> = {
+  encode(message: ListTagsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tags) {
+      Tag.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTagsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTagsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tags.push(Tag.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTagsResponse {
+    return {
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => Tag.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTagsResponse): unknown {
+    const obj: any = {};
+    if (message.tags?.length) {
+      obj.tags = message.tags.map((e) => Tag.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTagsResponse>, I>>(base?: I): ListTagsResponse {
+    return ListTagsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTagsResponse>, I>>(object: I): ListTagsResponse {
+    const message = createBaseListTagsResponse();
+    message.tags = object.tags?.map((e) => Tag.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateTagRequest(): CreateTagRequest {
+  return { tag: undefined };
+}
+
+export const CreateTagRequest: MessageFns<CreateTagRequest> = {
+  encode(message: CreateTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== undefined) {
+      Tag.encode(message.tag, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = Tag.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTagRequest {
+    return { tag: isSet(object.tag) ? Tag.fromJSON(object.tag) : undefined };
+  },
+
+  toJSON(message: CreateTagRequest): unknown {
+    const obj: any = {};
+    if (message.tag !== undefined) {
+      obj.tag = Tag.toJSON(message.tag);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTagRequest>, I>>(base?: I): CreateTagRequest {
+    return CreateTagRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTagRequest>, I>>(object: I): CreateTagRequest {
+    const message = createBaseCreateTagRequest();
+    message.tag = (object.tag !== undefined && object.tag !== null) ? Tag.fromPartial(object.tag) : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateTagRequest(): UpdateTagRequest {
+  return { tag: undefined };
+}
+
+export const UpdateTagRequest: MessageFns<UpdateTagRequest> = {
+  encode(message: UpdateTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== undefined) {
+      Tag.encode(message.tag, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = Tag.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateTagRequest {
+    return { tag: isSet(object.tag) ? Tag.fromJSON(object.tag) : undefined };
+  },
+
+  toJSON(message: UpdateTagRequest): unknown {
+    const obj: any = {};
+    if (message.tag !== undefined) {
+      obj.tag = Tag.toJSON(message.tag);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateTagRequest>, I>>(base?: I): UpdateTagRequest {
+    return UpdateTagRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateTagRequest>, I>>(object: I): UpdateTagRequest {
+    const message = createBaseUpdateTagRequest();
+    message.tag = (object.tag !== undefined && object.tag !== null) ? Tag.fromPartial(object.tag) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteTagRequest(): DeleteTagRequest {
+  return { tag: undefined, options: undefined };
+}
+
+export const DeleteTagRequest: MessageFns<DeleteTagRequest> = {
+  encode(message: DeleteTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== undefined) {
+      ObjectRef.encode(message.tag, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteTagRequest {
+    return {
+      tag: isSet(object.tag) ? ObjectRef.fromJSON(object.tag) : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: DeleteTagRequest): unknown {
+    const obj: any = {};
+    if (message.tag !== undefined) {
+      obj.tag = ObjectRef.toJSON(message.tag);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteTagRequest>, I>>(base?: I): DeleteTagRequest {
+    return DeleteTagRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteTagRequest>, I>>(object: I): DeleteTagRequest {
+    const message = createBaseDeleteTagRequest();
+    message.tag = (object.tag !== undefined && object.tag !== null) ? ObjectRef.fromPartial(object.tag) : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteOptions(): DeleteOptions {
+  return { version: 0, uid: "" };
+}
+
+export const DeleteOptions: MessageFns<DeleteOptions> = {
+  encode(message: DeleteOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    if (message.uid !== "") {
+      writer.uint32(18).string(message.uid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.uid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteOptions {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      uid: isSet(object.uid) ? globalThis.String(object.uid) : "",
+    };
+  },
+
+  toJSON(message: DeleteOptions): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.uid !== "") {
+      obj.uid = message.uid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteOptions>, I>>(base?: I): DeleteOptions {
+    return DeleteOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteOptions>, I>>(object: I): DeleteOptions {
+    const message = createBaseDeleteOptions();
+    message.version = object.version ?? 0;
+    message.uid = object.uid ?? "";
+    return message;
+  },
+};
+
+function createBaseListWorkerActorAssignmentsRequest(): ListWorkerActorAssignmentsRequest {
+  return { worker: undefined, pageSize: 0, pageToken: "" };
+}
+
+export const ListWorkerActorAssignmentsRequest: MessageFns<ListWorkerActorAssignmentsRequest> = {
+  encode(message: ListWorkerActorAssignmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkerActorAssignmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkerActorAssignmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWorkerActorAssignmentsRequest {
+    return {
+      worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListWorkerActorAssignmentsRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWorkerActorAssignmentsRequest>, I>>(
+    base?: I,
+  ): ListWorkerActorAssignmentsRequest {
+    return ListWorkerActorAssignmentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWorkerActorAssignmentsRequest>, I>>(
+    object: I,
+  ): ListWorkerActorAssignmentsRequest {
+    const message = createBaseListWorkerActorAssignmentsRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListWorkerActorAssignmentsResponse(): ListWorkerActorAssignmentsResponse {
+  return { actorAssignments: [], nextPageToken: "" };
+}
+
+export const ListWorkerActorAssignmentsResponse: MessageFns<ListWorkerActorAssignmentsResponse> = {
+  encode(message: ListWorkerActorAssignmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.actorAssignments) {
+      ActorAssignment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkerActorAssignmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkerActorAssignmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorAssignments.push(ActorAssignment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWorkerActorAssignmentsResponse {
+    return {
+      actorAssignments: globalThis.Array.isArray(object?.actorAssignments)
+        ? object.actorAssignments.map((e: any) => ActorAssignment.fromJSON(e))
+        : globalThis.Array.isArray(object?.actor_assignments)
+        ? object.actor_assignments.map((e: any) => ActorAssignment.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListWorkerActorAssignmentsResponse): unknown {
+    const obj: any = {};
+    if (message.actorAssignments?.length) {
+      obj.actorAssignments = message.actorAssignments.map((e) => ActorAssignment.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWorkerActorAssignmentsResponse>, I>>(
+    base?: I,
+  ): ListWorkerActorAssignmentsResponse {
+    return ListWorkerActorAssignmentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWorkerActorAssignmentsResponse>, I>>(
+    object: I,
+  ): ListWorkerActorAssignmentsResponse {
+    const message = createBaseListWorkerActorAssignmentsResponse();
+    message.actorAssignments = object.actorAssignments?.map((e) => ActorAssignment.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
 
 function createBaseListWorkersRequest(): ListWorkersRequest {
-  return {};
+  return { pageSize: 0, pageToken: "" };
 }
 
 export const ListWorkersRequest: MessageFns<ListWorkersRequest> = {
-  encode(_: ListWorkersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ListWorkersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
     return writer;
   },
 
@@ -2895,6 +9403,22 @@ export const ListWorkersRequest: MessageFns<ListWorkersRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2907,32 +9431,54 @@ export const ListWorkersRequest: MessageFns<ListWorkersRequest> = {
     }
   },
 
-  fromJSON(_: any): ListWorkersRequest {
-    return {};
+  fromJSON(object: any): ListWorkersRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
-  toJSON(_: ListWorkersRequest): unknown {
+  toJSON(message: ListWorkersRequest): unknown {
     const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ListWorkersRequest>, I>>(base?: I): ListWorkersRequest {
     return ListWorkersRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ListWorkersRequest>, I>>(_: I): ListWorkersRequest {
+  fromPartial<I extends Exact<DeepPartial<ListWorkersRequest>, I>>(object: I): ListWorkersRequest {
     const message = createBaseListWorkersRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListWorkersResponse(): ListWorkersResponse {
-  return { workers: [] };
+  return { workers: [], nextPageToken: "" };
 }
 
 export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
   encode(message: ListWorkersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.workers) {
       Worker.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -2958,6 +9504,14 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
             message.workers.push(Worker.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2973,6 +9527,11 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
   fromJSON(object: any): ListWorkersResponse {
     return {
       workers: globalThis.Array.isArray(object?.workers) ? object.workers.map((e: any) => Worker.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -2980,6 +9539,9 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
     const obj: any = {};
     if (message.workers?.length) {
       obj.workers = message.workers.map((e) => Worker.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -2990,24 +9552,390 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListWorkersResponse>, I>>(object: I): ListWorkersResponse {
     const message = createBaseListWorkersResponse();
     message.workers = object.workers?.map((e) => Worker.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseGetWorkerRequest(): GetWorkerRequest {
+  return { worker: undefined };
+}
+
+export const GetWorkerRequest: MessageFns<GetWorkerRequest> = {
+  encode(message: GetWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWorkerRequest {
+    return { worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: GetWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWorkerRequest>, I>>(base?: I): GetWorkerRequest {
+    return GetWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWorkerRequest>, I>>(object: I): GetWorkerRequest {
+    const message = createBaseGetWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateWorkerRequest(): CreateWorkerRequest {
+  return { worker: undefined };
+}
+
+export const CreateWorkerRequest: MessageFns<CreateWorkerRequest> = {
+  encode(message: CreateWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      Worker.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = Worker.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateWorkerRequest {
+    return { worker: isSet(object.worker) ? Worker.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: CreateWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = Worker.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateWorkerRequest>, I>>(base?: I): CreateWorkerRequest {
+    return CreateWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateWorkerRequest>, I>>(object: I): CreateWorkerRequest {
+    const message = createBaseCreateWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? Worker.fromPartial(object.worker)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateWorkerRequest(): UpdateWorkerRequest {
+  return { worker: undefined };
+}
+
+export const UpdateWorkerRequest: MessageFns<UpdateWorkerRequest> = {
+  encode(message: UpdateWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      Worker.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = Worker.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateWorkerRequest {
+    return { worker: isSet(object.worker) ? Worker.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: UpdateWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = Worker.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateWorkerRequest>, I>>(base?: I): UpdateWorkerRequest {
+    return UpdateWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateWorkerRequest>, I>>(object: I): UpdateWorkerRequest {
+    const message = createBaseUpdateWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? Worker.fromPartial(object.worker)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteWorkerRequest(): DeleteWorkerRequest {
+  return { worker: undefined, options: undefined };
+}
+
+export const DeleteWorkerRequest: MessageFns<DeleteWorkerRequest> = {
+  encode(message: DeleteWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteWorkerRequest {
+    return {
+      worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: DeleteWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteWorkerRequest>, I>>(base?: I): DeleteWorkerRequest {
+    return DeleteWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteWorkerRequest>, I>>(object: I): DeleteWorkerRequest {
+    const message = createBaseDeleteWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDrainWorkerRequest(): DrainWorkerRequest {
+  return { worker: undefined };
+}
+
+export const DrainWorkerRequest: MessageFns<DrainWorkerRequest> = {
+  encode(message: DrainWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainWorkerRequest {
+    return { worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: DrainWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DrainWorkerRequest>, I>>(base?: I): DrainWorkerRequest {
+    return DrainWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DrainWorkerRequest>, I>>(object: I): DrainWorkerRequest {
+    const message = createBaseDrainWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
     return message;
   },
 };
 
 function createBaseListActorsRequest(): ListActorsRequest {
-  return { pageSize: 0, pageToken: "", atespace: "" };
+  return { atespace: "", pageSize: 0, pageToken: "" };
 }
 
 export const ListActorsRequest: MessageFns<ListActorsRequest> = {
   encode(message: ListActorsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== "") {
+      writer.uint32(10).string(message.atespace);
+    }
     if (message.pageSize !== 0) {
-      writer.uint32(8).int32(message.pageSize);
+      writer.uint32(16).int32(message.pageSize);
     }
     if (message.pageToken !== "") {
-      writer.uint32(18).string(message.pageToken);
-    }
-    if (message.atespace !== "") {
-      writer.uint32(26).string(message.atespace);
+      writer.uint32(26).string(message.pageToken);
     }
     return writer;
   },
@@ -3026,19 +9954,19 @@ export const ListActorsRequest: MessageFns<ListActorsRequest> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 8) {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
               break;
             }
 
             message.pageSize = reader.int32();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.pageToken = reader.string();
             continue;
           }
           case 3: {
@@ -3046,7 +9974,7 @@ export const ListActorsRequest: MessageFns<ListActorsRequest> = {
               break;
             }
 
-            message.atespace = reader.string();
+            message.pageToken = reader.string();
             continue;
           }
         }
@@ -3063,6 +9991,7 @@ export const ListActorsRequest: MessageFns<ListActorsRequest> = {
 
   fromJSON(object: any): ListActorsRequest {
     return {
+      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
       pageSize: isSet(object.pageSize)
         ? globalThis.Number(object.pageSize)
         : isSet(object.page_size)
@@ -3073,20 +10002,19 @@ export const ListActorsRequest: MessageFns<ListActorsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
-      atespace: isSet(object.atespace) ? globalThis.String(object.atespace) : "",
     };
   },
 
   toJSON(message: ListActorsRequest): unknown {
     const obj: any = {};
+    if (message.atespace !== "") {
+      obj.atespace = message.atespace;
+    }
     if (message.pageSize !== 0) {
       obj.pageSize = Math.round(message.pageSize);
     }
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
-    }
-    if (message.atespace !== "") {
-      obj.atespace = message.atespace;
     }
     return obj;
   },
@@ -3096,9 +10024,9 @@ export const ListActorsRequest: MessageFns<ListActorsRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<ListActorsRequest>, I>>(object: I): ListActorsRequest {
     const message = createBaseListActorsRequest();
+    message.atespace = object.atespace ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
-    message.atespace = object.atespace ?? "";
     return message;
   },
 };
@@ -3194,54 +10122,54 @@ export const ListActorsResponse: MessageFns<ListActorsResponse> = {
 
 function createBaseWorker(): Worker {
   return {
+    metadata: undefined,
     workerNamespace: "",
     workerPool: "",
     workerPod: "",
-    actorNamespace: "",
-    actorTemplate: "",
-    actorId: "",
-    ip: "",
-    version: 0,
     workerPodUid: "",
     nodeName: "",
-    actorAtespace: "",
+    ips: [],
+    sandboxClass: "",
+    labels: {},
+    epoch: 0,
+    status: undefined,
   };
 }
 
 export const Worker: MessageFns<Worker> = {
   encode(message: Worker, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
+    }
     if (message.workerNamespace !== "") {
-      writer.uint32(10).string(message.workerNamespace);
+      writer.uint32(18).string(message.workerNamespace);
     }
     if (message.workerPool !== "") {
-      writer.uint32(18).string(message.workerPool);
+      writer.uint32(26).string(message.workerPool);
     }
     if (message.workerPod !== "") {
-      writer.uint32(26).string(message.workerPod);
-    }
-    if (message.actorNamespace !== "") {
-      writer.uint32(34).string(message.actorNamespace);
-    }
-    if (message.actorTemplate !== "") {
-      writer.uint32(42).string(message.actorTemplate);
-    }
-    if (message.actorId !== "") {
-      writer.uint32(50).string(message.actorId);
-    }
-    if (message.ip !== "") {
-      writer.uint32(58).string(message.ip);
-    }
-    if (message.version !== 0) {
-      writer.uint32(64).int64(message.version);
+      writer.uint32(34).string(message.workerPod);
     }
     if (message.workerPodUid !== "") {
-      writer.uint32(74).string(message.workerPodUid);
+      writer.uint32(42).string(message.workerPodUid);
     }
     if (message.nodeName !== "") {
-      writer.uint32(82).string(message.nodeName);
+      writer.uint32(50).string(message.nodeName);
     }
-    if (message.actorAtespace !== "") {
-      writer.uint32(90).string(message.actorAtespace);
+    for (const v of message.ips) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.sandboxClass !== "") {
+      writer.uint32(66).string(message.sandboxClass);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      Worker_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.epoch !== 0) {
+      writer.uint32(96).int64(message.epoch);
+    }
+    if (message.status !== undefined) {
+      WorkerStatus.encode(message.status, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -3264,7 +10192,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.workerNamespace = reader.string();
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
             continue;
           }
           case 2: {
@@ -3272,7 +10200,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.workerPool = reader.string();
+            message.workerNamespace = reader.string();
             continue;
           }
           case 3: {
@@ -3280,7 +10208,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.workerPod = reader.string();
+            message.workerPool = reader.string();
             continue;
           }
           case 4: {
@@ -3288,7 +10216,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.actorNamespace = reader.string();
+            message.workerPod = reader.string();
             continue;
           }
           case 5: {
@@ -3296,7 +10224,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.actorTemplate = reader.string();
+            message.workerPodUid = reader.string();
             continue;
           }
           case 6: {
@@ -3304,7 +10232,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.actorId = reader.string();
+            message.nodeName = reader.string();
             continue;
           }
           case 7: {
@@ -3312,15 +10240,15 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.ip = reader.string();
+            message.ips.push(reader.string());
             continue;
           }
           case 8: {
-            if (tag !== 64) {
+            if (tag !== 66) {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.sandboxClass = reader.string();
             continue;
           }
           case 9: {
@@ -3328,15 +10256,18 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.workerPodUid = reader.string();
+            const entry9 = Worker_LabelsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.labels[entry9.key] = entry9.value;
+            }
             continue;
           }
-          case 10: {
-            if (tag !== 82) {
+          case 12: {
+            if (tag !== 96) {
               break;
             }
 
-            message.nodeName = reader.string();
+            message.epoch = longToNumber(reader.int64());
             continue;
           }
           case 11: {
@@ -3344,7 +10275,7 @@ export const Worker: MessageFns<Worker> = {
               break;
             }
 
-            message.actorAtespace = reader.string();
+            message.status = WorkerStatus.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -3361,6 +10292,7 @@ export const Worker: MessageFns<Worker> = {
 
   fromJSON(object: any): Worker {
     return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
       workerNamespace: isSet(object.workerNamespace)
         ? globalThis.String(object.workerNamespace)
         : isSet(object.worker_namespace)
@@ -3376,23 +10308,6 @@ export const Worker: MessageFns<Worker> = {
         : isSet(object.worker_pod)
         ? globalThis.String(object.worker_pod)
         : "",
-      actorNamespace: isSet(object.actorNamespace)
-        ? globalThis.String(object.actorNamespace)
-        : isSet(object.actor_namespace)
-        ? globalThis.String(object.actor_namespace)
-        : "",
-      actorTemplate: isSet(object.actorTemplate)
-        ? globalThis.String(object.actorTemplate)
-        : isSet(object.actor_template)
-        ? globalThis.String(object.actor_template)
-        : "",
-      actorId: isSet(object.actorId)
-        ? globalThis.String(object.actorId)
-        : isSet(object.actor_id)
-        ? globalThis.String(object.actor_id)
-        : "",
-      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       workerPodUid: isSet(object.workerPodUid)
         ? globalThis.String(object.workerPodUid)
         : isSet(object.worker_pod_uid)
@@ -3403,16 +10318,38 @@ export const Worker: MessageFns<Worker> = {
         : isSet(object.node_name)
         ? globalThis.String(object.node_name)
         : "",
-      actorAtespace: isSet(object.actorAtespace)
-        ? globalThis.String(object.actorAtespace)
-        : isSet(object.actor_atespace)
-        ? globalThis.String(object.actor_atespace)
+      ips: globalThis.Array.isArray(object?.ips)
+        ? object.ips.map((e: any) => globalThis.String(e))
+        : [],
+      sandboxClass: isSet(object.sandboxClass)
+        ? globalThis.String(object.sandboxClass)
+        : isSet(object.sandbox_class)
+        ? globalThis.String(object.sandbox_class)
         : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      status: isSet(object.status) ? WorkerStatus.fromJSON(object.status) : undefined,
     };
   },
 
   toJSON(message: Worker): unknown {
     const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
     if (message.workerNamespace !== "") {
       obj.workerNamespace = message.workerNamespace;
     }
@@ -3422,29 +10359,32 @@ export const Worker: MessageFns<Worker> = {
     if (message.workerPod !== "") {
       obj.workerPod = message.workerPod;
     }
-    if (message.actorNamespace !== "") {
-      obj.actorNamespace = message.actorNamespace;
-    }
-    if (message.actorTemplate !== "") {
-      obj.actorTemplate = message.actorTemplate;
-    }
-    if (message.actorId !== "") {
-      obj.actorId = message.actorId;
-    }
-    if (message.ip !== "") {
-      obj.ip = message.ip;
-    }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
-    }
     if (message.workerPodUid !== "") {
       obj.workerPodUid = message.workerPodUid;
     }
     if (message.nodeName !== "") {
       obj.nodeName = message.nodeName;
     }
-    if (message.actorAtespace !== "") {
-      obj.actorAtespace = message.actorAtespace;
+    if (message.ips?.length) {
+      obj.ips = message.ips;
+    }
+    if (message.sandboxClass !== "") {
+      obj.sandboxClass = message.sandboxClass;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.status !== undefined) {
+      obj.status = WorkerStatus.toJSON(message.status);
     }
     return obj;
   },
@@ -3454,31 +10394,49 @@ export const Worker: MessageFns<Worker> = {
   },
   fromPartial<I extends Exact<DeepPartial<Worker>, I>>(object: I): Worker {
     const message = createBaseWorker();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
     message.workerNamespace = object.workerNamespace ?? "";
     message.workerPool = object.workerPool ?? "";
     message.workerPod = object.workerPod ?? "";
-    message.actorNamespace = object.actorNamespace ?? "";
-    message.actorTemplate = object.actorTemplate ?? "";
-    message.actorId = object.actorId ?? "";
-    message.ip = object.ip ?? "";
-    message.version = object.version ?? 0;
     message.workerPodUid = object.workerPodUid ?? "";
     message.nodeName = object.nodeName ?? "";
-    message.actorAtespace = object.actorAtespace ?? "";
+    message.ips = object.ips?.map((e) => e) || [];
+    message.sandboxClass = object.sandboxClass ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.epoch = object.epoch ?? 0;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? WorkerStatus.fromPartial(object.status)
+      : undefined;
     return message;
   },
 };
 
-function createBaseDebugClearRequest(): DebugClearRequest {
-  return {};
+function createBaseWorker_LabelsEntry(): Worker_LabelsEntry {
+  return { key: "", value: "" };
 }
 
-export const DebugClearRequest: MessageFns<DebugClearRequest> = {
-  encode(_: DebugClearRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const Worker_LabelsEntry: MessageFns<Worker_LabelsEntry> = {
+  encode(message: Worker_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DebugClearRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): Worker_LabelsEntry {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3487,7 +10445,1396 @@ export const DebugClearRequest: MessageFns<DebugClearRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDebugClearRequest();
+      const message = createBaseWorker_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Worker_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Worker_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Worker_LabelsEntry>, I>>(base?: I): Worker_LabelsEntry {
+    return Worker_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Worker_LabelsEntry>, I>>(object: I): Worker_LabelsEntry {
+    const message = createBaseWorker_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkerStatus(): WorkerStatus {
+  return { state: 0, capacity: undefined, allocated: undefined, observedEpoch: 0, hardware: undefined };
+}
+
+export const WorkerStatus: MessageFns<WorkerStatus> = {
+  encode(message: WorkerStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.capacity !== undefined) {
+      WorkerResources.encode(message.capacity, writer.uint32(18).fork()).join();
+    }
+    if (message.allocated !== undefined) {
+      WorkerResources.encode(message.allocated, writer.uint32(26).fork()).join();
+    }
+    if (message.observedEpoch !== 0) {
+      writer.uint32(32).int64(message.observedEpoch);
+    }
+    if (message.hardware !== undefined) {
+      HardwareIdentity.encode(message.hardware, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.capacity = WorkerResources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.allocated = WorkerResources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.observedEpoch = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.hardware = HardwareIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerStatus {
+    return {
+      state: isSet(object.state) ? workerStateFromJSON(object.state) : 0,
+      capacity: isSet(object.capacity) ? WorkerResources.fromJSON(object.capacity) : undefined,
+      allocated: isSet(object.allocated) ? WorkerResources.fromJSON(object.allocated) : undefined,
+      observedEpoch: isSet(object.observedEpoch)
+        ? globalThis.Number(object.observedEpoch)
+        : isSet(object.observed_epoch)
+        ? globalThis.Number(object.observed_epoch)
+        : 0,
+      hardware: isSet(object.hardware) ? HardwareIdentity.fromJSON(object.hardware) : undefined,
+    };
+  },
+
+  toJSON(message: WorkerStatus): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = workerStateToJSON(message.state);
+    }
+    if (message.capacity !== undefined) {
+      obj.capacity = WorkerResources.toJSON(message.capacity);
+    }
+    if (message.allocated !== undefined) {
+      obj.allocated = WorkerResources.toJSON(message.allocated);
+    }
+    if (message.observedEpoch !== 0) {
+      obj.observedEpoch = Math.round(message.observedEpoch);
+    }
+    if (message.hardware !== undefined) {
+      obj.hardware = HardwareIdentity.toJSON(message.hardware);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkerStatus>, I>>(base?: I): WorkerStatus {
+    return WorkerStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkerStatus>, I>>(object: I): WorkerStatus {
+    const message = createBaseWorkerStatus();
+    message.state = object.state ?? 0;
+    message.capacity = (object.capacity !== undefined && object.capacity !== null)
+      ? WorkerResources.fromPartial(object.capacity)
+      : undefined;
+    message.allocated = (object.allocated !== undefined && object.allocated !== null)
+      ? WorkerResources.fromPartial(object.allocated)
+      : undefined;
+    message.observedEpoch = object.observedEpoch ?? 0;
+    message.hardware = (object.hardware !== undefined && object.hardware !== null)
+      ? HardwareIdentity.fromPartial(object.hardware)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHardwareIdentity(): HardwareIdentity {
+  return { attributes: {} };
+}
+
+export const HardwareIdentity: MessageFns<HardwareIdentity> = {
+  encode(message: HardwareIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
+      HardwareIdentity_AttributesEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HardwareIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHardwareIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = HardwareIdentity_AttributesEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.attributes[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HardwareIdentity {
+    return {
+      attributes: isObject(object.attributes)
+        ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: HardwareIdentity): unknown {
+    const obj: any = {};
+    if (message.attributes) {
+      const entries = globalThis.Object.entries(message.attributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.attributes = {};
+        entries.forEach(([k, v]) => {
+          obj.attributes[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HardwareIdentity>, I>>(base?: I): HardwareIdentity {
+    return HardwareIdentity.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HardwareIdentity>, I>>(object: I): HardwareIdentity {
+    const message = createBaseHardwareIdentity();
+    message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseHardwareIdentity_AttributesEntry(): HardwareIdentity_AttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const HardwareIdentity_AttributesEntry: MessageFns<HardwareIdentity_AttributesEntry> = {
+  encode(message: HardwareIdentity_AttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HardwareIdentity_AttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHardwareIdentity_AttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HardwareIdentity_AttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HardwareIdentity_AttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HardwareIdentity_AttributesEntry>, I>>(
+    base?: I,
+  ): HardwareIdentity_AttributesEntry {
+    return HardwareIdentity_AttributesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HardwareIdentity_AttributesEntry>, I>>(
+    object: I,
+  ): HardwareIdentity_AttributesEntry {
+    const message = createBaseHardwareIdentity_AttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkerResources(): WorkerResources {
+  return { resources: undefined, actors: 0 };
+}
+
+export const WorkerResources: MessageFns<WorkerResources> = {
+  encode(message: WorkerResources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(10).fork()).join();
+    }
+    if (message.actors !== 0) {
+      writer.uint32(16).int32(message.actors);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerResources {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerResources();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.actors = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerResources {
+    return {
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+      actors: isSet(object.actors) ? globalThis.Number(object.actors) : 0,
+    };
+  },
+
+  toJSON(message: WorkerResources): unknown {
+    const obj: any = {};
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    if (message.actors !== 0) {
+      obj.actors = Math.round(message.actors);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkerResources>, I>>(base?: I): WorkerResources {
+    return WorkerResources.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkerResources>, I>>(object: I): WorkerResources {
+    const message = createBaseWorkerResources();
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    message.actors = object.actors ?? 0;
+    return message;
+  },
+};
+
+function createBaseActorAssignment(): ActorAssignment {
+  return {
+    metadata: undefined,
+    actor: undefined,
+    actorUid: "",
+    actorTemplateRef: undefined,
+    resources: undefined,
+    workerEpoch: 0,
+  };
+}
+
+export const ActorAssignment: MessageFns<ActorAssignment> = {
+  encode(message: ActorAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(50).fork()).join();
+    }
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(18).fork()).join();
+    }
+    if (message.actorUid !== "") {
+      writer.uint32(26).string(message.actorUid);
+    }
+    if (message.actorTemplateRef !== undefined) {
+      ObjectRef.encode(message.actorTemplateRef, writer.uint32(34).fork()).join();
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(42).fork()).join();
+    }
+    if (message.workerEpoch !== 0) {
+      writer.uint32(56).int64(message.workerEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActorAssignment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActorAssignment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.actorUid = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actorTemplateRef = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.workerEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActorAssignment {
+    return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      actorUid: isSet(object.actorUid)
+        ? globalThis.String(object.actorUid)
+        : isSet(object.actor_uid)
+        ? globalThis.String(object.actor_uid)
+        : "",
+      actorTemplateRef: isSet(object.actorTemplateRef)
+        ? ObjectRef.fromJSON(object.actorTemplateRef)
+        : isSet(object.actor_template_ref)
+        ? ObjectRef.fromJSON(object.actor_template_ref)
+        : undefined,
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+      workerEpoch: isSet(object.workerEpoch)
+        ? globalThis.Number(object.workerEpoch)
+        : isSet(object.worker_epoch)
+        ? globalThis.Number(object.worker_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: ActorAssignment): unknown {
+    const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.actorUid !== "") {
+      obj.actorUid = message.actorUid;
+    }
+    if (message.actorTemplateRef !== undefined) {
+      obj.actorTemplateRef = ObjectRef.toJSON(message.actorTemplateRef);
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    if (message.workerEpoch !== 0) {
+      obj.workerEpoch = Math.round(message.workerEpoch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActorAssignment>, I>>(base?: I): ActorAssignment {
+    return ActorAssignment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActorAssignment>, I>>(object: I): ActorAssignment {
+    const message = createBaseActorAssignment();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.actorUid = object.actorUid ?? "";
+    message.actorTemplateRef = (object.actorTemplateRef !== undefined && object.actorTemplateRef !== null)
+      ? ObjectRef.fromPartial(object.actorTemplateRef)
+      : undefined;
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    message.workerEpoch = object.workerEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseRegisterWorkerRequest(): RegisterWorkerRequest {
+  return { worker: undefined, capacity: undefined, hardware: undefined };
+}
+
+export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
+  encode(message: RegisterWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    if (message.capacity !== undefined) {
+      WorkerResources.encode(message.capacity, writer.uint32(18).fork()).join();
+    }
+    if (message.hardware !== undefined) {
+      HardwareIdentity.encode(message.hardware, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.capacity = WorkerResources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hardware = HardwareIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterWorkerRequest {
+    return {
+      worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined,
+      capacity: isSet(object.capacity) ? WorkerResources.fromJSON(object.capacity) : undefined,
+      hardware: isSet(object.hardware) ? HardwareIdentity.fromJSON(object.hardware) : undefined,
+    };
+  },
+
+  toJSON(message: RegisterWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    if (message.capacity !== undefined) {
+      obj.capacity = WorkerResources.toJSON(message.capacity);
+    }
+    if (message.hardware !== undefined) {
+      obj.hardware = HardwareIdentity.toJSON(message.hardware);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterWorkerRequest>, I>>(base?: I): RegisterWorkerRequest {
+    return RegisterWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterWorkerRequest>, I>>(object: I): RegisterWorkerRequest {
+    const message = createBaseRegisterWorkerRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    message.capacity = (object.capacity !== undefined && object.capacity !== null)
+      ? WorkerResources.fromPartial(object.capacity)
+      : undefined;
+    message.hardware = (object.hardware !== undefined && object.hardware !== null)
+      ? HardwareIdentity.fromPartial(object.hardware)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRegisterWorkerResponse(): RegisterWorkerResponse {
+  return { worker: undefined };
+}
+
+export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
+  encode(message: RegisterWorkerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      Worker.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterWorkerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterWorkerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = Worker.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterWorkerResponse {
+    return { worker: isSet(object.worker) ? Worker.fromJSON(object.worker) : undefined };
+  },
+
+  toJSON(message: RegisterWorkerResponse): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = Worker.toJSON(message.worker);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterWorkerResponse>, I>>(base?: I): RegisterWorkerResponse {
+    return RegisterWorkerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterWorkerResponse>, I>>(object: I): RegisterWorkerResponse {
+    const message = createBaseRegisterWorkerResponse();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? Worker.fromPartial(object.worker)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMintAteomActorCertificateRequest(): MintAteomActorCertificateRequest {
+  return { actor: undefined, actorUid: "", certificateSigningRequest: Buffer.alloc(0) };
+}
+
+export const MintAteomActorCertificateRequest: MessageFns<MintAteomActorCertificateRequest> = {
+  encode(message: MintAteomActorCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    if (message.actorUid !== "") {
+      writer.uint32(18).string(message.actorUid);
+    }
+    if (message.certificateSigningRequest.length !== 0) {
+      writer.uint32(26).bytes(message.certificateSigningRequest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintAteomActorCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintAteomActorCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actorUid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateSigningRequest = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintAteomActorCertificateRequest {
+    return {
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      actorUid: isSet(object.actorUid)
+        ? globalThis.String(object.actorUid)
+        : isSet(object.actor_uid)
+        ? globalThis.String(object.actor_uid)
+        : "",
+      certificateSigningRequest: isSet(object.certificateSigningRequest)
+        ? Buffer.from(bytesFromBase64(object.certificateSigningRequest))
+        : isSet(object.certificate_signing_request)
+        ? Buffer.from(bytesFromBase64(object.certificate_signing_request))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: MintAteomActorCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.actorUid !== "") {
+      obj.actorUid = message.actorUid;
+    }
+    if (message.certificateSigningRequest.length !== 0) {
+      obj.certificateSigningRequest = base64FromBytes(message.certificateSigningRequest);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintAteomActorCertificateRequest>, I>>(
+    base?: I,
+  ): MintAteomActorCertificateRequest {
+    return MintAteomActorCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintAteomActorCertificateRequest>, I>>(
+    object: I,
+  ): MintAteomActorCertificateRequest {
+    const message = createBaseMintAteomActorCertificateRequest();
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.actorUid = object.actorUid ?? "";
+    message.certificateSigningRequest = object.certificateSigningRequest ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseMintAteomActorCertificateResponse(): MintAteomActorCertificateResponse {
+  return { actorCertificates: [] };
+}
+
+export const MintAteomActorCertificateResponse: MessageFns<MintAteomActorCertificateResponse> = {
+  encode(message: MintAteomActorCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.actorCertificates) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MintAteomActorCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMintAteomActorCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actorCertificates.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MintAteomActorCertificateResponse {
+    return {
+      actorCertificates: globalThis.Array.isArray(object?.actorCertificates)
+        ? object.actorCertificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.actor_certificates)
+        ? object.actor_certificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: MintAteomActorCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.actorCertificates?.length) {
+      obj.actorCertificates = message.actorCertificates.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MintAteomActorCertificateResponse>, I>>(
+    base?: I,
+  ): MintAteomActorCertificateResponse {
+    return MintAteomActorCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MintAteomActorCertificateResponse>, I>>(
+    object: I,
+  ): MintAteomActorCertificateResponse {
+    const message = createBaseMintAteomActorCertificateResponse();
+    message.actorCertificates = object.actorCertificates?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRequestActorSuspendRequest(): RequestActorSuspendRequest {
+  return { worker: undefined, actor: undefined, actorUid: "" };
+}
+
+export const RequestActorSuspendRequest: MessageFns<RequestActorSuspendRequest> = {
+  encode(message: RequestActorSuspendRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worker !== undefined) {
+      ObjectRef.encode(message.worker, writer.uint32(10).fork()).join();
+    }
+    if (message.actor !== undefined) {
+      ObjectRef.encode(message.actor, writer.uint32(18).fork()).join();
+    }
+    if (message.actorUid !== "") {
+      writer.uint32(26).string(message.actorUid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestActorSuspendRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestActorSuspendRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.worker = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actor = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.actorUid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestActorSuspendRequest {
+    return {
+      worker: isSet(object.worker) ? ObjectRef.fromJSON(object.worker) : undefined,
+      actor: isSet(object.actor) ? ObjectRef.fromJSON(object.actor) : undefined,
+      actorUid: isSet(object.actorUid)
+        ? globalThis.String(object.actorUid)
+        : isSet(object.actor_uid)
+        ? globalThis.String(object.actor_uid)
+        : "",
+    };
+  },
+
+  toJSON(message: RequestActorSuspendRequest): unknown {
+    const obj: any = {};
+    if (message.worker !== undefined) {
+      obj.worker = ObjectRef.toJSON(message.worker);
+    }
+    if (message.actor !== undefined) {
+      obj.actor = ObjectRef.toJSON(message.actor);
+    }
+    if (message.actorUid !== "") {
+      obj.actorUid = message.actorUid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestActorSuspendRequest>, I>>(base?: I): RequestActorSuspendRequest {
+    return RequestActorSuspendRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestActorSuspendRequest>, I>>(object: I): RequestActorSuspendRequest {
+    const message = createBaseRequestActorSuspendRequest();
+    message.worker = (object.worker !== undefined && object.worker !== null)
+      ? ObjectRef.fromPartial(object.worker)
+      : undefined;
+    message.actor = (object.actor !== undefined && object.actor !== null)
+      ? ObjectRef.fromPartial(object.actor)
+      : undefined;
+    message.actorUid = object.actorUid ?? "";
+    return message;
+  },
+};
+
+function createBaseRequestActorSuspendResponse(): RequestActorSuspendResponse {
+  return { actor: undefined };
+}
+
+export const RequestActorSuspendResponse: MessageFns<RequestActorSuspendResponse> = {
+  encode(message: RequestActorSuspendResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actor !== undefined) {
+      Actor.encode(message.actor, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestActorSuspendResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestActorSuspendResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actor = Actor.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestActorSuspendResponse {
+    return { actor: isSet(object.actor) ? Actor.fromJSON(object.actor) : undefined };
+  },
+
+  toJSON(message: RequestActorSuspendResponse): unknown {
+    const obj: any = {};
+    if (message.actor !== undefined) {
+      obj.actor = Actor.toJSON(message.actor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestActorSuspendResponse>, I>>(base?: I): RequestActorSuspendResponse {
+    return RequestActorSuspendResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestActorSuspendResponse>, I>>(object: I): RequestActorSuspendResponse {
+    const message = createBaseRequestActorSuspendResponse();
+    message.actor = (object.actor !== undefined && object.actor !== null) ? Actor.fromPartial(object.actor) : undefined;
+    return message;
+  },
+};
+
+function createBaseAccessPolicy(): AccessPolicy {
+  return { metadata: undefined, bindings: [] };
+}
+
+export const AccessPolicy: MessageFns<AccessPolicy> = {
+  encode(message: AccessPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      ResourceMetadata.encode(message.metadata, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.bindings) {
+      Binding.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccessPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccessPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.metadata = ResourceMetadata.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bindings.push(Binding.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccessPolicy {
+    return {
+      metadata: isSet(object.metadata) ? ResourceMetadata.fromJSON(object.metadata) : undefined,
+      bindings: globalThis.Array.isArray(object?.bindings) ? object.bindings.map((e: any) => Binding.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AccessPolicy): unknown {
+    const obj: any = {};
+    if (message.metadata !== undefined) {
+      obj.metadata = ResourceMetadata.toJSON(message.metadata);
+    }
+    if (message.bindings?.length) {
+      obj.bindings = message.bindings.map((e) => Binding.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccessPolicy>, I>>(base?: I): AccessPolicy {
+    return AccessPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccessPolicy>, I>>(object: I): AccessPolicy {
+    const message = createBaseAccessPolicy();
+    message.metadata = (object.metadata !== undefined && object.metadata !== null)
+      ? ResourceMetadata.fromPartial(object.metadata)
+      : undefined;
+    message.bindings = object.bindings?.map((e) => Binding.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBinding(): Binding {
+  return { role: "", members: [] };
+}
+
+export const Binding: MessageFns<Binding> = {
+  encode(message: Binding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.role !== "") {
+      writer.uint32(10).string(message.role);
+    }
+    for (const v of message.members) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Binding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.members.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Binding {
+    return {
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Binding): unknown {
+    const obj: any = {};
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.members?.length) {
+      obj.members = message.members;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Binding>, I>>(base?: I): Binding {
+    return Binding.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Binding>, I>>(object: I): Binding {
+    const message = createBaseBinding();
+    message.role = object.role ?? "";
+    message.members = object.members?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetGlobalAccessPolicyRequest(): GetGlobalAccessPolicyRequest {
+  return {};
+}
+
+export const GetGlobalAccessPolicyRequest: MessageFns<GetGlobalAccessPolicyRequest> = {
+  encode(_: GetGlobalAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetGlobalAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetGlobalAccessPolicyRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -3503,34 +11850,37 @@ export const DebugClearRequest: MessageFns<DebugClearRequest> = {
     }
   },
 
-  fromJSON(_: any): DebugClearRequest {
+  fromJSON(_: any): GetGlobalAccessPolicyRequest {
     return {};
   },
 
-  toJSON(_: DebugClearRequest): unknown {
+  toJSON(_: GetGlobalAccessPolicyRequest): unknown {
     const obj: any = {};
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DebugClearRequest>, I>>(base?: I): DebugClearRequest {
-    return DebugClearRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<GetGlobalAccessPolicyRequest>, I>>(base?: I): GetGlobalAccessPolicyRequest {
+    return GetGlobalAccessPolicyRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DebugClearRequest>, I>>(_: I): DebugClearRequest {
-    const message = createBaseDebugClearRequest();
+  fromPartial<I extends Exact<DeepPartial<GetGlobalAccessPolicyRequest>, I>>(_: I): GetGlobalAccessPolicyRequest {
+    const message = createBaseGetGlobalAccessPolicyRequest();
     return message;
   },
 };
 
-function createBaseDebugClearResponse(): DebugClearResponse {
-  return {};
+function createBaseCreateGlobalAccessPolicyRequest(): CreateGlobalAccessPolicyRequest {
+  return { accessPolicy: undefined };
 }
 
-export const DebugClearResponse: MessageFns<DebugClearResponse> = {
-  encode(_: DebugClearResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CreateGlobalAccessPolicyRequest: MessageFns<CreateGlobalAccessPolicyRequest> = {
+  encode(message: CreateGlobalAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accessPolicy !== undefined) {
+      AccessPolicy.encode(message.accessPolicy, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): DebugClearResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateGlobalAccessPolicyRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3539,10 +11889,18 @@ export const DebugClearResponse: MessageFns<DebugClearResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDebugClearResponse();
+      const message = createBaseCreateGlobalAccessPolicyRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accessPolicy = AccessPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3555,24 +11913,474 @@ export const DebugClearResponse: MessageFns<DebugClearResponse> = {
     }
   },
 
-  fromJSON(_: any): DebugClearResponse {
-    return {};
+  fromJSON(object: any): CreateGlobalAccessPolicyRequest {
+    return {
+      accessPolicy: isSet(object.accessPolicy)
+        ? AccessPolicy.fromJSON(object.accessPolicy)
+        : isSet(object.access_policy)
+        ? AccessPolicy.fromJSON(object.access_policy)
+        : undefined,
+    };
   },
 
-  toJSON(_: DebugClearResponse): unknown {
+  toJSON(message: CreateGlobalAccessPolicyRequest): unknown {
     const obj: any = {};
+    if (message.accessPolicy !== undefined) {
+      obj.accessPolicy = AccessPolicy.toJSON(message.accessPolicy);
+    }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<DebugClearResponse>, I>>(base?: I): DebugClearResponse {
-    return DebugClearResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CreateGlobalAccessPolicyRequest>, I>>(base?: I): CreateGlobalAccessPolicyRequest {
+    return CreateGlobalAccessPolicyRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<DebugClearResponse>, I>>(_: I): DebugClearResponse {
-    const message = createBaseDebugClearResponse();
+  fromPartial<I extends Exact<DeepPartial<CreateGlobalAccessPolicyRequest>, I>>(
+    object: I,
+  ): CreateGlobalAccessPolicyRequest {
+    const message = createBaseCreateGlobalAccessPolicyRequest();
+    message.accessPolicy = (object.accessPolicy !== undefined && object.accessPolicy !== null)
+      ? AccessPolicy.fromPartial(object.accessPolicy)
+      : undefined;
     return message;
   },
 };
 
+function createBaseUpdateGlobalAccessPolicyRequest(): UpdateGlobalAccessPolicyRequest {
+  return { accessPolicy: undefined };
+}
+
+export const UpdateGlobalAccessPolicyRequest: MessageFns<UpdateGlobalAccessPolicyRequest> = {
+  encode(message: UpdateGlobalAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accessPolicy !== undefined) {
+      AccessPolicy.encode(message.accessPolicy, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateGlobalAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateGlobalAccessPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accessPolicy = AccessPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateGlobalAccessPolicyRequest {
+    return {
+      accessPolicy: isSet(object.accessPolicy)
+        ? AccessPolicy.fromJSON(object.accessPolicy)
+        : isSet(object.access_policy)
+        ? AccessPolicy.fromJSON(object.access_policy)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateGlobalAccessPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.accessPolicy !== undefined) {
+      obj.accessPolicy = AccessPolicy.toJSON(message.accessPolicy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateGlobalAccessPolicyRequest>, I>>(base?: I): UpdateGlobalAccessPolicyRequest {
+    return UpdateGlobalAccessPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateGlobalAccessPolicyRequest>, I>>(
+    object: I,
+  ): UpdateGlobalAccessPolicyRequest {
+    const message = createBaseUpdateGlobalAccessPolicyRequest();
+    message.accessPolicy = (object.accessPolicy !== undefined && object.accessPolicy !== null)
+      ? AccessPolicy.fromPartial(object.accessPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetAtespaceAccessPolicyRequest(): GetAtespaceAccessPolicyRequest {
+  return { atespace: undefined };
+}
+
+export const GetAtespaceAccessPolicyRequest: MessageFns<GetAtespaceAccessPolicyRequest> = {
+  encode(message: GetAtespaceAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAtespaceAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAtespaceAccessPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAtespaceAccessPolicyRequest {
+    return { atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined };
+  },
+
+  toJSON(message: GetAtespaceAccessPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAtespaceAccessPolicyRequest>, I>>(base?: I): GetAtespaceAccessPolicyRequest {
+    return GetAtespaceAccessPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAtespaceAccessPolicyRequest>, I>>(
+    object: I,
+  ): GetAtespaceAccessPolicyRequest {
+    const message = createBaseGetAtespaceAccessPolicyRequest();
+    message.atespace = (object.atespace !== undefined && object.atespace !== null)
+      ? ObjectRef.fromPartial(object.atespace)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateAtespaceAccessPolicyRequest(): CreateAtespaceAccessPolicyRequest {
+  return { atespace: undefined, accessPolicy: undefined };
+}
+
+export const CreateAtespaceAccessPolicyRequest: MessageFns<CreateAtespaceAccessPolicyRequest> = {
+  encode(message: CreateAtespaceAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
+    }
+    if (message.accessPolicy !== undefined) {
+      AccessPolicy.encode(message.accessPolicy, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateAtespaceAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateAtespaceAccessPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accessPolicy = AccessPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateAtespaceAccessPolicyRequest {
+    return {
+      atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined,
+      accessPolicy: isSet(object.accessPolicy)
+        ? AccessPolicy.fromJSON(object.accessPolicy)
+        : isSet(object.access_policy)
+        ? AccessPolicy.fromJSON(object.access_policy)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CreateAtespaceAccessPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
+    }
+    if (message.accessPolicy !== undefined) {
+      obj.accessPolicy = AccessPolicy.toJSON(message.accessPolicy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateAtespaceAccessPolicyRequest>, I>>(
+    base?: I,
+  ): CreateAtespaceAccessPolicyRequest {
+    return CreateAtespaceAccessPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateAtespaceAccessPolicyRequest>, I>>(
+    object: I,
+  ): CreateAtespaceAccessPolicyRequest {
+    const message = createBaseCreateAtespaceAccessPolicyRequest();
+    message.atespace = (object.atespace !== undefined && object.atespace !== null)
+      ? ObjectRef.fromPartial(object.atespace)
+      : undefined;
+    message.accessPolicy = (object.accessPolicy !== undefined && object.accessPolicy !== null)
+      ? AccessPolicy.fromPartial(object.accessPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateAtespaceAccessPolicyRequest(): UpdateAtespaceAccessPolicyRequest {
+  return { atespace: undefined, accessPolicy: undefined };
+}
+
+export const UpdateAtespaceAccessPolicyRequest: MessageFns<UpdateAtespaceAccessPolicyRequest> = {
+  encode(message: UpdateAtespaceAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
+    }
+    if (message.accessPolicy !== undefined) {
+      AccessPolicy.encode(message.accessPolicy, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateAtespaceAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateAtespaceAccessPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accessPolicy = AccessPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateAtespaceAccessPolicyRequest {
+    return {
+      atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined,
+      accessPolicy: isSet(object.accessPolicy)
+        ? AccessPolicy.fromJSON(object.accessPolicy)
+        : isSet(object.access_policy)
+        ? AccessPolicy.fromJSON(object.access_policy)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateAtespaceAccessPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
+    }
+    if (message.accessPolicy !== undefined) {
+      obj.accessPolicy = AccessPolicy.toJSON(message.accessPolicy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateAtespaceAccessPolicyRequest>, I>>(
+    base?: I,
+  ): UpdateAtespaceAccessPolicyRequest {
+    return UpdateAtespaceAccessPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateAtespaceAccessPolicyRequest>, I>>(
+    object: I,
+  ): UpdateAtespaceAccessPolicyRequest {
+    const message = createBaseUpdateAtespaceAccessPolicyRequest();
+    message.atespace = (object.atespace !== undefined && object.atespace !== null)
+      ? ObjectRef.fromPartial(object.atespace)
+      : undefined;
+    message.accessPolicy = (object.accessPolicy !== undefined && object.accessPolicy !== null)
+      ? AccessPolicy.fromPartial(object.accessPolicy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteAtespaceAccessPolicyRequest(): DeleteAtespaceAccessPolicyRequest {
+  return { atespace: undefined, options: undefined };
+}
+
+export const DeleteAtespaceAccessPolicyRequest: MessageFns<DeleteAtespaceAccessPolicyRequest> = {
+  encode(message: DeleteAtespaceAccessPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atespace !== undefined) {
+      ObjectRef.encode(message.atespace, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      DeleteOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAtespaceAccessPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAtespaceAccessPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.atespace = ObjectRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = DeleteOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAtespaceAccessPolicyRequest {
+    return {
+      atespace: isSet(object.atespace) ? ObjectRef.fromJSON(object.atespace) : undefined,
+      options: isSet(object.options) ? DeleteOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: DeleteAtespaceAccessPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.atespace !== undefined) {
+      obj.atespace = ObjectRef.toJSON(message.atespace);
+    }
+    if (message.options !== undefined) {
+      obj.options = DeleteOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteAtespaceAccessPolicyRequest>, I>>(
+    base?: I,
+  ): DeleteAtespaceAccessPolicyRequest {
+    return DeleteAtespaceAccessPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteAtespaceAccessPolicyRequest>, I>>(
+    object: I,
+  ): DeleteAtespaceAccessPolicyRequest {
+    const message = createBaseDeleteAtespaceAccessPolicyRequest();
+    message.atespace = (object.atespace !== undefined && object.atespace !== null)
+      ? ObjectRef.fromPartial(object.atespace)
+      : undefined;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? DeleteOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+/** The client-facing API: 42 unary RPCs, no streaming. */
 export type ControlService = typeof ControlService;
 export const ControlService = {
   getActor: {
@@ -3581,8 +12389,8 @@ export const ControlService = {
     responseStream: false as const,
     requestSerialize: (value: GetActorRequest): Buffer => Buffer.from(GetActorRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): GetActorRequest => GetActorRequest.decode(value),
-    responseSerialize: (value: GetActorResponse): Buffer => Buffer.from(GetActorResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetActorResponse => GetActorResponse.decode(value),
+    responseSerialize: (value: Actor): Buffer => Buffer.from(Actor.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Actor => Actor.decode(value),
   },
   createActor: {
     path: "/ateapi.Control/CreateActor" as const,
@@ -3590,8 +12398,8 @@ export const ControlService = {
     responseStream: false as const,
     requestSerialize: (value: CreateActorRequest): Buffer => Buffer.from(CreateActorRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): CreateActorRequest => CreateActorRequest.decode(value),
-    responseSerialize: (value: CreateActorResponse): Buffer => Buffer.from(CreateActorResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CreateActorResponse => CreateActorResponse.decode(value),
+    responseSerialize: (value: Actor): Buffer => Buffer.from(Actor.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Actor => Actor.decode(value),
   },
   updateActor: {
     path: "/ateapi.Control/UpdateActor" as const,
@@ -3599,8 +12407,8 @@ export const ControlService = {
     responseStream: false as const,
     requestSerialize: (value: UpdateActorRequest): Buffer => Buffer.from(UpdateActorRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): UpdateActorRequest => UpdateActorRequest.decode(value),
-    responseSerialize: (value: UpdateActorResponse): Buffer => Buffer.from(UpdateActorResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): UpdateActorResponse => UpdateActorResponse.decode(value),
+    responseSerialize: (value: Actor): Buffer => Buffer.from(Actor.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Actor => Actor.decode(value),
   },
   suspendActor: {
     path: "/ateapi.Control/SuspendActor" as const,
@@ -3630,14 +12438,131 @@ export const ControlService = {
     responseSerialize: (value: ResumeActorResponse): Buffer => Buffer.from(ResumeActorResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResumeActorResponse => ResumeActorResponse.decode(value),
   },
+  /** RUNNING, PAUSED or CRASHED -> SUSPENDED from the last external snapshot. */
+  revertActor: {
+    path: "/ateapi.Control/RevertActor" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevertActorRequest): Buffer => Buffer.from(RevertActorRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevertActorRequest => RevertActorRequest.decode(value),
+    responseSerialize: (value: RevertActorResponse): Buffer => Buffer.from(RevertActorResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevertActorResponse => RevertActorResponse.decode(value),
+  },
+  /** From SUSPENDED or CRASHED; any state with any_state. */
   deleteActor: {
     path: "/ateapi.Control/DeleteActor" as const,
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: DeleteActorRequest): Buffer => Buffer.from(DeleteActorRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): DeleteActorRequest => DeleteActorRequest.decode(value),
-    responseSerialize: (value: DeleteActorResponse): Buffer => Buffer.from(DeleteActorResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeleteActorResponse => DeleteActorResponse.decode(value),
+    responseSerialize: (value: Actor): Buffer => Buffer.from(Actor.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Actor => Actor.decode(value),
+  },
+  getActorEgressPolicy: {
+    path: "/ateapi.Control/GetActorEgressPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetActorEgressPolicyRequest): Buffer =>
+      Buffer.from(GetActorEgressPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetActorEgressPolicyRequest => GetActorEgressPolicyRequest.decode(value),
+    responseSerialize: (value: EgressPolicy): Buffer => Buffer.from(EgressPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EgressPolicy => EgressPolicy.decode(value),
+  },
+  createActorEgressPolicy: {
+    path: "/ateapi.Control/CreateActorEgressPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateActorEgressPolicyRequest): Buffer =>
+      Buffer.from(CreateActorEgressPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateActorEgressPolicyRequest => CreateActorEgressPolicyRequest.decode(value),
+    responseSerialize: (value: EgressPolicy): Buffer => Buffer.from(EgressPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EgressPolicy => EgressPolicy.decode(value),
+  },
+  updateActorEgressPolicy: {
+    path: "/ateapi.Control/UpdateActorEgressPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateActorEgressPolicyRequest): Buffer =>
+      Buffer.from(UpdateActorEgressPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateActorEgressPolicyRequest => UpdateActorEgressPolicyRequest.decode(value),
+    responseSerialize: (value: EgressPolicy): Buffer => Buffer.from(EgressPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EgressPolicy => EgressPolicy.decode(value),
+  },
+  deleteActorEgressPolicy: {
+    path: "/ateapi.Control/DeleteActorEgressPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteActorEgressPolicyRequest): Buffer =>
+      Buffer.from(DeleteActorEgressPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteActorEgressPolicyRequest => DeleteActorEgressPolicyRequest.decode(value),
+    responseSerialize: (value: EgressPolicy): Buffer => Buffer.from(EgressPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EgressPolicy => EgressPolicy.decode(value),
+  },
+  mintActorJwt: {
+    path: "/ateapi.Control/MintActorJWT" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MintActorJWTRequest): Buffer => Buffer.from(MintActorJWTRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MintActorJWTRequest => MintActorJWTRequest.decode(value),
+    responseSerialize: (value: MintActorJWTResponse): Buffer =>
+      Buffer.from(MintActorJWTResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MintActorJWTResponse => MintActorJWTResponse.decode(value),
+  },
+  mintActorCertificate: {
+    path: "/ateapi.Control/MintActorCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MintActorCertificateRequest): Buffer =>
+      Buffer.from(MintActorCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MintActorCertificateRequest => MintActorCertificateRequest.decode(value),
+    responseSerialize: (value: MintActorCertificateResponse): Buffer =>
+      Buffer.from(MintActorCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MintActorCertificateResponse => MintActorCertificateResponse.decode(value),
+  },
+  createTag: {
+    path: "/ateapi.Control/CreateTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateTagRequest): Buffer => Buffer.from(CreateTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateTagRequest => CreateTagRequest.decode(value),
+    responseSerialize: (value: Tag): Buffer => Buffer.from(Tag.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Tag => Tag.decode(value),
+  },
+  getTag: {
+    path: "/ateapi.Control/GetTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTagRequest): Buffer => Buffer.from(GetTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTagRequest => GetTagRequest.decode(value),
+    responseSerialize: (value: Tag): Buffer => Buffer.from(Tag.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Tag => Tag.decode(value),
+  },
+  listTags: {
+    path: "/ateapi.Control/ListTags" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTagsRequest): Buffer => Buffer.from(ListTagsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTagsRequest => ListTagsRequest.decode(value),
+    responseSerialize: (value: ListTagsResponse): Buffer => Buffer.from(ListTagsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTagsResponse => ListTagsResponse.decode(value),
+  },
+  updateTag: {
+    path: "/ateapi.Control/UpdateTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateTagRequest): Buffer => Buffer.from(UpdateTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateTagRequest => UpdateTagRequest.decode(value),
+    responseSerialize: (value: Tag): Buffer => Buffer.from(Tag.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Tag => Tag.decode(value),
+  },
+  deleteTag: {
+    path: "/ateapi.Control/DeleteTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteTagRequest): Buffer => Buffer.from(DeleteTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteTagRequest => DeleteTagRequest.decode(value),
+    responseSerialize: (value: Tag): Buffer => Buffer.from(Tag.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Tag => Tag.decode(value),
   },
   listWorkers: {
     path: "/ateapi.Control/ListWorkers" as const,
@@ -3647,6 +12572,64 @@ export const ControlService = {
     requestDeserialize: (value: Buffer): ListWorkersRequest => ListWorkersRequest.decode(value),
     responseSerialize: (value: ListWorkersResponse): Buffer => Buffer.from(ListWorkersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListWorkersResponse => ListWorkersResponse.decode(value),
+  },
+  getWorker: {
+    path: "/ateapi.Control/GetWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWorkerRequest): Buffer => Buffer.from(GetWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWorkerRequest => GetWorkerRequest.decode(value),
+    responseSerialize: (value: Worker): Buffer => Buffer.from(Worker.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Worker => Worker.decode(value),
+  },
+  createWorker: {
+    path: "/ateapi.Control/CreateWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateWorkerRequest): Buffer => Buffer.from(CreateWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateWorkerRequest => CreateWorkerRequest.decode(value),
+    responseSerialize: (value: Worker): Buffer => Buffer.from(Worker.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Worker => Worker.decode(value),
+  },
+  updateWorker: {
+    path: "/ateapi.Control/UpdateWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateWorkerRequest): Buffer => Buffer.from(UpdateWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateWorkerRequest => UpdateWorkerRequest.decode(value),
+    responseSerialize: (value: Worker): Buffer => Buffer.from(Worker.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Worker => Worker.decode(value),
+  },
+  deleteWorker: {
+    path: "/ateapi.Control/DeleteWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteWorkerRequest): Buffer => Buffer.from(DeleteWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteWorkerRequest => DeleteWorkerRequest.decode(value),
+    responseSerialize: (value: Worker): Buffer => Buffer.from(Worker.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Worker => Worker.decode(value),
+  },
+  drainWorker: {
+    path: "/ateapi.Control/DrainWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DrainWorkerRequest): Buffer => Buffer.from(DrainWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrainWorkerRequest => DrainWorkerRequest.decode(value),
+    responseSerialize: (value: Worker): Buffer => Buffer.from(Worker.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Worker => Worker.decode(value),
+  },
+  listWorkerActorAssignments: {
+    path: "/ateapi.Control/ListWorkerActorAssignments" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListWorkerActorAssignmentsRequest): Buffer =>
+      Buffer.from(ListWorkerActorAssignmentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWorkerActorAssignmentsRequest =>
+      ListWorkerActorAssignmentsRequest.decode(value),
+    responseSerialize: (value: ListWorkerActorAssignmentsResponse): Buffer =>
+      Buffer.from(ListWorkerActorAssignmentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWorkerActorAssignmentsResponse =>
+      ListWorkerActorAssignmentsResponse.decode(value),
   },
   listActors: {
     path: "/ateapi.Control/ListActors" as const,
@@ -3664,9 +12647,8 @@ export const ControlService = {
     requestSerialize: (value: CreateAtespaceRequest): Buffer =>
       Buffer.from(CreateAtespaceRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): CreateAtespaceRequest => CreateAtespaceRequest.decode(value),
-    responseSerialize: (value: CreateAtespaceResponse): Buffer =>
-      Buffer.from(CreateAtespaceResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CreateAtespaceResponse => CreateAtespaceResponse.decode(value),
+    responseSerialize: (value: Atespace): Buffer => Buffer.from(Atespace.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Atespace => Atespace.decode(value),
   },
   getAtespace: {
     path: "/ateapi.Control/GetAtespace" as const,
@@ -3674,8 +12656,8 @@ export const ControlService = {
     responseStream: false as const,
     requestSerialize: (value: GetAtespaceRequest): Buffer => Buffer.from(GetAtespaceRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): GetAtespaceRequest => GetAtespaceRequest.decode(value),
-    responseSerialize: (value: GetAtespaceResponse): Buffer => Buffer.from(GetAtespaceResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetAtespaceResponse => GetAtespaceResponse.decode(value),
+    responseSerialize: (value: Atespace): Buffer => Buffer.from(Atespace.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Atespace => Atespace.decode(value),
   },
   listAtespaces: {
     path: "/ateapi.Control/ListAtespaces" as const,
@@ -3694,83 +12676,216 @@ export const ControlService = {
     requestSerialize: (value: DeleteAtespaceRequest): Buffer =>
       Buffer.from(DeleteAtespaceRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): DeleteAtespaceRequest => DeleteAtespaceRequest.decode(value),
-    responseSerialize: (value: DeleteAtespaceResponse): Buffer =>
-      Buffer.from(DeleteAtespaceResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeleteAtespaceResponse => DeleteAtespaceResponse.decode(value),
+    responseSerialize: (value: Atespace): Buffer => Buffer.from(Atespace.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Atespace => Atespace.decode(value),
   },
-  debugClear: {
-    path: "/ateapi.Control/DebugClear" as const,
+  createActorTemplate: {
+    path: "/ateapi.Control/CreateActorTemplate" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: DebugClearRequest): Buffer => Buffer.from(DebugClearRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DebugClearRequest => DebugClearRequest.decode(value),
-    responseSerialize: (value: DebugClearResponse): Buffer => Buffer.from(DebugClearResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DebugClearResponse => DebugClearResponse.decode(value),
+    requestSerialize: (value: CreateActorTemplateRequest): Buffer =>
+      Buffer.from(CreateActorTemplateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateActorTemplateRequest => CreateActorTemplateRequest.decode(value),
+    responseSerialize: (value: ActorTemplate): Buffer => Buffer.from(ActorTemplate.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ActorTemplate => ActorTemplate.decode(value),
+  },
+  getActorTemplate: {
+    path: "/ateapi.Control/GetActorTemplate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetActorTemplateRequest): Buffer =>
+      Buffer.from(GetActorTemplateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetActorTemplateRequest => GetActorTemplateRequest.decode(value),
+    responseSerialize: (value: ActorTemplate): Buffer => Buffer.from(ActorTemplate.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ActorTemplate => ActorTemplate.decode(value),
+  },
+  listActorTemplates: {
+    path: "/ateapi.Control/ListActorTemplates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListActorTemplatesRequest): Buffer =>
+      Buffer.from(ListActorTemplatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListActorTemplatesRequest => ListActorTemplatesRequest.decode(value),
+    responseSerialize: (value: ListActorTemplatesResponse): Buffer =>
+      Buffer.from(ListActorTemplatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListActorTemplatesResponse => ListActorTemplatesResponse.decode(value),
+  },
+  deleteActorTemplate: {
+    path: "/ateapi.Control/DeleteActorTemplate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteActorTemplateRequest): Buffer =>
+      Buffer.from(DeleteActorTemplateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteActorTemplateRequest => DeleteActorTemplateRequest.decode(value),
+    responseSerialize: (value: ActorTemplate): Buffer => Buffer.from(ActorTemplate.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ActorTemplate => ActorTemplate.decode(value),
+  },
+  getGlobalAccessPolicy: {
+    path: "/ateapi.Control/GetGlobalAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetGlobalAccessPolicyRequest): Buffer =>
+      Buffer.from(GetGlobalAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetGlobalAccessPolicyRequest => GetGlobalAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  createGlobalAccessPolicy: {
+    path: "/ateapi.Control/CreateGlobalAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateGlobalAccessPolicyRequest): Buffer =>
+      Buffer.from(CreateGlobalAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateGlobalAccessPolicyRequest =>
+      CreateGlobalAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  updateGlobalAccessPolicy: {
+    path: "/ateapi.Control/UpdateGlobalAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateGlobalAccessPolicyRequest): Buffer =>
+      Buffer.from(UpdateGlobalAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateGlobalAccessPolicyRequest =>
+      UpdateGlobalAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  getAtespaceAccessPolicy: {
+    path: "/ateapi.Control/GetAtespaceAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAtespaceAccessPolicyRequest): Buffer =>
+      Buffer.from(GetAtespaceAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAtespaceAccessPolicyRequest => GetAtespaceAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  createAtespaceAccessPolicy: {
+    path: "/ateapi.Control/CreateAtespaceAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateAtespaceAccessPolicyRequest): Buffer =>
+      Buffer.from(CreateAtespaceAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateAtespaceAccessPolicyRequest =>
+      CreateAtespaceAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  updateAtespaceAccessPolicy: {
+    path: "/ateapi.Control/UpdateAtespaceAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateAtespaceAccessPolicyRequest): Buffer =>
+      Buffer.from(UpdateAtespaceAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateAtespaceAccessPolicyRequest =>
+      UpdateAtespaceAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
+  },
+  deleteAtespaceAccessPolicy: {
+    path: "/ateapi.Control/DeleteAtespaceAccessPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAtespaceAccessPolicyRequest): Buffer =>
+      Buffer.from(DeleteAtespaceAccessPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAtespaceAccessPolicyRequest =>
+      DeleteAtespaceAccessPolicyRequest.decode(value),
+    responseSerialize: (value: AccessPolicy): Buffer => Buffer.from(AccessPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessPolicy => AccessPolicy.decode(value),
   },
 } as const;
 
 export interface ControlServer extends UntypedServiceImplementation {
-  getActor: handleUnaryCall<GetActorRequest, GetActorResponse>;
-  createActor: handleUnaryCall<CreateActorRequest, CreateActorResponse>;
-  updateActor: handleUnaryCall<UpdateActorRequest, UpdateActorResponse>;
+  getActor: handleUnaryCall<GetActorRequest, Actor>;
+  createActor: handleUnaryCall<CreateActorRequest, Actor>;
+  updateActor: handleUnaryCall<UpdateActorRequest, Actor>;
   suspendActor: handleUnaryCall<SuspendActorRequest, SuspendActorResponse>;
   pauseActor: handleUnaryCall<PauseActorRequest, PauseActorResponse>;
   resumeActor: handleUnaryCall<ResumeActorRequest, ResumeActorResponse>;
-  deleteActor: handleUnaryCall<DeleteActorRequest, DeleteActorResponse>;
+  /** RUNNING, PAUSED or CRASHED -> SUSPENDED from the last external snapshot. */
+  revertActor: handleUnaryCall<RevertActorRequest, RevertActorResponse>;
+  /** From SUSPENDED or CRASHED; any state with any_state. */
+  deleteActor: handleUnaryCall<DeleteActorRequest, Actor>;
+  getActorEgressPolicy: handleUnaryCall<GetActorEgressPolicyRequest, EgressPolicy>;
+  createActorEgressPolicy: handleUnaryCall<CreateActorEgressPolicyRequest, EgressPolicy>;
+  updateActorEgressPolicy: handleUnaryCall<UpdateActorEgressPolicyRequest, EgressPolicy>;
+  deleteActorEgressPolicy: handleUnaryCall<DeleteActorEgressPolicyRequest, EgressPolicy>;
+  mintActorJwt: handleUnaryCall<MintActorJWTRequest, MintActorJWTResponse>;
+  mintActorCertificate: handleUnaryCall<MintActorCertificateRequest, MintActorCertificateResponse>;
+  createTag: handleUnaryCall<CreateTagRequest, Tag>;
+  getTag: handleUnaryCall<GetTagRequest, Tag>;
+  listTags: handleUnaryCall<ListTagsRequest, ListTagsResponse>;
+  updateTag: handleUnaryCall<UpdateTagRequest, Tag>;
+  deleteTag: handleUnaryCall<DeleteTagRequest, Tag>;
   listWorkers: handleUnaryCall<ListWorkersRequest, ListWorkersResponse>;
+  getWorker: handleUnaryCall<GetWorkerRequest, Worker>;
+  createWorker: handleUnaryCall<CreateWorkerRequest, Worker>;
+  updateWorker: handleUnaryCall<UpdateWorkerRequest, Worker>;
+  deleteWorker: handleUnaryCall<DeleteWorkerRequest, Worker>;
+  drainWorker: handleUnaryCall<DrainWorkerRequest, Worker>;
+  listWorkerActorAssignments: handleUnaryCall<ListWorkerActorAssignmentsRequest, ListWorkerActorAssignmentsResponse>;
   listActors: handleUnaryCall<ListActorsRequest, ListActorsResponse>;
-  createAtespace: handleUnaryCall<CreateAtespaceRequest, CreateAtespaceResponse>;
-  getAtespace: handleUnaryCall<GetAtespaceRequest, GetAtespaceResponse>;
+  createAtespace: handleUnaryCall<CreateAtespaceRequest, Atespace>;
+  getAtespace: handleUnaryCall<GetAtespaceRequest, Atespace>;
   listAtespaces: handleUnaryCall<ListAtespacesRequest, ListAtespacesResponse>;
-  deleteAtespace: handleUnaryCall<DeleteAtespaceRequest, DeleteAtespaceResponse>;
-  debugClear: handleUnaryCall<DebugClearRequest, DebugClearResponse>;
+  deleteAtespace: handleUnaryCall<DeleteAtespaceRequest, Atespace>;
+  createActorTemplate: handleUnaryCall<CreateActorTemplateRequest, ActorTemplate>;
+  getActorTemplate: handleUnaryCall<GetActorTemplateRequest, ActorTemplate>;
+  listActorTemplates: handleUnaryCall<ListActorTemplatesRequest, ListActorTemplatesResponse>;
+  deleteActorTemplate: handleUnaryCall<DeleteActorTemplateRequest, ActorTemplate>;
+  getGlobalAccessPolicy: handleUnaryCall<GetGlobalAccessPolicyRequest, AccessPolicy>;
+  createGlobalAccessPolicy: handleUnaryCall<CreateGlobalAccessPolicyRequest, AccessPolicy>;
+  updateGlobalAccessPolicy: handleUnaryCall<UpdateGlobalAccessPolicyRequest, AccessPolicy>;
+  getAtespaceAccessPolicy: handleUnaryCall<GetAtespaceAccessPolicyRequest, AccessPolicy>;
+  createAtespaceAccessPolicy: handleUnaryCall<CreateAtespaceAccessPolicyRequest, AccessPolicy>;
+  updateAtespaceAccessPolicy: handleUnaryCall<UpdateAtespaceAccessPolicyRequest, AccessPolicy>;
+  deleteAtespaceAccessPolicy: handleUnaryCall<DeleteAtespaceAccessPolicyRequest, AccessPolicy>;
 }
 
 export interface ControlClient extends Client {
-  getActor(
-    request: GetActorRequest,
-    callback: (error: ServiceError | null, response: GetActorResponse) => void,
-  ): ClientUnaryCall;
+  getActor(request: GetActorRequest, callback: (error: ServiceError | null, response: Actor) => void): ClientUnaryCall;
   getActor(
     request: GetActorRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   getActor(
     request: GetActorRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   createActor(
     request: CreateActorRequest,
-    callback: (error: ServiceError | null, response: CreateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   createActor(
     request: CreateActorRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: CreateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   createActor(
     request: CreateActorRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CreateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   updateActor(
     request: UpdateActorRequest,
-    callback: (error: ServiceError | null, response: UpdateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   updateActor(
     request: UpdateActorRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: UpdateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   updateActor(
     request: UpdateActorRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: UpdateActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   suspendActor(
     request: SuspendActorRequest,
@@ -3817,20 +12932,190 @@ export interface ControlClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResumeActorResponse) => void,
   ): ClientUnaryCall;
+  /** RUNNING, PAUSED or CRASHED -> SUSPENDED from the last external snapshot. */
+  revertActor(
+    request: RevertActorRequest,
+    callback: (error: ServiceError | null, response: RevertActorResponse) => void,
+  ): ClientUnaryCall;
+  revertActor(
+    request: RevertActorRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevertActorResponse) => void,
+  ): ClientUnaryCall;
+  revertActor(
+    request: RevertActorRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevertActorResponse) => void,
+  ): ClientUnaryCall;
+  /** From SUSPENDED or CRASHED; any state with any_state. */
   deleteActor(
     request: DeleteActorRequest,
-    callback: (error: ServiceError | null, response: DeleteActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   deleteActor(
     request: DeleteActorRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeleteActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
   ): ClientUnaryCall;
   deleteActor(
     request: DeleteActorRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DeleteActorResponse) => void,
+    callback: (error: ServiceError | null, response: Actor) => void,
+  ): ClientUnaryCall;
+  getActorEgressPolicy(
+    request: GetActorEgressPolicyRequest,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  getActorEgressPolicy(
+    request: GetActorEgressPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  getActorEgressPolicy(
+    request: GetActorEgressPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  createActorEgressPolicy(
+    request: CreateActorEgressPolicyRequest,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  createActorEgressPolicy(
+    request: CreateActorEgressPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  createActorEgressPolicy(
+    request: CreateActorEgressPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  updateActorEgressPolicy(
+    request: UpdateActorEgressPolicyRequest,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  updateActorEgressPolicy(
+    request: UpdateActorEgressPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  updateActorEgressPolicy(
+    request: UpdateActorEgressPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  deleteActorEgressPolicy(
+    request: DeleteActorEgressPolicyRequest,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  deleteActorEgressPolicy(
+    request: DeleteActorEgressPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  deleteActorEgressPolicy(
+    request: DeleteActorEgressPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EgressPolicy) => void,
+  ): ClientUnaryCall;
+  mintActorJwt(
+    request: MintActorJWTRequest,
+    callback: (error: ServiceError | null, response: MintActorJWTResponse) => void,
+  ): ClientUnaryCall;
+  mintActorJwt(
+    request: MintActorJWTRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MintActorJWTResponse) => void,
+  ): ClientUnaryCall;
+  mintActorJwt(
+    request: MintActorJWTRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MintActorJWTResponse) => void,
+  ): ClientUnaryCall;
+  mintActorCertificate(
+    request: MintActorCertificateRequest,
+    callback: (error: ServiceError | null, response: MintActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  mintActorCertificate(
+    request: MintActorCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MintActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  mintActorCertificate(
+    request: MintActorCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MintActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  createTag(request: CreateTagRequest, callback: (error: ServiceError | null, response: Tag) => void): ClientUnaryCall;
+  createTag(
+    request: CreateTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  createTag(
+    request: CreateTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  getTag(request: GetTagRequest, callback: (error: ServiceError | null, response: Tag) => void): ClientUnaryCall;
+  getTag(
+    request: GetTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  getTag(
+    request: GetTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  listTags(
+    request: ListTagsRequest,
+    callback: (error: ServiceError | null, response: ListTagsResponse) => void,
+  ): ClientUnaryCall;
+  listTags(
+    request: ListTagsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTagsResponse) => void,
+  ): ClientUnaryCall;
+  listTags(
+    request: ListTagsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTagsResponse) => void,
+  ): ClientUnaryCall;
+  updateTag(request: UpdateTagRequest, callback: (error: ServiceError | null, response: Tag) => void): ClientUnaryCall;
+  updateTag(
+    request: UpdateTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  updateTag(
+    request: UpdateTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  deleteTag(request: DeleteTagRequest, callback: (error: ServiceError | null, response: Tag) => void): ClientUnaryCall;
+  deleteTag(
+    request: DeleteTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Tag) => void,
+  ): ClientUnaryCall;
+  deleteTag(
+    request: DeleteTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Tag) => void,
   ): ClientUnaryCall;
   listWorkers(
     request: ListWorkersRequest,
@@ -3846,6 +13131,96 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListWorkersResponse) => void,
+  ): ClientUnaryCall;
+  getWorker(
+    request: GetWorkerRequest,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  getWorker(
+    request: GetWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  getWorker(
+    request: GetWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  createWorker(
+    request: CreateWorkerRequest,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  createWorker(
+    request: CreateWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  createWorker(
+    request: CreateWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  updateWorker(
+    request: UpdateWorkerRequest,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  updateWorker(
+    request: UpdateWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  updateWorker(
+    request: UpdateWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  deleteWorker(
+    request: DeleteWorkerRequest,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  deleteWorker(
+    request: DeleteWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  deleteWorker(
+    request: DeleteWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  drainWorker(
+    request: DrainWorkerRequest,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  drainWorker(
+    request: DrainWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  drainWorker(
+    request: DrainWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Worker) => void,
+  ): ClientUnaryCall;
+  listWorkerActorAssignments(
+    request: ListWorkerActorAssignmentsRequest,
+    callback: (error: ServiceError | null, response: ListWorkerActorAssignmentsResponse) => void,
+  ): ClientUnaryCall;
+  listWorkerActorAssignments(
+    request: ListWorkerActorAssignmentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWorkerActorAssignmentsResponse) => void,
+  ): ClientUnaryCall;
+  listWorkerActorAssignments(
+    request: ListWorkerActorAssignmentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWorkerActorAssignmentsResponse) => void,
   ): ClientUnaryCall;
   listActors(
     request: ListActorsRequest,
@@ -3864,33 +13239,33 @@ export interface ControlClient extends Client {
   ): ClientUnaryCall;
   createAtespace(
     request: CreateAtespaceRequest,
-    callback: (error: ServiceError | null, response: CreateAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   createAtespace(
     request: CreateAtespaceRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: CreateAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   createAtespace(
     request: CreateAtespaceRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CreateAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   getAtespace(
     request: GetAtespaceRequest,
-    callback: (error: ServiceError | null, response: GetAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   getAtespace(
     request: GetAtespaceRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   getAtespace(
     request: GetAtespaceRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   listAtespaces(
     request: ListAtespacesRequest,
@@ -3909,33 +13284,183 @@ export interface ControlClient extends Client {
   ): ClientUnaryCall;
   deleteAtespace(
     request: DeleteAtespaceRequest,
-    callback: (error: ServiceError | null, response: DeleteAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   deleteAtespace(
     request: DeleteAtespaceRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeleteAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
   deleteAtespace(
     request: DeleteAtespaceRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DeleteAtespaceResponse) => void,
+    callback: (error: ServiceError | null, response: Atespace) => void,
   ): ClientUnaryCall;
-  debugClear(
-    request: DebugClearRequest,
-    callback: (error: ServiceError | null, response: DebugClearResponse) => void,
+  createActorTemplate(
+    request: CreateActorTemplateRequest,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
   ): ClientUnaryCall;
-  debugClear(
-    request: DebugClearRequest,
+  createActorTemplate(
+    request: CreateActorTemplateRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: DebugClearResponse) => void,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
   ): ClientUnaryCall;
-  debugClear(
-    request: DebugClearRequest,
+  createActorTemplate(
+    request: CreateActorTemplateRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DebugClearResponse) => void,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  getActorTemplate(
+    request: GetActorTemplateRequest,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  getActorTemplate(
+    request: GetActorTemplateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  getActorTemplate(
+    request: GetActorTemplateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  listActorTemplates(
+    request: ListActorTemplatesRequest,
+    callback: (error: ServiceError | null, response: ListActorTemplatesResponse) => void,
+  ): ClientUnaryCall;
+  listActorTemplates(
+    request: ListActorTemplatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListActorTemplatesResponse) => void,
+  ): ClientUnaryCall;
+  listActorTemplates(
+    request: ListActorTemplatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListActorTemplatesResponse) => void,
+  ): ClientUnaryCall;
+  deleteActorTemplate(
+    request: DeleteActorTemplateRequest,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  deleteActorTemplate(
+    request: DeleteActorTemplateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  deleteActorTemplate(
+    request: DeleteActorTemplateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ActorTemplate) => void,
+  ): ClientUnaryCall;
+  getGlobalAccessPolicy(
+    request: GetGlobalAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  getGlobalAccessPolicy(
+    request: GetGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  getGlobalAccessPolicy(
+    request: GetGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createGlobalAccessPolicy(
+    request: CreateGlobalAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createGlobalAccessPolicy(
+    request: CreateGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createGlobalAccessPolicy(
+    request: CreateGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateGlobalAccessPolicy(
+    request: UpdateGlobalAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateGlobalAccessPolicy(
+    request: UpdateGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateGlobalAccessPolicy(
+    request: UpdateGlobalAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  getAtespaceAccessPolicy(
+    request: GetAtespaceAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  getAtespaceAccessPolicy(
+    request: GetAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  getAtespaceAccessPolicy(
+    request: GetAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createAtespaceAccessPolicy(
+    request: CreateAtespaceAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createAtespaceAccessPolicy(
+    request: CreateAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  createAtespaceAccessPolicy(
+    request: CreateAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateAtespaceAccessPolicy(
+    request: UpdateAtespaceAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateAtespaceAccessPolicy(
+    request: UpdateAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  updateAtespaceAccessPolicy(
+    request: UpdateAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  deleteAtespaceAccessPolicy(
+    request: DeleteAtespaceAccessPolicyRequest,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  deleteAtespaceAccessPolicy(
+    request: DeleteAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
+  ): ClientUnaryCall;
+  deleteAtespaceAccessPolicy(
+    request: DeleteAtespaceAccessPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessPolicy) => void,
   ): ClientUnaryCall;
 }
 
@@ -3944,6 +13469,120 @@ export const ControlClient = makeGenericClientConstructor(ControlService, "ateap
   service: typeof ControlService;
   serviceName: string;
 };
+
+/**
+ * Served upstream only to an atelet for its own node's Workers. The local Substrate does not serve it.
+ * v0.4.0 names its second RPC MintAteomActorCertificate (renamed MintWorkerActorCertificate after the release).
+ */
+export type WorkerServiceService = typeof WorkerServiceService;
+export const WorkerServiceService = {
+  registerWorker: {
+    path: "/ateapi.WorkerService/RegisterWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterWorkerRequest): Buffer =>
+      Buffer.from(RegisterWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterWorkerRequest => RegisterWorkerRequest.decode(value),
+    responseSerialize: (value: RegisterWorkerResponse): Buffer =>
+      Buffer.from(RegisterWorkerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterWorkerResponse => RegisterWorkerResponse.decode(value),
+  },
+  mintAteomActorCertificate: {
+    path: "/ateapi.WorkerService/MintAteomActorCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MintAteomActorCertificateRequest): Buffer =>
+      Buffer.from(MintAteomActorCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MintAteomActorCertificateRequest =>
+      MintAteomActorCertificateRequest.decode(value),
+    responseSerialize: (value: MintAteomActorCertificateResponse): Buffer =>
+      Buffer.from(MintAteomActorCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MintAteomActorCertificateResponse =>
+      MintAteomActorCertificateResponse.decode(value),
+  },
+  requestActorSuspend: {
+    path: "/ateapi.WorkerService/RequestActorSuspend" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RequestActorSuspendRequest): Buffer =>
+      Buffer.from(RequestActorSuspendRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RequestActorSuspendRequest => RequestActorSuspendRequest.decode(value),
+    responseSerialize: (value: RequestActorSuspendResponse): Buffer =>
+      Buffer.from(RequestActorSuspendResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RequestActorSuspendResponse => RequestActorSuspendResponse.decode(value),
+  },
+} as const;
+
+export interface WorkerServiceServer extends UntypedServiceImplementation {
+  registerWorker: handleUnaryCall<RegisterWorkerRequest, RegisterWorkerResponse>;
+  mintAteomActorCertificate: handleUnaryCall<MintAteomActorCertificateRequest, MintAteomActorCertificateResponse>;
+  requestActorSuspend: handleUnaryCall<RequestActorSuspendRequest, RequestActorSuspendResponse>;
+}
+
+export interface WorkerServiceClient extends Client {
+  registerWorker(
+    request: RegisterWorkerRequest,
+    callback: (error: ServiceError | null, response: RegisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  registerWorker(
+    request: RegisterWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  registerWorker(
+    request: RegisterWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  mintAteomActorCertificate(
+    request: MintAteomActorCertificateRequest,
+    callback: (error: ServiceError | null, response: MintAteomActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  mintAteomActorCertificate(
+    request: MintAteomActorCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MintAteomActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  mintAteomActorCertificate(
+    request: MintAteomActorCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MintAteomActorCertificateResponse) => void,
+  ): ClientUnaryCall;
+  requestActorSuspend(
+    request: RequestActorSuspendRequest,
+    callback: (error: ServiceError | null, response: RequestActorSuspendResponse) => void,
+  ): ClientUnaryCall;
+  requestActorSuspend(
+    request: RequestActorSuspendRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RequestActorSuspendResponse) => void,
+  ): ClientUnaryCall;
+  requestActorSuspend(
+    request: RequestActorSuspendRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RequestActorSuspendResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const WorkerServiceClient = makeGenericClientConstructor(
+  WorkerServiceService,
+  "ateapi.WorkerService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): WorkerServiceClient;
+  service: typeof WorkerServiceService;
+  serviceName: string;
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
@@ -3957,6 +13596,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());

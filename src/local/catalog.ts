@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import { Actor, Actor_Status, Worker } from '../gen/ateapi.js';
+import { Actor, Actor_Status, Worker } from '../gen/june/ateapi.js';
 import { ApiError } from '../common/errors.js';
 
 export interface WorkerRow {

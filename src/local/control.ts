@@ -23,7 +23,7 @@ import {
   SnapshotType,
   type SnapshotInfo,
   type Worker,
-} from '../gen/ateapi.js';
+} from '../gen/june/ateapi.js';
 import { dnsLabelError, labelValueError, qualifiedNameError } from '../common/dns.js';
 import {
   aborted,

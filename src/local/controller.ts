@@ -5,7 +5,7 @@
 // backoff, as controller-runtime does; the last error is recorded in a Ready=False condition message
 // with a transient reason so operators can see why a template is not ready yet.
 import { randomUUID } from 'node:crypto';
-import { Actor_Status } from '../gen/ateapi.js';
+import { Actor_Status } from '../gen/june/ateapi.js';
 import { grpcCodeOf, messageOf, Code } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { GOLDEN_ATESPACE, type LocalControl } from './control.js';

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ControlService, type ControlServer } from '../gen/ateapi.js';
+import { ControlService, type ControlServer } from '../gen/june/ateapi.js';
 import { permissionDenied, toServiceError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import type { Verifier } from './auth.js';

@@ -24,7 +24,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { Code } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import type { Actor } from '../gen/ateapi.js';
+import type { Actor } from '../gen/june/ateapi.js';
 import type { Target } from './router.js';
 
 const log = logger('local.router');

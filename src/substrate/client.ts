@@ -26,7 +26,7 @@ import {
   type ListActorsResponse,
   type Selector,
   type Worker,
-} from '../gen/ateapi.js';
+} from '../gen/june/ateapi.js';
 import { ApiError, Code, isGrpcError } from '../common/errors.js';
 import { isLoopbackTarget, isUnixTarget, type DriverConfig } from '../common/config.js';
 import { logger } from '../common/log.js';

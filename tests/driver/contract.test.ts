@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status } from '../../src/gen/ateapi.js';
+import { Actor_Status } from '../../src/gen/june/ateapi.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
 import { derivePhase } from '../../src/driver/conditions.js';
 import { cgroupLimitSupport } from '../../src/local/runtime/gvisor.js';

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status } from '../../src/gen/ateapi.js';
+import { Actor_Status } from '../../src/gen/june/ateapi.js';
 import type { WatchSandboxesEvent } from '../../src/gen/compute_driver.js';
 import { derivePhase } from '../../src/driver/conditions.js';
 import { main as actorsMain } from '../../src/cli/actors.js';

@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setLogLevel } from '../../src/common/log.js';
 import { DriverClient } from '../../src/driver/client.js';
-import { Actor_Status } from '../../src/gen/ateapi.js';
+import { Actor_Status } from '../../src/gen/june/ateapi.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
 import { SubstrateClient } from '../../src/substrate/client.js';
 import { kubeTemplateStore, type TemplateStore } from '../../src/template/store.js';

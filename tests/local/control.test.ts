@@ -3,7 +3,7 @@
 // implicit resume, egress denial, worker death, and a restart that loses nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import {
   applyObject,
   counterTemplate,

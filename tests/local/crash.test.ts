@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { instancePaths, listNetns, runscPidsOf } from '../../src/local/runtime/index.js';
 import { kubeAccessOf } from '../../src/local/index.js';

@@ -6,8 +6,8 @@ import { execa, type ResultPromise } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as ateapi from '../../src/gen/ateapi.js';
-import { ControlClient, type Actor } from '../../src/gen/ateapi.js';
+import * as ateapi from '../../src/gen/june/ateapi.js';
+import { ControlClient, type Actor } from '../../src/gen/june/ateapi.js';
 import { listImages } from '../../src/local/images.js';
 import { startLocalSubstrate, type LocalJson, type LocalSubstrateHandle, type LocalSubstrateOptions } from '../../src/local/index.js';
 

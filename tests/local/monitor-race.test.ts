@@ -4,7 +4,7 @@
 // free slot, and a later clean stop lost its memory.)
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { pidAlive } from '../../src/local/runtime/exec.js';
 import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, viaRouter, waitTemplateReady, type TestSubstrate } from './helpers.js';
 

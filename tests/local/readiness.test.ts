@@ -4,7 +4,7 @@
 // locked for good.)
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { applyObject, counterTemplate, defaultImageRef, expectCode, startTestSubstrate, type TestSubstrate } from './helpers.js';
 
 const MUTE_JS = `

@@ -9,7 +9,7 @@ import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { startRouter, TARGET_ACTOR_HEADER } from '../../src/local/router.js';
 import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, waitTemplateReady, type TestSubstrate } from './helpers.js';
 

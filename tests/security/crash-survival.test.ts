@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
 import { instancePaths, runscPidsOf } from '../../src/local/runtime/index.js';
 import { applyObject, controlClient, counterTemplate, defaultImageRef, serveLocal, spawnLocalServe, viaRouter, waitTemplateReady } from '../local/helpers.js';

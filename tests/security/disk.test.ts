@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, viaRouter, waitTemplateReady, type TestSubstrate } from '../local/helpers.js';
 

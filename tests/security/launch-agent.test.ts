@@ -14,7 +14,7 @@ import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
 import { LaunchDelivery, parseLaunchAuthentication, scrub } from '../../src/driver/launch.js';
-import type { Actor } from '../../src/gen/ateapi.js';
+import type { Actor } from '../../src/gen/june/ateapi.js';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { startRouter } from '../../src/local/router.js';
 import { ociConfig } from '../../src/local/runtime/gvisor.js';

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
 import { LaunchDelivery } from '../../src/driver/launch.js';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import type { DriverSandbox } from '../../src/gen/compute_driver.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { buildImageFromDir } from '../../src/local/images.js';

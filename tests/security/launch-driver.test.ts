@@ -12,7 +12,7 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status } from '../../src/gen/ateapi.js';
+import { Actor_Status } from '../../src/gen/june/ateapi.js';
 import type { DriverSandbox, WatchSandboxesEvent } from '../../src/gen/compute_driver.js';
 import { Catalog } from '../../src/local/catalog.js';
 import { buildImageFromDir } from '../../src/local/images.js';

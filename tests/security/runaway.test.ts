@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { instancePaths } from '../../src/local/runtime/index.js';
 import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, viaRouter, waitTemplateReady, type TestSubstrate } from '../local/helpers.js';
 

@@ -9,7 +9,7 @@ import { status } from '@grpc/grpc-js';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setLogLevel } from '../../src/common/log.js';
-import { Actor_Status } from '../../src/gen/ateapi.js';
+import { Actor_Status } from '../../src/gen/june/ateapi.js';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../../src/local/index.js';
 import { SubstrateClient, type SubstrateClientOptions } from '../../src/substrate/client.js';

@@ -1,7 +1,7 @@
 // Status → conditions, checked through the gateway's own phase derivation (compute-driver.md §3.1): what
 // a user sees in `openshell sandbox list` for every actor status and every desired state.
 import { describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/ateapi.js';
+import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
 import { conditionsFor, derivePhase, REASON, stampTransitions, TRANSIENT_REASONS, type Op } from '../../src/driver/conditions.js';
 
 function actor(status: Actor_Status, pod = ''): Actor {

@@ -6,7 +6,7 @@
 // through both wire encodings (src/driver/generations.ts): v0.1's Timestamps pass the stand-in's §4.1 validation, 0.0.x's
 // RFC 3339 strings parse to the same instant.
 import { describe, expect, it } from 'vitest';
-import { Actor, Actor_Status } from '../../../src/gen/ateapi.js';
+import { Actor, Actor_Status } from '../../../src/gen/june/ateapi.js';
 import { WatchSandboxesEvent, type DriverSandbox } from '../../../src/gen/compute_driver.js';
 import * as v0 from '../../../src/gen/v0/compute_driver.js';
 import { conditionsFor, derivePhase as driverPhase, stampTransitions, type Op, type StatusInput } from '../../../src/driver/conditions.js';

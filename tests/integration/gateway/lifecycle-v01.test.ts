@@ -47,7 +47,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
-import { Actor_Status } from '../../../src/gen/ateapi.js';
+import { Actor_Status } from '../../../src/gen/june/ateapi.js';
 import { kubeAccessOf } from '../../../src/local/index.js';
 import { SubstrateClient } from '../../../src/substrate/client.js';
 import { count, gatewaySandbox, operatorTemplate, TEMPLATE } from './fixtures.js';

@@ -29,7 +29,7 @@ import {
   targetActorRequest,
   type GatewayRow,
 } from './harness.js';
-import { Actor_Status } from '../../../src/gen/ateapi.js';
+import { Actor_Status } from '../../../src/gen/june/ateapi.js';
 import { count, gatewaySandbox as fixtureSandbox, operatorTemplate, sha } from './fixtures.js';
 import type * as v0 from '../../../src/gen/v0/compute_driver.js';
 
