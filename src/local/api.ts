@@ -64,3 +64,45 @@ export const NOT_PROVIDED_LOCALLY: Readonly<Record<string, string>> = {
 export const GOLDEN_ATESPACE = 'ate-golden';
 /** The built-in SandboxConfig the local Substrate ships, as upstream's install does. */
 export const BUILTIN_SANDBOX_CONFIG = 'gvisor-default';
+
+/**
+ * A WorkerPool as the local Substrate keeps it: upstream's `ate.dev/v1alpha1` WorkerPool CRD mapped onto
+ * this machine (each replica is one worker slot, a network namespace that hosts one actor at a time).
+ * Applied with `local apply -f` through the instance's admin service (src/local/admin.ts), Unix socket only.
+ */
+export interface WorkerPoolSpec {
+  namespace: string;
+  name: string;
+  /** The pool object's labels: what template and actor worker_selectors match. */
+  labels: Record<string, string>;
+  replicas: number;
+  /** WorkerPool `spec.sandboxClass` vocabulary. */
+  sandboxClass: 'gvisor' | 'microvm';
+  /** `spec.workerImage` as written (recorded, not run: local workers are this process's own). */
+  workerImage: string;
+}
+
+export interface WorkerPoolRegistry {
+  applyWorkerPool(p: WorkerPoolSpec): Promise<WorkerPoolSpec>;
+  listWorkerPools(): Promise<WorkerPoolSpec[]>;
+  /** NOT_FOUND when absent; FAILED_PRECONDITION while one of its workers hosts an actor. */
+  deleteWorkerPool(namespace: string, name: string): Promise<void>;
+}
+
+/** A cluster-scoped SandboxConfig (`ate.dev/v1alpha1`), addendum §2. */
+export interface SandboxConfigSpec {
+  name: string;
+  sandboxClass: 'gvisor' | 'microvm';
+  pauseImage?: string;
+  /** arch → asset name → {url, sha256}; recorded, not fetched (the local runtime is this machine's runsc). */
+  assets?: Record<string, Record<string, { url: string; sha256: string }>>;
+  /** True for the built-in `gvisor-default`, which cannot be deleted or replaced. */
+  builtIn?: boolean;
+}
+
+export interface SandboxConfigRegistry {
+  getSandboxConfig(name: string): SandboxConfigSpec | undefined;
+  applySandboxConfig(c: SandboxConfigSpec): Promise<SandboxConfigSpec>;
+  listSandboxConfigs(): Promise<SandboxConfigSpec[]>;
+  deleteSandboxConfig(name: string): Promise<void>;
+}
