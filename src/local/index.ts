@@ -1,25 +1,29 @@
-// The local Substrate: ateapi.Control, the ActorTemplate controller, the Kubernetes-shaped resource API and
-// the actor router on one machine, backed by real gVisor checkpoint/restore. Everything lives under one state
-// directory; a running instance advertises itself in <state-dir>/local.json.
+// The local Substrate: Substrate v0.4's ateapi.Control on one machine, backed by real gVisor. Composition
+// only: each responsibility lives in its own module (actors: the state machine; workers: slots, pools and
+// placement; snapshots: the snapshot store; templates: ActorTemplates, SandboxConfigs and the golden flow;
+// tags; atespaces; egress: per-actor egress policies; server: the gRPC edge with strict decoding and
+// authentication; router: ate-target-actor routing), joined through one in-process ControlApi.
 import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { homedir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { logger } from '../common/log.js';
 import { createVerifier, type JwtAuthOptions } from './auth.js';
-import { Catalog } from './catalog.js';
 import { acquireInstanceLock, checkStateDirPrivate } from './instance-lock.js';
-import { LocalControl, type ActorLimits } from './control.js';
-import { TemplateController } from './controller.js';
-import { serveControl, splitHostPort } from './grpc.js';
-import { apiResources } from './kube-resources.js';
+import { GOLDEN_ATESPACE, type ControlApi } from './api.js';
+import { Actors, type ActorLimits } from './actors.js';
+import { Workers } from './workers.js';
+import { Atespaces } from './atespaces.js';
+import { Templates, SandboxConfigs, localImageResolver } from './templates.js';
+import { Tags } from './tags.js';
+import { EgressPolicies } from './egress.js';
+import { SnapshotStore } from './snapshots.js';
+import { serveControlV4, splitHostPort, type ServeTls } from './server.js';
 import { startRouter } from './router.js';
 import { createRuntime } from './runtime/index.js';
-import { slotIp, workerNetns } from './runtime/paths.js';
+import { instanceLimits, resourcesOf } from './workload.js';
 import { ensureDefaultImage, resolveImage } from './images.js';
-import { startApiServer } from '../template/apiserver.js';
-import { sqliteStorage } from './storage.js';
-import type { KubeAccess } from '../template/store.js';
 import type { EgressRule } from './runtime/types.js';
 
 const log = logger('local');
@@ -36,31 +40,39 @@ export interface LocalSubstrateOptions {
   nodes?: number;
   /** Actor port the router forwards to; default 80. */
   actorPort?: number;
-  tls?: { certPath: string; keyPath: string };
+  tls?: ServeTls;
   auth?: JwtAuthOptions;
-  /** Host loopback ports every actor may reach. */
+  /** TEST/DEV ONLY: a loopback TCP listen address served without authentication. */
+  allowUnauthenticatedLoopback?: boolean;
+  /** Host loopback ports every actor may reach, on top of its egress policy. */
   egress?: EgressRule[];
   /** Worker slots across all pools (default MAX_LOCAL_WORKERS, 1024). */
   maxWorkers?: number;
   /** Per-actor limits (memory, cpu, tasks, /tmp, log); defaults in DEFAULT_ACTOR_LIMITS. */
   limits?: Partial<ActorLimits>;
-  /** Serve DebugClear (wipes every actor); off unless asked for. */
-  enableDebugClear?: boolean;
   /** Let the router listen on a non-loopback address (it has no authentication of its own). */
   routerAllowRemote?: boolean;
+  /** Golden-snapshot warm-up when not every container has a wakeup probe (upstream: 20 s). */
+  goldenWarmupMs?: number;
+  /** Template reconcile interval (upstream --template-resync-interval: 20 s). */
+  templateResyncMs?: number;
 }
 
 export interface LocalSubstrateHandle {
-  /** grpc-js target: 'unix:/abs/path' or 'host:port' */
+  /** grpc-js target of the v0.4 ateapi: 'unix:/abs/path' or 'host:port' */
   apiEndpoint: string;
   apiTls: boolean;
+  /** The instance's owner-only Unix socket (always served; the admin service lives only there). */
+  socketPath: string;
   routerUrl: string;
-  /** The Kubernetes-shaped resource API (templates, pools, secrets) on loopback, and its bearer token. */
-  kube: KubeAccess;
   /** Random per start: with the pid, names this instance in local.json. */
   nonce: string;
   stateDir: string;
-  control: LocalControl;
+  /** The in-process Control API (what the gRPC server serves). */
+  api: ControlApi;
+  actors: Actors;
+  templates: Templates;
+  workers: Workers;
   stop(): Promise<void>;
 }
 
@@ -70,10 +82,9 @@ export interface LocalJson {
   nonce: string;
   api_endpoint: string;
   api_tls: boolean;
+  /** The owner-only Unix socket of the instance (ateapi.Control and the admin service, no token). */
+  socket_path: string;
   router_url: string;
-  kube_url: string;
-  /** The file (0600) holding the resource API's bearer token. */
-  kube_token_path: string;
   state_dir: string;
   started_at: string;
 }
@@ -110,8 +121,8 @@ export function readLocalJson(stateDir: string): LocalJson | null {
   }
   try {
     const j = JSON.parse(readFileSync(file, 'utf8')) as LocalJson;
-    if (resolve(j.kube_token_path ?? '') !== join(resolve(stateDir), 'kube.token')) {
-      log.warn('ignoring local.json', { file, why: 'kube_token_path is not the kube.token of its state directory' });
+    if (resolve(j.socket_path ?? '') !== join(resolve(stateDir), 'ateapi.sock')) {
+      log.warn('ignoring local.json', { file, why: 'socket_path is not the ateapi.sock of its state directory' });
       return null;
     }
     return pidAlive(j.pid) ? j : null;
@@ -133,28 +144,6 @@ function untrusted(dir: string, file: string): string | undefined {
   return undefined;
 }
 
-/** The resource API of a running instance: its URL and the token read from kube_token_path. */
-export function kubeAccessOf(j: LocalJson): KubeAccess {
-  return { url: j.kube_url, token: readFileSync(j.kube_token_path, 'utf8').trim() };
-}
-
-/** The resource API's bearer token: kept in <state-dir>/kube.token (0600) across restarts, made on first start. */
-function kubeToken(stateDir: string): string {
-  const file = join(stateDir, 'kube.token');
-  try {
-    const t = readFileSync(file, 'utf8').trim();
-    if (t.length >= 32) {
-      chmodSync(file, 0o600);
-      return t;
-    }
-  } catch {
-    // absent: made below
-  }
-  const t = randomBytes(32).toString('base64url');
-  writeAtomic(file, `${t}\n`);
-  return t;
-}
-
 function writeAtomic(file: string, text: string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, text, { mode: 0o600 });
@@ -166,7 +155,6 @@ function writeAtomic(file: string, text: string): void {
 
 export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<LocalSubstrateHandle> {
   const stateDir = resolve(opts.stateDir);
-  // How long each start-up phase took (in the ready log line): where a restart after a crash spends its time.
   const phases: Record<string, number> = {};
   let phaseStart = performance.now();
   const phase = (name: string) => {
@@ -175,20 +163,19 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
   };
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (checkStateDirPrivate(stateDir) === 'tightened') log.info('state directory was readable by others; made it 0700', { stateDir });
-  // Before anything of a running instance could be touched (its sockets, local.json, catalog).
   const lock = acquireInstanceLock(stateDir);
   let routerListen: { host: string; port: number };
   let verifier: Awaited<ReturnType<typeof createVerifier>> | undefined;
-  let catalog: Catalog;
+  let db: Database.Database;
   try {
     routerListen = splitHostPort(opts.routerListen ?? '127.0.0.1:8000');
     verifier = opts.auth ? await createVerifier(opts.auth) : undefined;
-    catalog = new Catalog(join(stateDir, 'catalog.db'));
+    db = openStateDb(join(stateDir, 'substrate.db'));
   } catch (e) {
     lock.release();
     throw e;
   }
-  const cleanups: Array<() => Promise<void> | void> = [() => lock.release(), () => catalog.close()];
+  const cleanups: Array<() => Promise<void> | void> = [() => lock.release(), () => db.close()];
   const stopAll = async () => {
     for (const c of cleanups.reverse()) {
       try {
@@ -199,68 +186,81 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     }
   };
   try {
-    // The resource API keeps its port across restarts when it can, so clients configured with its URL (a
-    // running driver, a kubeconfig) keep working after the local Substrate restarts.
-    const previousPort = Number(catalog.getMeta('kube_port') ?? 0);
-    const token = kubeToken(stateDir);
-    const api = await startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: previousPort }, token }).catch((e: NodeJS.ErrnoException) => {
-      if (previousPort && e.code === 'EADDRINUSE') {
-        log.warn('the resource API port of the previous run is taken; using a new one', { port: previousPort });
-        return startApiServer({ storage: sqliteStorage(catalog), listen: { host: '127.0.0.1', port: 0 }, token });
-      }
-      throw e;
-    });
-    catalog.setMeta('kube_port', new URL(api.url).port);
-    cleanups.push(() => api.close());
-    // Namespaces every cluster with Substrate installed has.
-    for (const ns of ['default', 'ate-system']) {
-      if (!(await api.get('namespaces', undefined, ns))) {
-        await api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'substrate-local');
-      }
-    }
-    phase('resource API');
-    const resources = apiResources(api);
     // Sandboxes still running from a previous run of this instance (its process was killed) are adopted, not
-    // killed: the control plane keeps their actors RUNNING with their memory.
+    // killed: their actors stay RUNNING with their memory.
     const runtime = createRuntime({ stateDir, adoptLeftovers: true });
     await ensureDefaultImage(stateDir);
     phase('default image');
-    const control = new LocalControl({
-      stateDir,
-      catalog,
+    const limits = instanceLimits(opts.limits);
+    const snapshots = new SnapshotStore(stateDir);
+    // The facade is filled once every module exists; modules call it only after start().
+    const api = {} as ControlApi;
+    const workers = new Workers({
+      db,
       runtime,
-      resources,
-      images: { resolve: (ref) => resolveImage(stateDir, ref) },
-      workers: opts.workers ?? defaultWorkers(),
-      nodes: opts.nodes ?? 2,
-      slotOf: (row) => ({ index: row.idx, node: row.node, netns: workerNetns(runtime.tag, row.idx), ip: slotIp(row.idx) }),
-      egress: opts.egress,
-      limits: opts.limits,
+      slotOf: (idx, node) => runtime.slot(idx, node),
+      defaultReplicas: opts.workers ?? defaultWorkers(),
       maxWorkers: opts.maxWorkers,
+      nodes: opts.nodes ?? 2,
+      capacity: resourcesOf(limits),
+    });
+    const atespaces = new Atespaces(db, api);
+    const sandboxConfigs = new SandboxConfigs(db);
+    const templates = new Templates({
+      db,
+      api,
+      sandboxConfigs,
+      images: localImageResolver(stateDir),
+      goldenWarmupMs: opts.goldenWarmupMs,
+      resyncIntervalMs: opts.templateResyncMs,
+    });
+    const tags = new Tags({ db, api, snapshots });
+    const egress = new EgressPolicies(db, api);
+    const actors = new Actors({
+      stateDir,
+      db,
+      runtime,
+      snapshots,
+      images: { resolve: (ref) => resolveImage(stateDir, ref) },
+      api,
+      workers,
+      limits: opts.limits,
+      egress: opts.egress,
+      egressFor: (a, n) => egress.egressFor(a, n),
       platform: runtime.platform,
     });
-    await control.start();
-    phase('runtime and control plane (adoption included)');
-    cleanups.push(() => control.stop());
-    const controller = new TemplateController(control, resources);
-    controller.start();
-    cleanups.push(() => controller.stop());
-    api.onChange((ev) => {
-      if (ev.resource === 'actortemplates') controller.poke();
-      if (ev.resource === 'workerpools') void control.syncPools().catch((e) => log.warn('worker pool sync failed', { error: e }));
+    // What the modules call: the served API, except that the golden flow may create the reserved ate-golden
+    // atespace, which clients may not.
+    const served = composeApi({ actors, workers, atespaces, templates, tags, egress });
+    Object.assign(api, served, {
+      createAtespace: async (r: Parameters<ControlApi['createAtespace']>[0]) =>
+        r.atespace?.metadata?.name === GOLDEN_ATESPACE ? atespaces.ensureGolden() : atespaces.createAtespace(r),
     });
-    const grpcServer = await serveControl(control, {
-      address: opts.listen ?? `unix:${join(stateDir, 'ateapi.sock')}`,
-      tls: opts.tls,
-      verifier,
-      enableDebugClear: opts.enableDebugClear,
-    });
-    cleanups.push(() => grpcServer.close());
+    atespaces.ensureGolden();
+    await actors.start();
+    cleanups.push(() => actors.stop());
+    phase('runtime and actors (adoption included)');
+    templates.start();
+    cleanups.push(() => templates.stop());
+    const socketPath = join(stateDir, 'ateapi.sock');
+    const unixServer = await serveControlV4(served, { address: `unix:${socketPath}`, admin: { workerPools: workers, sandboxConfigs } });
+    cleanups.push(() => unixServer.close());
+    let listener = unixServer;
+    if (opts.listen && opts.listen !== `unix:${socketPath}`) {
+      const tcp = await serveControlV4(served, {
+        address: opts.listen,
+        tls: opts.tls,
+        verifier,
+        allowUnauthenticatedLoopback: opts.allowUnauthenticatedLoopback,
+      });
+      cleanups.push(() => tcp.close());
+      listener = tcp;
+    }
     const router = await startRouter(
       {
-        resume: (atespace, name) => control.resumeForRequest(atespace, name),
+        resume: (atespace, name) => actors.resumeForRequest(atespace, name),
         connect: async (atespace, name, port) => {
-          const h = control.sandboxOf(atespace, name);
+          const h = actors.sandboxOf(atespace, name);
           if (!h) throw new Error('actor is not running');
           return runtime.connect(h.worker, port);
         },
@@ -272,31 +272,89 @@ export async function startLocalSubstrate(opts: LocalSubstrateOptions): Promise<
     const info: LocalJson = {
       pid: process.pid,
       nonce,
-      api_endpoint: grpcServer.target,
-      api_tls: grpcServer.tls,
+      api_endpoint: listener.address,
+      api_tls: listener.tls,
+      socket_path: socketPath,
       router_url: router.url,
-      kube_url: api.url,
-      kube_token_path: join(stateDir, 'kube.token'),
       state_dir: stateDir,
       started_at: new Date().toISOString(),
     };
     writeAtomic(join(stateDir, 'local.json'), JSON.stringify(info, null, 2) + '\n');
     cleanups.push(() => rmSync(join(stateDir, 'local.json'), { force: true }));
     phase('API and router listening');
-    log.info('local Substrate ready', { api: info.api_endpoint, router: info.router_url, kube: info.kube_url, stateDir, phasesMs: phases });
+    log.info('local Substrate ready', { api: info.api_endpoint, socket: socketPath, router: info.router_url, stateDir, phasesMs: phases });
     let stopped: Promise<void> | undefined;
     return {
-      apiEndpoint: grpcServer.target,
-      apiTls: grpcServer.tls,
+      apiEndpoint: listener.address,
+      apiTls: listener.tls,
+      socketPath,
       routerUrl: router.url,
-      kube: { url: api.url, token },
       nonce,
       stateDir,
-      control,
+      api,
+      actors,
+      templates,
+      workers,
       stop: () => (stopped ??= stopAll()),
     };
   } catch (e) {
     await stopAll();
     throw e;
   }
+}
+
+/** The instance's SQLite state: WAL with synchronous=FULL, so a committed write survives kill -9 and power loss. */
+function openStateDb(file: string): Database.Database {
+  const db = new Database(file);
+  chmodSync(file, 0o600);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
+interface Modules {
+  actors: Actors;
+  workers: Workers;
+  atespaces: Atespaces;
+  templates: Templates;
+  tags: Tags;
+  egress: EgressPolicies;
+}
+
+/** Each RPC to the module that owns it. */
+function composeApi(m: Modules): ControlApi {
+  const { actors, workers, atespaces, templates, tags, egress } = m;
+  return {
+    getActor: (r) => actors.getActor(r),
+    createActor: (r) => actors.createActor(r),
+    updateActor: (r) => actors.updateActor(r),
+    suspendActor: (r) => actors.suspendActor(r),
+    pauseActor: (r) => actors.pauseActor(r),
+    resumeActor: (r) => actors.resumeActor(r),
+    revertActor: (r) => actors.revertActor(r),
+    deleteActor: (r) => actors.deleteActor(r),
+    listActors: (r) => actors.listActors(r),
+    getActorEgressPolicy: (r) => egress.getActorEgressPolicy(r),
+    createActorEgressPolicy: (r) => egress.createActorEgressPolicy(r),
+    updateActorEgressPolicy: (r) => egress.updateActorEgressPolicy(r),
+    deleteActorEgressPolicy: (r) => egress.deleteActorEgressPolicy(r),
+    createTag: (r) => tags.createTag(r),
+    getTag: (r) => tags.getTag(r),
+    listTags: (r) => tags.listTags(r),
+    updateTag: (r) => tags.updateTag(r),
+    deleteTag: (r) => tags.deleteTag(r),
+    listWorkers: (r) => workers.listWorkers(r),
+    getWorker: (r) => workers.getWorker(r),
+    drainWorker: (r) => workers.drainWorker(r),
+    listWorkerActorAssignments: (r) => workers.listWorkerActorAssignments(r),
+    createAtespace: (r) => atespaces.createAtespace(r),
+    getAtespace: (r) => atespaces.getAtespace(r),
+    listAtespaces: (r) => atespaces.listAtespaces(r),
+    deleteAtespace: (r) => atespaces.deleteAtespace(r),
+    createActorTemplate: (r) => templates.createActorTemplate(r),
+    getActorTemplate: (r) => templates.getActorTemplate(r),
+    listActorTemplates: (r) => templates.listActorTemplates(r),
+    deleteActorTemplate: (r) => templates.deleteActorTemplate(r),
+  };
 }

@@ -24,7 +24,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { Code } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import type { Actor } from '../gen/june/ateapi.js';
+import type { Actor } from '../gen/ateapi.js';
 import type { Target } from './router.js';
 
 const log = logger('local.router');
@@ -110,7 +110,7 @@ export function startH2(r: H2Routing): H2Router {
     const ref = `${t.atespace}/${t.name}`;
     const { actor, deadline } = await r.resume(t);
     const cur = upstreams.get(ref);
-    if (cur && cur.version === actor.version && !cur.session.closed && !cur.session.destroyed) return cur.session;
+    if (cur && cur.version === (actor.metadata?.version ?? 0) && !cur.session.closed && !cur.session.destroyed) return cur.session;
     const sock = await r.connectWithin(t, r.actorPort, deadline, gone);
     const session = http2.connect(`http://actor-upstream:${r.actorPort}`, { createConnection: () => sock });
     session.on('error', (e) => log.debug('HTTP/2 session to actor failed', { actor: ref, error: e }));
@@ -119,7 +119,7 @@ export function startH2(r: H2Routing): H2Router {
     });
     // Replaces an older session (an earlier version of the actor, or a concurrent request's): it finishes its streams.
     upstreams.get(ref)?.session.close();
-    upstreams.set(ref, { session, version: actor.version });
+    upstreams.set(ref, { session, version: actor.metadata?.version ?? 0 });
     return session;
   };
 

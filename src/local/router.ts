@@ -33,7 +33,7 @@ import type { Duplex } from 'node:stream';
 import { Code, grpcCodeOf, messageOf } from '../common/errors.js';
 import { isDnsLabel } from '../common/dns.js';
 import { logger } from '../common/log.js';
-import type { Actor } from '../gen/june/ateapi.js';
+import type { Actor } from '../gen/ateapi.js';
 import { isLoopbackHost } from '../common/net.js';
 import { startH2, type H2Router } from './router-h2.js';
 

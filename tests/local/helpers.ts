@@ -1,13 +1,13 @@
-// Shared pieces of the local Substrate tests: a promise client for ateapi.Control, a counter workload, and
-// a local Substrate in a temporary state directory. Everything here is real: gVisor, SQLite, gRPC, HTTP.
-import type { KubeAccess } from '../../src/template/store.js';
+// Shared pieces of the local Substrate tests: a promise client for ateapi.Control (v0.4), a counter workload,
+// its ActorTemplate, and a local Substrate in a temporary state directory. Everything here is real: gVisor,
+// SQLite, gRPC, HTTP.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as ateapi from '../../src/gen/june/ateapi.js';
-import { ControlClient, type Actor } from '../../src/gen/june/ateapi.js';
+import * as ateapi from '../../src/gen/ateapi.js';
+import { ControlClient, type Actor } from '../../src/gen/ateapi.js';
 import { listImages } from '../../src/local/images.js';
 import { startLocalSubstrate, type LocalJson, type LocalSubstrateHandle, type LocalSubstrateOptions } from '../../src/local/index.js';
 
@@ -72,68 +72,65 @@ export async function defaultImageRef(stateDir: string): Promise<string> {
   return node.ref;
 }
 
-export function counterTemplate(name: string, image: string, opts: { readyz?: boolean; namespace?: string } = {}) {
-  return {
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: { name, namespace: opts.namespace ?? 'default' },
-    spec: {
-      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
-      containers: [
-        {
-          name: 'app',
-          image,
-          command: ['/usr/bin/node', '-e', COUNTER_JS],
-          env: [{ name: 'GREETING', value: 'hi' }],
-          ...(opts.readyz === false ? {} : { readyz: { httpGet: { path: '/readyz', port: 80 } } }),
-        },
-      ],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  };
-}
-
-export async function applyObject(kube: KubeAccess, obj: { kind: string; metadata: { name: string; namespace?: string } }): Promise<Response> {
-  const ns = obj.metadata.namespace ?? 'default';
-  const path =
-    obj.kind === 'ActorTemplate'
-      ? `/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${obj.metadata.name}`
-      : obj.kind === 'WorkerPool'
-        ? `/apis/ate.dev/v1alpha1/namespaces/${ns}/workerpools/${obj.metadata.name}`
-        : obj.kind === 'Secret'
-          ? `/api/v1/namespaces/${ns}/secrets/${obj.metadata.name}`
-          : `/api/v1/namespaces/${obj.metadata.name}`;
-  return fetch(`${kube.url}${path}?fieldManager=tests&force=true`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/apply-patch+yaml', authorization: `Bearer ${kube.token}` },
-    body: JSON.stringify(obj),
+/** The counter workload's ActorTemplate (v0.4), in `atespace`; a wakeup probe on /readyz unless `probe: false`. */
+export function counterTemplate(atespace: string, name: string, image: string, opts: { probe?: boolean; limits?: boolean } = {}): ateapi.ActorTemplate {
+  return ateapi.ActorTemplate.fromPartial({
+    metadata: { atespace, name },
+    containers: [
+      {
+        name: 'app',
+        image,
+        command: ['/usr/bin/node', '-e', COUNTER_JS],
+        env: [{ name: 'GREETING', value: 'hi' }],
+        ...(opts.probe === false ? {} : { wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 } }),
+      },
+    ],
+    snapshotConfig: { onCommit: ateapi.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://local-tests/snapshots' },
+    sandboxConfig: { sandboxClass: ateapi.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
+    ...(opts.limits === false ? {} : { resources: { limits: [{ name: 'memory', quantity: '256Mi' }] } }),
   });
 }
 
-export async function waitTemplateReady(kube: KubeAccess, ns: string, name: string, timeoutMs = 90_000): Promise<Record<string, any>> {
+/** Creates the atespace if missing. */
+export async function ensureAtespace(rpc: Rpc, name: string): Promise<void> {
+  try {
+    await rpc('createAtespace', { atespace: { metadata: { name } } });
+  } catch (e) {
+    if ((e as grpc.ServiceError).code !== grpc.status.ALREADY_EXISTS) throw e;
+  }
+}
+
+/** Polls GetActorTemplate until its golden tag is set; throws on a terminal error_message or the timeout. */
+export async function waitGolden(rpc: Rpc, atespace: string, name: string, timeoutMs = 120_000): Promise<ateapi.ActorTemplate> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/${ns}/actortemplates/${name}`, { headers: { authorization: `Bearer ${kube.token}` } });
-    const o = (await r.json()) as Record<string, any>;
-    if (o.status?.phase === 'Ready') return o;
-    if (Date.now() > deadline) throw new Error(`template ${ns}/${name} not Ready: ${JSON.stringify(o.status)}`);
+    const t = await rpc<ateapi.ActorTemplate>('getActorTemplate', { actorTemplate: { atespace, name } });
+    const g = t.status?.goldenSnapshotStatus;
+    if (g?.errorMessage) throw new Error(`template ${atespace}/${name} failed: ${g.errorMessage}`);
+    if (g?.goldenTag?.name) return t;
+    if (Date.now() > deadline) throw new Error(`template ${atespace}/${name} has no golden tag after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
 
-/** GET through the router with the actor's Host header. */
-export async function viaRouter(routerUrl: string, atespace: string, actor: string, path: string): Promise<{ status: number; body: string }> {
+/** Atespace + counter template + its golden snapshot; returns the template. */
+export async function counterSetup(rpc: Rpc, atespace: string, name: string, stateDir: string, opts: { probe?: boolean; wait?: boolean } = {}): Promise<ateapi.ActorTemplate> {
+  await ensureAtespace(rpc, atespace);
+  const t = await rpc<ateapi.ActorTemplate>('createActorTemplate', { actorTemplate: counterTemplate(atespace, name, await defaultImageRef(stateDir), opts) });
+  return opts.wait === false ? t : waitGolden(rpc, atespace, name);
+}
+
+/** GET through the router, addressed by the `ate-target-actor` header (or by the local Host form with `host: true`). */
+export async function viaRouter(routerUrl: string, atespace: string, actor: string, path: string, opts: { host?: boolean } = {}): Promise<{ status: number; body: string }> {
   const u = new URL(routerUrl);
   const http = await import('node:http');
+  const headers: Record<string, string> = opts.host ? { host: `${actor}.${atespace}.actors.resources.substrate.ate.dev` } : { 'ate-target-actor': `${atespace}/${actor}` };
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: u.hostname, port: u.port, path, headers: { host: `${actor}.${atespace}.actors.resources.substrate.ate.dev` }, timeout: 60_000 },
-      (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
+    const req = http.request({ host: u.hostname, port: u.port, path, headers, timeout: 60_000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
     req.on('error', reject);
     req.end();
   });
@@ -149,7 +146,8 @@ export interface TestSubstrate {
 
 export async function startTestSubstrate(opts: Partial<LocalSubstrateOptions> = {}): Promise<TestSubstrate> {
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'sdl-test-'));
-  const base: LocalSubstrateOptions = { stateDir, workers: 2, routerListen: '127.0.0.1:0', ...opts };
+  // A short golden warm-up keeps template tests quick; the counter template's wakeup probe makes it moot anyway.
+  const base: LocalSubstrateOptions = { stateDir, workers: 2, routerListen: '127.0.0.1:0', goldenWarmupMs: 500, ...opts };
   let h = await startLocalSubstrate(base);
   let c = controlClient(h.apiEndpoint);
   const t: TestSubstrate = {
