@@ -2,8 +2,9 @@
 // substrate_actor_template). Attaching a template gives the sandbox that template's golden snapshot, its
 // identity and whatever environment (token references included) its author put there, so:
 //
-// 1. A template the driver synthesized for a sandbox (it carries the driver's owner annotation) can never be
-//    named: it is another sandbox's identity and token environment. This holds whatever the policy says.
+// 1. A template the driver synthesized (content-named `sbx-tpl-<hash>`) can never be named: it may carry
+//    another sandbox's identity in its environment, and its life is tied to the sandboxes that use it. This
+//    holds whatever the policy says.
 // 2. A pre-provisioned template is an external resource under OpenShell v0.1 resource admission
 //    (admission-policy.ts), and the operator chooses its scope by how it is labelled:
 //    - attachable to ONE workspace: it carries the policy's `${workspace}` label(s) (default policy:
@@ -16,16 +17,14 @@
 //    pre-provisioned template.
 //
 // Where a template's labels come from: Substrate v0.4 ActorTemplates carry no labels, so the operator marks
-// templates attachable in the driver's config, `[openshell.drivers.substrate.template_labels."<ns>/<name>"]`.
-// Those labels overlay the template's own metadata.labels (which the local Substrate still keeps). Both are
-// operator-controlled; caller metadata is never a label source.
+// templates attachable in the driver's config, `[openshell.drivers.substrate.template_labels."<atespace>/<name>"]`,
+// and that is the only source. It is operator-controlled; caller metadata is never a label source.
 //
 // ValidateSandboxCreate and CreateSandbox both go through SubstrateDriver.validate, which calls
 // attachRefusal once the named template has been read.
 import { failedPrecondition, type ApiError } from '../common/errors.js';
 import { isRecord, ownGet, ownSet } from '../common/own.js';
-import { OWNER_ANNOTATION, OWNER_VALUE } from '../template/synthesize.js';
-import type { ActorTemplate } from '../template/types.js';
+import { isSynthesizedTemplateName } from '../template/synthesize.js';
 import {
   admissionFailure,
   DEFAULT_REQUIRED_LABELS,
@@ -57,19 +56,19 @@ export const DEFAULT_ADMISSION_LABELS: Readonly<AdmissionLabels> = Object.freeze
   workspace: ATTACHABLE_WORKSPACE_LABEL,
 });
 
-/** The key of a template in template_labels: "<namespace>/<name>". */
-export function templateRef(namespace: string, name: string): string {
-  return `${namespace}/${name}`;
+/** The key of a template in template_labels: "<atespace>/<name>". */
+export function templateRef(atespace: string, name: string): string {
+  return `${atespace}/${name}`;
 }
 
 /**
- * The labels admission sees for the template `t` read from `namespace/name`: its own metadata.labels overlaid
- * by `templateLabels["namespace/name"]`. Own string properties only; a null-prototype map.
+ * The labels admission sees for the template `atespace/name`: `templateLabels["atespace/name"]` (v0.4
+ * templates carry no labels of their own). Own string properties only; a null-prototype map.
  */
-export function effectiveTemplateLabels(t: ActorTemplate, namespace: string, name: string, templateLabels: TemplateLabels): Record<string, string> {
+export function effectiveTemplateLabels(atespace: string, name: string, templateLabels: TemplateLabels): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
-  for (const src of [ownGet(t.metadata, 'labels'), ownGet(templateLabels, templateRef(namespace, name))]) {
-    if (!isRecord(src)) continue;
+  const src = ownGet(templateLabels, templateRef(atespace, name));
+  if (isRecord(src)) {
     for (const k of Object.keys(src)) {
       const v = src[k];
       if (typeof v === 'string') ownSet(out, k, v);
@@ -81,12 +80,11 @@ export function effectiveTemplateLabels(t: ActorTemplate, namespace: string, nam
 const show = (v: string): string => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
 
 /**
- * Why a sandbox of `workspace` may not attach the existing template `t` (read from `namespace/name`), as a
- * FAILED_PRECONDITION ApiError, or null when it may. `policy` is the operator's admission policy
- * (DriverConfig.admission) and `templateLabels` the operator's template_labels (DriverConfig.templateLabels).
+ * Why a sandbox of `workspace` may not attach the existing template `atespace/name`, as a FAILED_PRECONDITION
+ * ApiError, or null when it may. `policy` is the operator's admission policy (DriverConfig.admission) and
+ * `templateLabels` the operator's template_labels (DriverConfig.templateLabels).
  */
 export function attachRefusal(
-  t: ActorTemplate,
   namespace: string,
   name: string,
   workspace: string,
@@ -94,12 +92,12 @@ export function attachRefusal(
   templateLabels: TemplateLabels,
 ): ApiError | null {
   const ref = `ActorTemplate ${namespace}/${name}`;
-  if (ownGet(ownGet(t.metadata, 'annotations'), OWNER_ANNOTATION) === OWNER_VALUE) {
+  if (isSynthesizedTemplateName(name)) {
     return failedPrecondition(
-      `${ref} was synthesized by the driver for another sandbox and cannot be attached: a sandbox may name only pre-provisioned templates marked attachable`,
+      `${ref} was synthesized by the driver for other sandboxes and cannot be attached: a sandbox may name only pre-provisioned templates marked attachable`,
     );
   }
-  const labels = effectiveTemplateLabels(t, namespace, name, templateLabels);
+  const labels = effectiveTemplateLabels(namespace, name, templateLabels);
   // Workspace-scoped when it carries a label the policy fills with the workspace; shared otherwise.
   const scoped = Object.entries(policy.resourceAdmission.requiredLabels).some(
     ([k, v]) => v === WORKSPACE_PLACEHOLDER && Object.prototype.hasOwnProperty.call(labels, k),
@@ -112,7 +110,7 @@ export function attachRefusal(
     case 'invalid-workspace':
       return failedPrecondition(`${INVALID_WORKSPACE}: ${show(workspace)} is not a valid label value`);
     case 'unmet': {
-      const how = `the operator marks a pre-provisioned template attachable with that label, on the template or in the driver config [openshell.drivers.substrate.template_labels."${templateRef(namespace, name)}"]`;
+      const how = `the operator marks a pre-provisioned template attachable with that label, in the driver config [openshell.drivers.substrate.template_labels."${templateRef(namespace, name)}"]`;
       if (f.workspace && f.actual !== undefined) {
         return failedPrecondition(
           `${NOT_ADMITTED}: ${ref} has label ${f.key}=${show(f.actual)}, which admits only sandboxes of workspace ${show(f.actual)}; this sandbox is in workspace ${show(workspace)}`,

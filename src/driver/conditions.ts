@@ -9,11 +9,17 @@
 //   gateways let Suspended win, and every state must derive the same phase under both;
 // - an actor the gateway stopped that a request woke again is reported as stopping (the driver suspends it
 //   again), never Ready.
-import { Actor_Status, type Actor } from '../gen/june/ateapi.js';
+//
+// Substrate v0.4 adds three states: CRASHED (a worker died, a probe timed out: the actor must be reverted
+// before it can run again), REVERTING and DELETING. For a sandbox the gateway wants running the driver
+// recovers a crashed actor itself (RevertActor → ResumeActor) and reports it as transient (Ready=Unknown
+// `Recovering`, with the crash message); only a recovery that failed is an error condition.
+import { ActorState, type Actor } from '../gen/ateapi.js';
 import type { DriverCondition } from '../gen/compute_driver.js';
+import { crashMessageOf, stateOf, workerOf } from './actor-view.js';
 import type { Desired } from './records.js';
 
-export type Op = 'provisioning' | 'starting' | 'stopping' | 'deleting';
+export type Op = 'provisioning' | 'starting' | 'stopping' | 'deleting' | 'recovering';
 
 /** The gateway's transient `Ready=False` reasons (mod.rs `is_terminal_failure_reason`). */
 export const TRANSIENT_REASONS = [
@@ -38,6 +44,9 @@ export const REASON = {
   stopped: 'Stopped',
   actorMissing: 'ActorMissing',
   unknown: 'ActorStatusUnknown',
+  recovering: 'Recovering',
+  recoveryFailed: 'RecoveryFailed',
+  deleting: 'ActorDeleting',
 } as const;
 
 export interface StatusInput {
@@ -54,6 +63,8 @@ export interface StatusInput {
   failure?: { reason: string; message: string };
   /** The current provisioning step, for the message. */
   progress?: string;
+  /** The last attempt to recover a CRASHED actor failed (why); cleared when one succeeds. */
+  recoveryFailure?: string;
 }
 
 type Cond = Omit<DriverCondition, 'transitionTime'>;
@@ -62,7 +73,17 @@ const ready = (status: 'True' | 'False' | 'Unknown', reason: string, message: st
 const suspended = (status: 'True' | 'False', reason: string, message: string): Cond => ({ type: 'Suspended', status, reason, message });
 
 function where(a: Actor): string {
-  return a.ateomPodName ? ` on worker ${a.ateomPodName}` : '';
+  const w = workerOf(a);
+  return w ? ` on worker ${w}` : '';
+}
+
+function stateText(s: ActorState): string {
+  return (ActorState[s] ?? String(s)).replace(/^ACTOR_STATE_/, '');
+}
+
+function crashText(a: Actor): string {
+  const m = crashMessageOf(a);
+  return m ? `: ${m.length > 300 ? `${m.slice(0, 300)}…` : m}` : '';
 }
 
 /** The conditions for a sandbox, without transition times (see stampTransitions). */
@@ -89,24 +110,35 @@ export function conditionsFor(i: StatusInput): Cond[] {
     return [ready('Unknown', REASON.provisioning, step)];
   }
 
-  const s = a.status;
+  const s = stateOf(a);
+  if (s === ActorState.ACTOR_STATE_DELETING) {
+    // Deleted outside the gateway (the driver's own delete reports `deleting` on the sandbox instead).
+    return [ready('Unknown', REASON.deleting, 'the actor is being deleted outside the gateway')];
+  }
   if (i.desired === 'stopped') {
     switch (s) {
-      case Actor_Status.STATUS_SUSPENDED:
+      case ActorState.ACTOR_STATE_SUSPENDED:
         return [
           suspended('True', REASON.suspended, 'stopped: the actor is suspended with its memory in a snapshot; StartSandbox resumes it'),
           ready('Unknown', REASON.stopped, 'stopped'),
         ];
-      case Actor_Status.STATUS_PAUSED:
+      case ActorState.ACTOR_STATE_PAUSED:
         return [
           suspended('True', REASON.paused, 'stopped: the actor is paused with its memory in a node-local snapshot; StartSandbox resumes it'),
           ready('Unknown', REASON.stopped, 'stopped'),
         ];
-      case Actor_Status.STATUS_SUSPENDING:
-      case Actor_Status.STATUS_PAUSING:
+      case ActorState.ACTOR_STATE_SUSPENDING:
+      case ActorState.ACTOR_STATE_PAUSING:
         return [suspended('False', REASON.stopping, `stopping: the actor is being checkpointed${where(a)}`), ready('Unknown', REASON.stopping, 'stopping')];
-      case Actor_Status.STATUS_RUNNING:
-      case Actor_Status.STATUS_RESUMING:
+      case ActorState.ACTOR_STATE_CRASHED:
+      case ActorState.ACTOR_STATE_REVERTING:
+        // The driver reverts it to its last snapshot: stopped again, without running it.
+        return [
+          suspended('False', REASON.stopping, `stopping: the actor ${s === ActorState.ACTOR_STATE_CRASHED ? `crashed${crashText(a)}` : 'is reverting'}; reverting it to its last snapshot`),
+          ready('Unknown', REASON.stopping, 'stopping'),
+        ];
+      case ActorState.ACTOR_STATE_RUNNING:
+      case ActorState.ACTOR_STATE_RESUMING:
         if (i.op === 'stopping' || i.op === 'deleting') {
           return [suspended('False', REASON.stopping, `stopping: checkpoint requested${where(a)}`), ready('Unknown', REASON.stopping, 'stopping')];
         }
@@ -118,19 +150,40 @@ export function conditionsFor(i: StatusInput): Cond[] {
           ready('Unknown', REASON.stopping, 'stopping'),
         ];
       default:
-        return [ready('Unknown', REASON.unknown, `actor status ${Actor_Status[s] ?? s}`)];
+        return [ready('Unknown', REASON.unknown, `actor state ${stateText(s)}`)];
     }
   }
 
   switch (s) {
-    case Actor_Status.STATUS_RUNNING:
+    case ActorState.ACTOR_STATE_RUNNING:
       return [ready('True', REASON.running, `running${where(a)}`)];
-    case Actor_Status.STATUS_RESUMING:
+    case ActorState.ACTOR_STATE_RESUMING:
       return [ready('Unknown', REASON.starting, `resuming${where(a)}`)];
-    case Actor_Status.STATUS_SUSPENDED:
-    case Actor_Status.STATUS_PAUSED:
-    case Actor_Status.STATUS_SUSPENDING:
-    case Actor_Status.STATUS_PAUSING:
+    case ActorState.ACTOR_STATE_CRASHED:
+    case ActorState.ACTOR_STATE_REVERTING:
+      if (i.recoveryFailure && i.op !== 'recovering') {
+        return [ready('False', REASON.recoveryFailed, `the actor crashed${crashText(a)}; recovering it (RevertActor, ResumeActor) failed: ${i.recoveryFailure}`)];
+      }
+      return [
+        ready(
+          'Unknown',
+          REASON.recovering,
+          s === ActorState.ACTOR_STATE_CRASHED
+            ? `the actor crashed${crashText(a)}; recovering: reverting it to its last snapshot and resuming it`
+            : 'recovering: the actor is reverting to its last snapshot; it resumes next',
+        ),
+      ];
+    case ActorState.ACTOR_STATE_SUSPENDED:
+    case ActorState.ACTOR_STATE_PAUSED:
+    case ActorState.ACTOR_STATE_SUSPENDING:
+    case ActorState.ACTOR_STATE_PAUSING:
+      if (i.op === 'recovering') {
+        return [ready('Unknown', REASON.recovering, 'recovering: resuming the actor from its last snapshot after a crash')];
+      }
+      if (i.recoveryFailure && (s === ActorState.ACTOR_STATE_SUSPENDED || s === ActorState.ACTOR_STATE_PAUSED)) {
+        // Reverted after a crash, but the resume failed: still a failed recovery (retried with backoff).
+        return [ready('False', REASON.recoveryFailed, `the actor crashed and was reverted to its last snapshot; resuming it failed: ${i.recoveryFailure}`)];
+      }
       if (i.op === 'starting' || i.op === 'provisioning') {
         return [ready('Unknown', REASON.starting, i.op === 'provisioning' ? (i.progress ?? 'starting the actor') : 'resuming the actor')];
       }
@@ -138,11 +191,11 @@ export function conditionsFor(i: StatusInput): Cond[] {
         ready(
           'Unknown',
           REASON.resumesOnDemand,
-          `${s === Actor_Status.STATUS_PAUSED || s === Actor_Status.STATUS_PAUSING ? 'paused' : 'suspended'} outside the gateway (idle, operator or lost worker); resumes on demand`,
+          `${s === ActorState.ACTOR_STATE_PAUSED || s === ActorState.ACTOR_STATE_PAUSING ? 'paused' : 'suspended'} outside the gateway (idle, operator or lost worker); resumes on demand`,
         ),
       ];
     default:
-      return [ready('Unknown', REASON.unknown, `actor status ${Actor_Status[s] ?? s}`)];
+      return [ready('Unknown', REASON.unknown, `actor state ${stateText(s)}`)];
   }
 }
 

@@ -1,18 +1,21 @@
 // The Substrate compute driver: every RPC of openshell.compute.v1.ComputeDriver, for OpenShell v0.1 gateways
 // (the negotiated contract of v0.1.2, shared/reference/openshell-v0.1.md) and 0.0.x gateways (2f7fb65,
-// compute-driver.md) on one socket (generations.ts), translated into ActorTemplates and ateapi.Control actions.
+// compute-driver.md) on one socket (generations.ts), translated into Substrate v0.4 ateapi.Control calls
+// (substrate-v0.4.md; ARCHITECTURE.md "Lifecycle mapping").
 //
 // - A sandbox is an actor named by the gateway's id in the atespace named by its workspace.
-// - Every sandbox has a record (a labelled Secret, see records.ts) written before CreateSandbox returns;
-//   after a restart the driver lists, starts, stops and deletes every sandbox from those records.
+// - Every sandbox has a record (records.ts: SQLite locally, a labelled Secret in a cluster) written before
+//   CreateSandbox returns; after a restart the driver lists, starts, stops and deletes every sandbox from them.
 // - CreateSandbox never blocks on a golden snapshot: it returns once the record is durable, and provisioning
-//   (ensure atespace → apply template → wait Ready → CreateActor → ResumeActor) runs in the background with
-//   progress and failures surfacing through Get/List/Watch and platform events.
+//   (ensure atespace → CreateActorTemplate (shared by spec) or a pre-provisioned one → golden tag →
+//   CreateActor (borrows the golden snapshot) → ResumeActor) runs in the background with progress and
+//   failures surfacing through Get/List/Watch and platform events.
 // - Stop/Start return only once the actor is SUSPENDED (or PAUSED) / RUNNING, and are idempotent.
-// - Change detection polls ListActors (default every 500 ms) and diffs, because the pinned ateapi has no
-//   watch RPC (upstream dropped WatchActors; see ateapi.md). Changes made through this driver are published
-//   immediately; the poll catches the rest (idle suspends, the router's implicit resumes, operators).
-import { Actor_Status, type Actor, type ActorRef } from '../gen/june/ateapi.js';
+// - A CRASHED actor the gateway wants running is recovered by the driver (RevertActor → ResumeActor).
+// - Change detection polls ListActors (paged; default every 500 ms) and diffs: v0.4 has no watch RPC.
+//   Changes made through this driver are published immediately; the poll catches the rest (idle suspends,
+//   the router's implicit resumes, crashes, operators).
+import { ActorState, type Actor, type ObjectRef } from '../gen/ateapi.js';
 import type {
   DriverCondition,
   DriverPlatformEvent,
@@ -23,7 +26,7 @@ import type {
   WatchSandboxesEvent,
 } from '../gen/compute_driver.js';
 import type { PeerMetadata } from '../gen/extension.js';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   ApiError,
   Code,
@@ -39,15 +42,16 @@ import { parseSelector } from '../common/config.js';
 import { logger } from '../common/log.js';
 import { conditionsFor, derivePhase, stampTransitions, type Op } from './conditions.js';
 import { RecordStore, stripToken, type SandboxRecord } from './records.js';
-import type { ControlPort, StorePort, TemplatePort } from './ports.js';
+import type { ControlPort, RecordBackend, TemplatePort } from './ports.js';
+import { crashMessageOf, incarnationOf, isRunning, isStopped, stateName, stateOf, versionOf, workerOf } from './actor-view.js';
+import { TemplateManager, templateKey } from './templates.js';
 import { WatchHub, type EventSink } from './hub.js';
 import { attachRefusal } from './admission.js';
 import { defaultAdmissionConfig, type DriverAdmissionConfig, type TemplateLabels } from './admission-policy.js';
 import { driverMetadata, negotiationRefusal } from './negotiation.js';
 import { GatewayGeneration, type Generation } from './generations.js';
 import { parseLaunchAuthentication } from './launch.js';
-import { AGENT_IMAGE_PATH } from '../sandbox/bootstrap-agent.mjs';
-import { BOOTSTRAP_AGENT_COMMAND } from '../template/synthesize.js';
+import { BOOTSTRAP_AGENT_COMMAND, runsBootstrapAgent } from '../template/synthesize.js';
 
 /** What AuthenticateSandbox answers, with UNIMPLEMENTED (see SubstrateDriver.authenticate). */
 export const AUTHENTICATE_UNIMPLEMENTED =
@@ -64,14 +68,18 @@ export const EVENT_SOURCE = 'substrate';
 export const DRIVER_CONFIG_KEYS = ['actor_template', 'worker_selector'] as const;
 /** platform_config.annotations key naming a pre-provisioned template (as the seed driver read it). */
 export const TEMPLATE_ANNOTATION = 'substrate_actor_template';
-/** Atespace of the template controller's golden actors (ateapi.md §3.2). */
+/** Atespace of the golden actors (substrate-v0.4.md §4.3). */
 export const GOLDEN_ATESPACE = 'ate-golden';
 
 export interface DriverOptions {
   control: ControlPort;
-  store: StorePort;
+  /** Where sandbox records live (record-backends.ts: SQLite locally, Kubernetes Secrets in a cluster). */
+  records: RecordBackend;
   templates: TemplatePort;
-  /** Namespace of synthesized templates and of the record Secrets. */
+  /**
+   * The sandboxes' `namespace` as the gateway sees it, and the atespace of a pre-provisioned template named
+   * without one (config default_namespace).
+   */
   namespace: string;
   stopMode: 'suspend' | 'pause';
   defaultImage: string;
@@ -92,7 +100,7 @@ export interface DriverOptions {
   admission?: DriverAdmissionConfig;
   /** Its acknowledgement (`v1:` + JSON), fixed for the life of the process. */
   admissionAck?: string;
-  /** Operator-set labels of pre-provisioned templates ("namespace/name" → labels), over their own. */
+  /** Operator-set labels of pre-provisioned templates ("atespace/name" → labels): v0.4 templates carry none. */
   templateLabels?: TemplateLabels;
   /** Which limits of synthesized templates the Substrate is known to enforce (the local one: by cgroups). */
   limitsEnforced?: { cpu: boolean; memory: boolean };
@@ -106,11 +114,14 @@ export interface DriverOptions {
 
 interface Plan {
   atespace: string;
-  templateNamespace: string;
-  template: string;
-  owned: boolean;
+  /** A pre-provisioned template; undefined: the driver synthesizes one (shared by spec). */
+  preProvisioned?: ObjectRef;
   workerSelector: Record<string, string>;
 }
+
+/** How long a failed crash recovery waits before the next attempt (doubling up to the cap). */
+const RECOVERY_BACKOFF_MS = 2_000;
+const RECOVERY_BACKOFF_MAX_MS = 300_000;
 
 interface Live {
   op?: Op;
@@ -127,18 +138,22 @@ interface Live {
   provisioning?: { abort: AbortController; done: Promise<void> };
   /** Suspending again an actor that a request woke after the gateway stopped it. */
   restopping?: Promise<void>;
-  /** The incarnation (worker) of the actor that last received the launch authentication. */
+  /** The incarnation of the actor that last received the launch authentication (incarnationOf). */
   deliveredTo?: string;
+  /** Resumes observed (not-running → RUNNING): part of the incarnation. */
+  resumes: number;
+  /** A crash recovery (RevertActor → ResumeActor) in flight. */
+  recovering?: Promise<void>;
+  /** Why the last crash recovery failed ('' / undefined: none failed); when the next may start. */
+  recoveryFailure?: string;
+  recoveryAttempts: number;
+  recoveryNextAt?: number;
   /** A background re-delivery in flight. */
   redelivering?: Promise<void>;
   /** Whether a pre-provisioned template runs the bootstrap agent (read once). */
   templateRunsAgent?: boolean;
 }
 
-/** Which run of an actor this is: a worker death restores it elsewhere, from an older snapshot. */
-function incarnationOf(a: Actor | undefined): string {
-  return a ? `${a.ateomPodNamespace}/${a.ateomPodName}/${a.ateomPodUid}` : '';
-}
 
 const PROGRESS = {
   requesting: 'requesting_sandbox',
@@ -149,17 +164,18 @@ function isCode(e: unknown, c: Code): boolean {
   return grpcCodeOf(e) === c;
 }
 
-function isStopped(a: Actor | undefined): boolean {
-  return a?.status === Actor_Status.STATUS_SUSPENDED || a?.status === Actor_Status.STATUS_PAUSED;
-}
+const statusName = stateName;
 
-function statusName(a: Actor | undefined): string {
-  return a ? (Actor_Status[a.status] ?? String(a.status)) : 'absent';
+/** ResumeActor refused for lack of a worker: said plainly (v0.4 RESOURCE_EXHAUSTED "no worker has room"). */
+function capacityError(e: unknown, what: string): ApiError | undefined {
+  if (!isCode(e, Code.RESOURCE_EXHAUSTED)) return undefined;
+  return new ApiError(Code.RESOURCE_EXHAUSTED, `${what}: no Substrate worker has room for the actor now (${mapBackendError(e).message}); retry later, or add workers`);
 }
 
 export class SubstrateDriver {
   readonly hub: WatchHub;
   readonly records: RecordStore;
+  readonly templates: TemplateManager;
   private readonly live = new Map<string, Live>();
   private readonly locks = new Map<string, Promise<void>>();
   private pollTimer?: NodeJS.Timeout;
@@ -173,26 +189,22 @@ export class SubstrateDriver {
   constructor(private readonly o: DriverOptions) {
     this.generation = o.generation ?? new GatewayGeneration();
     this.hub = new WatchHub(o.watchBufferLimit ?? 1024, o.onWatchAborted);
-    this.records = new RecordStore(o.store, o.namespace, (id) => o.templates.tokenSecretNameFor(id), o.templates.tokenSecretKey);
+    this.records = new RecordStore(o.records);
+    this.templates = new TemplateManager({ control: o.control, records: this.records });
   }
 
   // ------------------------------------------------------------------------------------------- lifecycle
 
   /** Loads the records, resumes unfinished provisioning and starts change detection. */
   async start(): Promise<void> {
-    try {
-      await this.o.store.ensureNamespace(this.o.namespace);
-    } catch (e) {
-      throw mapBackendError(e, `ensure namespace ${this.o.namespace}`);
-    }
     let problems: string[];
     try {
       problems = await this.records.load();
     } catch (e) {
-      throw mapBackendError(e, `load sandbox records from namespace ${this.o.namespace}`);
+      throw mapBackendError(e, `load sandbox records (${this.records.describe})`);
     }
     for (const p of problems) log.warn('ignoring an unreadable sandbox record', { problem: p });
-    log.info('sandbox records loaded', { count: this.records.size, namespace: this.o.namespace });
+    log.info('sandbox records loaded', { count: this.records.size, from: this.records.describe });
     for (const r of this.records.all()) {
       if (!r.provisioned && !r.failureReason) this.startProvisioning(r.id);
     }
@@ -215,6 +227,7 @@ export class SubstrateDriver {
     }
     if (this.pollRunning) pending.push(this.pollRunning);
     await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, 3000).unref())]);
+    this.records.close();
   }
 
   get ready(): boolean {
@@ -235,7 +248,7 @@ export class SubstrateDriver {
   private liveOf(id: string): Live {
     let l = this.live.get(id);
     if (!l) {
-      l = {};
+      l = { resumes: 0, recoveryAttempts: 0 };
       this.live.set(id, l);
     }
     return l;
@@ -257,16 +270,29 @@ export class SubstrateDriver {
   }
 
   /**
-   * Takes a read of the actor unless it is older than what we hold: every ateapi store write bumps
-   * `version`, so a list that started before an operation finished cannot roll its result back.
+   * Takes a read of the actor unless it is older than what we hold: every ateapi write bumps
+   * `metadata.version`, so a list that started before an operation finished cannot roll its result back
+   * (a recreated actor has another uid and is always taken).
    */
   private seeActor(l: Live, a: Actor): void {
-    if (!l.actor || a.version >= l.actor.version) l.actor = a;
+    const sameActor = !l.actor || l.actor.metadata?.uid === a.metadata?.uid;
+    if (!l.actor || !sameActor || versionOf(a) >= versionOf(l.actor)) this.setActor(l, a);
     l.actorMissing = false;
   }
 
-  private refOf(r: SandboxRecord): ActorRef {
+  /** Sets the actor (the result of the driver's own call: the newest), counting resumes. */
+  private setActor(l: Live, a: Actor | undefined): void {
+    if (a && isRunning(a) && !isRunning(l.actor)) l.resumes++;
+    l.actor = a;
+    if (a) l.actorMissing = false;
+  }
+
+  private refOf(r: SandboxRecord): ObjectRef {
     return { atespace: r.atespace, name: r.id };
+  }
+
+  private templateRefOf(r: SandboxRecord): ObjectRef {
+    return { atespace: r.templateAtespace, name: r.template };
   }
 
   // ------------------------------------------------------------------------------------------ projection
@@ -276,7 +302,8 @@ export class SubstrateDriver {
     // Everything the projection depends on; the actor's version changes with every write to it.
     const a = l.actor;
     const inputs = [
-      a ? `${a.version}/${a.status}/${a.ateomPodName}` : '-',
+      a ? `${a.metadata?.uid}/${versionOf(a)}/${stateOf(a)}/${workerOf(a)}/${l.resumes}` : '-',
+      l.recoveryFailure ?? '',
       l.actorMissing ? 1 : 0,
       r.desired,
       l.op ?? '',
@@ -295,9 +322,10 @@ export class SubstrateDriver {
       provisioned: r.provisioned,
       failure: r.failureReason ? { reason: r.failureReason, message: r.failureMessage ?? '' } : undefined,
       progress: l.progress,
+      recoveryFailure: l.recoveryFailure,
     });
     l.conds = stampTransitions(l.conds, conds, new Date());
-    const running = l.actor?.status === Actor_Status.STATUS_RUNNING || l.actor?.status === Actor_Status.STATUS_RESUMING;
+    const running = isRunning(l.actor);
     const sb: DriverSandbox = {
       id: r.id,
       name: r.name,
@@ -306,7 +334,7 @@ export class SubstrateDriver {
       spec: undefined,
       status: {
         name: r.name,
-        instanceId: running ? (l.actor?.ateomPodName ?? '') : '',
+        instanceId: running ? instanceIdOf(l.actor, l.resumes) : '',
         agentFd: '',
         sandboxFd: '',
         conditions: l.conds,
@@ -379,7 +407,7 @@ export class SubstrateDriver {
     const seen = new Map<string, Actor>();
     try {
       const lists = await Promise.all(atespaces.map((a) => this.o.control.listAllActors(a)));
-      for (const list of lists) for (const a of list) seen.set(`${a.atespace}/${a.actorId}`, a);
+      for (const list of lists) for (const a of list) seen.set(`${a.metadata?.atespace}/${a.metadata?.name}`, a);
       this.backendHealthy = true;
       this.o.onPoll?.(true);
     } catch (e) {
@@ -409,8 +437,83 @@ export class SubstrateDriver {
         }
       }
       this.emitIfChanged(r.id);
+      this.recoverIfCrashed(r.id);
       this.keepStopped(r.id);
       this.redeliverIfNeeded(r.id);
+    }
+  }
+
+  /**
+   * A CRASHED actor (its worker died or restarted, a wakeup probe timed out, a checkpoint failed) cannot run
+   * again until it is reverted to its last external snapshot. For a sandbox the gateway wants running the
+   * driver does both (RevertActor → ResumeActor, then the launch credentials again: the snapshot may predate
+   * the last delivery); for one it stopped, it only reverts (SUSPENDED again). Reported as transient
+   * (Ready=Unknown `Recovering`) until a recovery fails; failed recoveries are retried with backoff.
+   */
+  private recoverIfCrashed(id: string): void {
+    const r = this.records.get(id);
+    const l = this.liveOf(id);
+    const s = stateOf(l.actor);
+    if (!r || !r.provisioned || r.failureReason || l.op || l.deleting || l.recovering) return;
+    const crashed = s === ActorState.ACTOR_STATE_CRASHED || s === ActorState.ACTOR_STATE_REVERTING;
+    // Reverted, but the resume failed: the recovery is not over while the gateway wants it running.
+    const resumePending = l.recoveryFailure !== undefined && isStopped(l.actor) && r.desired === 'running';
+    if (!crashed && !resumePending) {
+      if (l.recoveryFailure !== undefined) {
+        l.recoveryFailure = undefined;
+        l.recoveryAttempts = 0;
+        l.recoveryNextAt = undefined;
+        this.emitIfChanged(id);
+      }
+      return;
+    }
+    if (l.recoveryNextAt !== undefined && Date.now() < l.recoveryNextAt) return;
+    l.recovering = this.withLock(id, () => this.recover(id))
+      .catch((e) => log.warn('crash recovery failed; retrying later', { sandbox_id: id, error: mapBackendError(e).message }))
+      .finally(() => {
+        l.recovering = undefined;
+      });
+  }
+
+  private async recover(id: string): Promise<void> {
+    const r = this.records.get(id);
+    const l = this.liveOf(id);
+    if (!r || l.op || l.deleting) return;
+    const ref = this.refOf(r);
+    const crash = crashMessageOf(l.actor);
+    l.op = 'recovering';
+    this.emitIfChanged(id);
+    try {
+      log.info('recovering a crashed actor', { sandbox_id: id, desired: r.desired });
+      let a = await this.o.control.getActor(ref);
+      if (stateOf(a) === ActorState.ACTOR_STATE_CRASHED || stateOf(a) === ActorState.ACTOR_STATE_REVERTING) {
+        a = await this.o.control.revertActor(ref);
+        this.setActor(l, a);
+      }
+      const cur = this.records.get(id);
+      if (cur?.desired === 'running' && !isRunning(a)) {
+        const res = await this.o.control.resumeActor(ref);
+        a = res.actor ?? (await this.o.control.getActor(ref));
+        this.setActor(l, a);
+        if (!isRunning(a)) throw new ApiError(Code.ABORTED, `actor ${r.atespace}/${r.id} is ${statusName(a)} after ResumeActor`);
+        if (cur.launch) await this.deliver(cur);
+      }
+      l.recoveryFailure = undefined;
+      l.recoveryAttempts = 0;
+      l.recoveryNextAt = undefined;
+      this.platformEvent(id, 'Normal', 'Recovered', `the actor crashed${crash ? ` (${crash.slice(0, 300)})` : ''}; reverted to its last snapshot${cur?.desired === 'running' ? ' and resumed' : ''}`);
+    } catch (e) {
+      const m = capacityError(e, 'resume after a crash') ?? mapBackendError(e);
+      l.recoveryAttempts++;
+      l.recoveryFailure = m.message;
+      l.recoveryNextAt = Date.now() + Math.min(RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MS * 2 ** (l.recoveryAttempts - 1));
+      const now = await this.o.control.findActor(ref).catch(() => undefined);
+      if (now) this.seeActor(l, now);
+      this.platformEvent(id, 'Warning', 'RecoveryFailed', `recovering the crashed actor failed: ${m.message}`);
+      throw e;
+    } finally {
+      l.op = undefined;
+      this.emitIfChanged(id);
     }
   }
 
@@ -422,9 +525,9 @@ export class SubstrateDriver {
   private keepStopped(id: string): void {
     const r = this.records.get(id);
     const l = this.liveOf(id);
-    const s = l.actor?.status;
+    const s = stateOf(l.actor);
     if (!r || r.desired !== 'stopped' || !r.provisioned || l.op || l.deleting || l.restopping) return;
-    if (s !== Actor_Status.STATUS_RUNNING && s !== Actor_Status.STATUS_RESUMING) return;
+    if (s !== ActorState.ACTOR_STATE_RUNNING && s !== ActorState.ACTOR_STATE_RESUMING) return;
     log.info('suspending again a sandbox the gateway stopped (a request woke it)', { sandbox_id: id });
     l.restopping = this.withLock(id, async () => {
       const cur = this.records.get(id);
@@ -432,7 +535,7 @@ export class SubstrateDriver {
       l.op = 'stopping';
       this.emitIfChanged(id);
       try {
-        l.actor = await this.bringToStopped(cur);
+        this.setActor(l, await this.bringToStopped(cur));
         this.platformEvent(id, 'Normal', 'Stopped', 'a request woke the stopped sandbox; suspended it again (StartSandbox starts it)');
       } finally {
         l.op = undefined;
@@ -565,14 +668,14 @@ export class SubstrateDriver {
     }
     if (spec?.resourceRequirements?.gpu !== undefined) {
       throw failedPrecondition(
-        'GPU requests are not supported by the substrate driver: the pinned Substrate API (ateapi 86e138f6) has no GPU field; create the sandbox without a GPU',
+        'GPU requests are not supported by the substrate driver: the Substrate v0.4 API has no GPU field; create the sandbox without a GPU',
       );
     }
     const tmpl = spec?.template;
     const platform = (tmpl?.platformConfig ?? {}) as Record<string, unknown>;
     const raw = platform.resources_raw;
     if (raw && typeof raw === 'object' && JSON.stringify(raw).toLowerCase().includes('gpu')) {
-      throw failedPrecondition('GPU resources (platform_config.resources_raw) are not supported: the pinned Substrate API has no GPU field');
+      throw failedPrecondition('GPU resources (platform_config.resources_raw) are not supported: the Substrate v0.4 API has no GPU field');
     }
 
     const dc = (tmpl?.driverConfig ?? {}) as Record<string, unknown>;
@@ -599,7 +702,7 @@ export class SubstrateDriver {
     let namedFrom = '';
     if (dc.actor_template !== undefined) {
       if (typeof dc.actor_template !== 'string' || dc.actor_template.trim() === '') {
-        throw invalid('template.driver_config.actor_template must be a non-empty string: "name" or "namespace/name"');
+        throw invalid('template.driver_config.actor_template must be a non-empty string: "name" or "atespace/name"');
       }
       named = dc.actor_template.trim();
       namedFrom = 'template.driver_config.actor_template';
@@ -608,7 +711,7 @@ export class SubstrateDriver {
     const annValue = ann && typeof ann === 'object' ? ann[TEMPLATE_ANNOTATION] : undefined;
     if (annValue !== undefined) {
       if (typeof annValue !== 'string' || annValue.trim() === '') {
-        throw invalid(`template annotation ${TEMPLATE_ANNOTATION} must be a non-empty string: "name" or "namespace/name"`);
+        throw invalid(`template annotation ${TEMPLATE_ANNOTATION} must be a non-empty string: "name" or "atespace/name"`);
       }
       if (named !== undefined && named !== annValue.trim()) {
         throw invalid(
@@ -622,29 +725,29 @@ export class SubstrateDriver {
     if (named !== undefined) {
       const parts = named.split('/');
       const [ns, name] = parts.length === 2 ? [parts[0]!, parts[1]!] : [this.o.namespace, named];
-      if (parts.length > 2 || !isDnsLabel(ns) || !isDnsSubdomain(name)) {
-        throw invalid(`${namedFrom} "${named}" is not "name" or "namespace/name" (namespace a DNS-1123 label, name a DNS-1123 subdomain)`);
+      if (parts.length > 2 || !isDnsLabel(ns) || !isDnsLabel(name)) {
+        throw invalid(`${namedFrom} "${named}" is not "name" or "atespace/name" (both DNS-1123 labels)`);
       }
       let t;
       try {
-        t = await this.o.store.getTemplate(ns, name);
+        t = await this.o.control.findActorTemplate({ atespace: ns, name });
       } catch (e) {
         throw mapBackendError(e, `look up ActorTemplate ${ns}/${name}`);
       }
       if (!t) {
         throw failedPrecondition(`ActorTemplate ${ns}/${name} named by ${namedFrom} does not exist; create it first, or leave the key out to let the driver make one`);
       }
-      // Only pre-provisioned templates the operator marked attachable (for this workspace); never another
-      // sandbox's synthesized one. create() runs this same validation, so CreateSandbox checks it again.
-      const refused = attachRefusal(t, ns, name, workspace, this.o.admission ?? defaultAdmissionConfig(), this.o.templateLabels ?? {});
+      // Only pre-provisioned templates the operator marked attachable (for this workspace); never a
+      // synthesized one. create() runs this same validation, so CreateSandbox checks it again.
+      const refused = attachRefusal(ns, name, workspace, this.o.admission ?? defaultAdmissionConfig(), this.o.templateLabels ?? {});
       if (refused) throw refused;
       const res = tmpl?.resources;
       if (res && (res.cpuLimit || res.memoryLimit)) {
         throw failedPrecondition(
-          `template.resources sets cpu/memory limits, but the sandbox names the pre-provisioned ActorTemplate ${ns}/${name}, whose actors share its limits; set them in that template's spec.resources.limits, or leave the template out to let the driver make one with these limits`,
+          `template.resources sets cpu/memory limits, but the sandbox names the pre-provisioned ActorTemplate ${ns}/${name}, whose actors share its limits; set them in that template's resources.limits, or leave the template out to let the driver make one with these limits`,
         );
       }
-      return { atespace: workspace, templateNamespace: ns, template: name, owned: false, workerSelector };
+      return { atespace: workspace, preProvisioned: { atespace: ns, name }, workerSelector };
     }
 
     if (!tmpl?.image) {
@@ -654,15 +757,9 @@ export class SubstrateDriver {
           : 'template.image is empty and the driver has no default_image; give a digest-pinned image (image@sha256:<digest>)',
       );
     }
-    // Pinned image, env and command limits, env names, labels: everything synthesis enforces.
+    // Pinned image, env and command limits, env names, resources: everything synthesis enforces.
     this.o.templates.validate(sb);
-    return {
-      atespace: workspace,
-      templateNamespace: this.o.namespace,
-      template: this.o.templates.templateNameFor(sb.id),
-      owned: true,
-      workerSelector,
-    };
+    return { atespace: workspace, workerSelector };
   }
 
   /** CreateSandbox: returns the runtime identity once the record is durable; provisioning goes on. */
@@ -670,6 +767,9 @@ export class SubstrateDriver {
     const plan = await this.validate(sb);
     const s = sb!;
     const launch = s.spec?.launchAuthentication ?? Buffer.alloc(0);
+    // The synthesized template's name is its content's hash: the same spec, the same (shared) template.
+    const synth = plan.preProvisioned ? undefined : this.o.templates.synthesize({ ...s, workspace: plan.atespace });
+    const tref = plan.preProvisioned ?? { atespace: synth!.template.metadata!.atespace, name: synth!.template.metadata!.name };
     return this.withLock(s.id, async () => {
       if (this.records.get(s.id)) throw alreadyExists(`sandbox ${s.id} already exists`);
       const rec: SandboxRecord = {
@@ -677,9 +777,10 @@ export class SubstrateDriver {
         name: s.name,
         workspace: s.workspace || 'default',
         atespace: plan.atespace,
-        templateNamespace: plan.templateNamespace,
-        template: plan.template,
-        owned: plan.owned,
+        templateAtespace: tref.atespace,
+        template: tref.name,
+        owned: !plan.preProvisioned,
+        templateHash: synth?.hash ?? '',
         desired: 'running',
         token: s.spec?.sandboxToken ?? '',
         createdAt: new Date().toISOString(),
@@ -698,7 +799,7 @@ export class SubstrateDriver {
       const l = this.liveOf(s.id);
       l.op = 'provisioning';
       l.progress = 'accepted; provisioning the sandbox';
-      log.info('sandbox accepted', { sandbox_id: s.id, sandbox_name: s.name, workspace: rec.workspace, template: `${rec.templateNamespace}/${rec.template}`, owned: rec.owned });
+      log.info('sandbox accepted', { sandbox_id: s.id, sandbox_name: s.name, workspace: rec.workspace, template: `${rec.templateAtespace}/${rec.template}`, owned: rec.owned });
       this.emitIfChanged(s.id);
       this.platformEvent(s.id, 'Normal', 'Accepted', 'sandbox accepted by the substrate driver', {
         'openshell.progress.active_step': PROGRESS.requesting,
@@ -732,28 +833,37 @@ export class SubstrateDriver {
       const ref = this.refOf(r);
       this.setProgress(id, PROGRESS.requesting, `ensuring atespace ${r.atespace}`);
       await this.o.control.ensureAtespace(r.atespace);
+      if (r.templateAtespace !== r.atespace) await this.o.control.ensureAtespace(r.templateAtespace);
       check();
 
       if (r.owned) {
-        step = `apply ActorTemplate ${r.templateNamespace}/${r.template}`;
-        reason = 'TemplateRejected';
-        this.setProgress(id, PROGRESS.requesting, `applying ActorTemplate ${r.template}`);
-        // With launch authentication (v0.1) the template runs the bootstrap agent and carries only the
-        // gateway's public keys; without (0.0.x) it references the token Secret.
+        // Synthesized again from the record (the gateway sends the launch bundle once): the same spec gives the
+        // same template; if its content moved (rotated gateway keys), the record follows before anything exists.
         const spec = r.sandbox.spec && { ...r.sandbox.spec, launchAuthentication: Buffer.from(r.launch, 'base64') };
-        const t = this.o.templates.synthesize({ ...r.sandbox, spec, id: r.id, name: r.name, workspace: r.workspace }, r.token !== '');
-        await this.o.store.applyTemplate(t);
-        check();
-        step = `wait for ActorTemplate ${r.templateNamespace}/${r.template} to be Ready`;
-        reason = 'TemplateNotReady';
-        this.setProgress(id, PROGRESS.requesting, `waiting for ActorTemplate ${r.template} (golden snapshot)`);
-        await this.o.store.waitTemplateReady(r.templateNamespace, r.template, {
-          timeoutMs: this.o.templateReadyTimeoutMs,
-          signal,
-          onProgress: (p) => this.setProgress(id, PROGRESS.requesting, `ActorTemplate ${r.template}: ${p.phase || 'pending'}${p.message ? ` (${p.message})` : ''}`),
-        });
+        const st = this.o.templates.synthesize({ ...r.sandbox, spec, id: r.id, name: r.name, workspace: r.atespace });
+        const name = st.template.metadata!.name;
+        if (name !== r.template || st.hash !== r.templateHash) {
+          r = await this.records.update(id, { template: name, templateAtespace: st.template.metadata!.atespace, templateHash: st.hash });
+        }
+        step = `create ActorTemplate ${r.templateAtespace}/${r.template}`;
+        reason = 'TemplateRejected';
+        this.setProgress(id, PROGRESS.requesting, `creating ActorTemplate ${r.template}`);
+        await this.templates.ensure(st, id);
         check();
       }
+
+      // Wait for the golden tag in every case: an actor created before it exists would cold-boot on every
+      // resume until its own first suspend.
+      const tref = this.templateRefOf(r);
+      step = `wait for the golden snapshot of ActorTemplate ${templateKey(tref)}`;
+      reason = 'TemplateNotReady';
+      this.setProgress(id, PROGRESS.requesting, `waiting for ActorTemplate ${r.template} (golden snapshot)`);
+      await this.templates.waitGolden(tref, {
+        timeoutMs: this.o.templateReadyTimeoutMs,
+        signal,
+        onProgress: (p) => this.setProgress(id, PROGRESS.requesting, `ActorTemplate ${r.template}: ${p.message}`),
+      });
+      check();
 
       step = `CreateActor ${r.atespace}/${r.id}`;
       reason = 'ActorCreateFailed';
@@ -761,19 +871,18 @@ export class SubstrateDriver {
       let actor: Actor | undefined;
       try {
         actor = await this.o.control.createActor({
-          actorRef: ref,
-          actorTemplateNamespace: r.templateNamespace,
-          actorTemplateName: r.template,
-          workerSelector: Object.keys(r.workerSelector).length > 0 ? { matchLabels: r.workerSelector } : undefined,
+          actor: ref,
+          template: tref,
+          workerSelector: Object.keys(r.workerSelector).length > 0 ? r.workerSelector : undefined,
         });
       } catch (e) {
         // A retry after a driver restart finds the actor it created before.
         if (!isCode(e, Code.ALREADY_EXISTS)) throw e;
         actor = await this.o.control.getActor(ref);
       }
-      l.actor = actor;
+      this.setActor(l, actor);
       r = await this.records.update(id, { provisioned: true });
-      this.platformEvent(id, 'Normal', 'ActorCreated', `actor ${r.atespace}/${r.id} created from ActorTemplate ${r.templateNamespace}/${r.template}`, {
+      this.platformEvent(id, 'Normal', 'ActorCreated', `actor ${r.atespace}/${r.id} created from ActorTemplate ${r.templateAtespace}/${r.template}`, {
         'openshell.progress.complete_step': PROGRESS.requesting,
         'openshell.progress.complete_label': 'Sandbox requested',
       });
@@ -783,10 +892,18 @@ export class SubstrateDriver {
         step = `ResumeActor ${r.atespace}/${r.id}`;
         reason = 'ActorResumeFailed';
         this.setProgress(id, PROGRESS.starting, 'starting the actor');
-        const a = await this.o.control.resumeActor(ref);
-        l.actor = a;
-        if (a.status !== Actor_Status.STATUS_RUNNING) {
-          throw new ApiError(Code.INTERNAL, `ResumeActor returned status ${statusName(a)} instead of STATUS_RUNNING`);
+        let a: Actor;
+        try {
+          const res = await this.o.control.resumeActor(ref);
+          a = res.actor ?? (await this.o.control.getActor(ref));
+        } catch (e) {
+          const cap = capacityError(e, 'ResumeActor');
+          if (cap) reason = 'NoCapacity';
+          throw cap ?? e;
+        }
+        this.setActor(l, a);
+        if (!isRunning(a)) {
+          throw new ApiError(Code.INTERNAL, `ResumeActor returned state ${statusName(a)} instead of RUNNING${crashMessageOf(a) ? ` (${crashMessageOf(a)})` : ''}`);
         }
         const cur = this.records.get(id);
         if (cur?.launch) {
@@ -795,7 +912,7 @@ export class SubstrateDriver {
           this.setProgress(id, PROGRESS.starting, 'handing the sandbox its launch credentials');
           await this.deliver(cur, signal);
         }
-        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`, {
+        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${workerOf(a) || '?'}`, {
           'openshell.progress.complete_step': PROGRESS.starting,
           'openshell.progress.complete_label': 'Sandbox started',
         });
@@ -803,7 +920,7 @@ export class SubstrateDriver {
       l.op = undefined;
       l.progress = undefined;
       this.emitIfChanged(id);
-      log.info('sandbox provisioned', { sandbox_id: id, status: statusName(l.actor) });
+      log.info('sandbox provisioned', { sandbox_id: id, state: statusName(l.actor) });
     } catch (e) {
       l.op = undefined;
       l.progress = undefined;
@@ -855,13 +972,12 @@ export class SubstrateDriver {
       try {
         const wasStopped = isStopped(l.actor);
         const a = await this.bringToStopped(r);
-        l.actor = a;
-        l.actorMissing = false;
+        this.setActor(l, a);
         if (!wasStopped) this.platformEvent(id, 'Normal', 'Stopped', `actor ${statusName(a)}; memory kept in its snapshot`);
       } catch (e) {
         // Leave the gateway a consistent picture: if the actor still runs, the sandbox still wants to run.
         const now = await this.o.control.findActor(this.refOf(r)).catch(() => undefined);
-        if (now) l.actor = now;
+        if (now) this.setActor(l, now);
         if (!isStopped(now) && before === 'running') await this.persist(id, { desired: 'running' }).catch(() => undefined);
         if (isCode(e, Code.NOT_FOUND)) {
           l.actorMissing = true;
@@ -875,36 +991,47 @@ export class SubstrateDriver {
     });
   }
 
-  /** Drives an existing actor to SUSPENDED (PAUSED in pause mode, unless `forDelete`). */
-  private async bringToStopped(r: SandboxRecord | ActorRef, forDelete = false): Promise<Actor> {
-    const ref = 'atespace' in r && 'name' in r && !('id' in r) ? (r as ActorRef) : this.refOf(r as SandboxRecord);
-    const pause = this.o.stopMode === 'pause' && !forDelete;
+  /**
+   * Drives an existing actor to SUSPENDED (PAUSED in pause mode). v0.4: a PAUSED actor suspends directly
+   * (its node-local snapshot is uploaded), a CRASHED one is reverted to its last external snapshot.
+   */
+  private async bringToStopped(r: SandboxRecord): Promise<Actor> {
+    const ref = this.refOf(r);
+    const pause = this.o.stopMode === 'pause';
     let a = await this.o.control.getActor(ref);
     for (let i = 0; i < 6; i++) {
-      const s = a.status;
-      if (s === Actor_Status.STATUS_SUSPENDED) return a;
-      if (s === Actor_Status.STATUS_PAUSED && !forDelete) return a;
+      const s = stateOf(a);
+      if (s === ActorState.ACTOR_STATE_SUSPENDED) return a;
+      if (s === ActorState.ACTOR_STATE_PAUSED && pause) return a;
       switch (s) {
-        case Actor_Status.STATUS_RUNNING:
+        case ActorState.ACTOR_STATE_RUNNING:
           a = pause ? await this.o.control.pauseActor(ref) : await this.o.control.suspendActor(ref);
           break;
-        case Actor_Status.STATUS_SUSPENDING:
+        case ActorState.ACTOR_STATE_SUSPENDING:
+        case ActorState.ACTOR_STATE_PAUSED:
           a = await this.o.control.suspendActor(ref);
           break;
-        case Actor_Status.STATUS_PAUSING:
+        case ActorState.ACTOR_STATE_PAUSING:
           a = await this.o.control.pauseActor(ref);
           break;
-        case Actor_Status.STATUS_RESUMING:
-        case Actor_Status.STATUS_PAUSED:
-          // A PAUSED actor cannot be suspended (or deleted) directly: resume, then suspend.
-          a = await this.o.control.resumeActor(ref);
+        case ActorState.ACTOR_STATE_CRASHED:
+        case ActorState.ACTOR_STATE_REVERTING:
+          a = await this.o.control.revertActor(ref);
           break;
+        case ActorState.ACTOR_STATE_RESUMING: {
+          // Let the resume finish (re-entry), then checkpoint it.
+          const res = await this.o.control.resumeActor(ref);
+          a = res.actor ?? (await this.o.control.getActor(ref));
+          break;
+        }
+        case ActorState.ACTOR_STATE_DELETING:
+          throw new ApiError(Code.NOT_FOUND, `actor ${ref.atespace}/${ref.name} is being deleted`);
         default:
           a = await this.o.control.getActor(ref);
       }
     }
-    if (a.status === Actor_Status.STATUS_SUSPENDED || (a.status === Actor_Status.STATUS_PAUSED && !forDelete)) return a;
-    throw new ApiError(Code.ABORTED, `actor ${ref.atespace}/${ref.name} did not settle in SUSPENDED (last status ${statusName(a)}); retry`);
+    if (stateOf(a) === ActorState.ACTOR_STATE_SUSPENDED || (stateOf(a) === ActorState.ACTOR_STATE_PAUSED && pause)) return a;
+    throw new ApiError(Code.ABORTED, `actor ${ref.atespace}/${ref.name} did not settle in SUSPENDED (last state ${statusName(a)}); retry`);
   }
 
   /**
@@ -936,7 +1063,7 @@ export class SubstrateDriver {
         await l.provisioning.done;
         r = this.mustRecord(id);
         assertNotFailed(r);
-        if (l.actor?.status === Actor_Status.STATUS_RUNNING) {
+        if (isRunning(l.actor)) {
           await this.deliver(r);
           return this.runtimeIdentity(r);
         }
@@ -951,16 +1078,29 @@ export class SubstrateDriver {
       l.op = 'starting';
       this.emitIfChanged(id);
       try {
-        const wasRunning = l.actor?.status === Actor_Status.STATUS_RUNNING;
-        const a = await this.o.control.resumeActor(this.refOf(r));
-        l.actor = a;
-        l.actorMissing = false;
-        if (a.status !== Actor_Status.STATUS_RUNNING) {
+        const ref = this.refOf(r);
+        const wasRunning = isRunning(l.actor);
+        // A CRASHED actor cannot be resumed: revert it to its last snapshot first (v0.4).
+        const cur = await this.o.control.getActor(ref);
+        const s = stateOf(cur);
+        if (s === ActorState.ACTOR_STATE_CRASHED || s === ActorState.ACTOR_STATE_REVERTING) this.setActor(l, await this.o.control.revertActor(ref));
+        let res;
+        try {
+          res = await this.o.control.resumeActor(ref);
+        } catch (e) {
+          throw capacityError(e, `start sandbox ${id}`) ?? e;
+        }
+        const a = res.actor ?? (await this.o.control.getActor(ref));
+        this.setActor(l, a);
+        if (!isRunning(a)) {
           throw new ApiError(Code.ABORTED, `actor ${r.atespace}/${r.id} is ${statusName(a)} after ResumeActor; retry`);
         }
-        if (!wasRunning || before === 'stopped') r = await this.persist(id, { runtimeGeneration: r.runtimeGeneration + 1 });
+        if (res.resumed || !wasRunning || before === 'stopped') r = await this.persist(id, { runtimeGeneration: r.runtimeGeneration + 1 });
+        l.recoveryFailure = undefined;
+        l.recoveryAttempts = 0;
+        l.recoveryNextAt = undefined;
         await this.deliver(r);
-        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${a.ateomPodName || '?'}`);
+        this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${workerOf(a) || '?'}`);
         return this.runtimeIdentity(r);
       } catch (e) {
         if (isCode(e, Code.NOT_FOUND)) {
@@ -969,10 +1109,11 @@ export class SubstrateDriver {
           throw notFound(`sandbox ${id}: its actor ${r.atespace}/${r.id} no longer exists`);
         }
         const now = await this.o.control.findActor(this.refOf(r)).catch(() => undefined);
-        if (now) l.actor = now;
-        if (now && now.status !== Actor_Status.STATUS_RUNNING && before === 'stopped') {
+        if (now) this.setActor(l, now);
+        if (now && !isRunning(now) && before === 'stopped') {
           await this.persist(id, { desired: 'stopped' }).catch(() => undefined);
         }
+        if (e instanceof ApiError && e.code === Code.RESOURCE_EXHAUSTED) throw e;
         throw mapBackendError(e, `start sandbox ${id}`);
       } finally {
         l.op = undefined;
@@ -991,21 +1132,20 @@ export class SubstrateDriver {
     const l = this.liveOf(r.id);
     if (!r.owned && !(await this.templateRunsAgent(r))) return;
     await this.o.deliverLaunch(r, signal);
-    l.deliveredTo = incarnationOf(l.actor);
+    l.deliveredTo = incarnationOf(l.actor, l.resumes);
   }
 
   private async templateRunsAgent(r: SandboxRecord): Promise<boolean> {
     const l = this.liveOf(r.id);
     if (l.templateRunsAgent !== undefined) return l.templateRunsAgent;
-    const t = await this.o.store.getTemplate(r.templateNamespace, r.template).catch(() => null);
-    const command = t?.spec?.containers?.[0]?.command ?? [];
-    l.templateRunsAgent = command.some((c) => c === AGENT_IMAGE_PATH || c.endsWith('/bootstrap-agent.mjs'));
+    const t = await this.o.control.findActorTemplate(this.templateRefOf(r)).catch(() => undefined);
+    l.templateRunsAgent = runsBootstrapAgent(t);
     if (!l.templateRunsAgent) {
       this.platformEvent(
         r.id,
         'Warning',
         'NoBootstrapAgent',
-        `ActorTemplate ${r.templateNamespace}/${r.template} does not run the bootstrap agent, so this sandbox gets no launch credentials; wrap its container command with ${BOOTSTRAP_AGENT_COMMAND.join(' ')}`,
+        `ActorTemplate ${r.templateAtespace}/${r.template} does not run the bootstrap agent, so this sandbox gets no launch credentials; wrap its container command with ${BOOTSTRAP_AGENT_COMMAND.join(' ')}`,
       );
     }
     return l.templateRunsAgent;
@@ -1020,16 +1160,16 @@ export class SubstrateDriver {
     const r = this.records.get(id);
     const l = this.liveOf(id);
     if (!r?.launch || !this.o.deliverLaunch || r.desired !== 'running' || !r.provisioned || l.op || l.deleting || l.redelivering) return;
-    if (l.actor?.status !== Actor_Status.STATUS_RUNNING || l.deliveredTo === incarnationOf(l.actor)) return;
+    if (!isRunning(l.actor) || l.deliveredTo === incarnationOf(l.actor, l.resumes)) return;
     l.redelivering = this.withLock(id, async () => {
       const cur = this.records.get(id);
-      if (!cur || cur.desired !== 'running' || l.actor?.status !== Actor_Status.STATUS_RUNNING || l.deliveredTo === incarnationOf(l.actor)) return;
+      if (!cur || cur.desired !== 'running' || !isRunning(l.actor) || l.deliveredTo === incarnationOf(l.actor, l.resumes)) return;
       await this.deliver(cur);
-      log.info('launch credentials delivered again', { sandbox_id: id, worker: l.actor?.ateomPodName ?? '' });
+      log.info('launch credentials delivered again', { sandbox_id: id, worker: workerOf(l.actor) });
     })
       .catch((e) => {
         if (isCode(e, Code.FAILED_PRECONDITION)) {
-          l.deliveredTo = incarnationOf(l.actor);
+          l.deliveredTo = incarnationOf(l.actor, l.resumes);
           return;
         }
         log.warn('could not deliver launch credentials again; retrying at the next poll', { sandbox_id: id, error: mapBackendError(e).message });
@@ -1050,8 +1190,9 @@ export class SubstrateDriver {
   }
 
   /**
-   * DeleteSandbox: brings the actor to SUSPENDED, deletes it, removes the owned template and the record,
-   * then publishes a Watch `deleted` event. `false` when the sandbox was already absent.
+   * DeleteSandbox: deletes the actor from whatever state it is in (v0.4 `any_state`), releases its template
+   * (a synthesized one is deleted when no other sandbox uses it), removes the record, then publishes a Watch
+   * `deleted` event. `false` when the sandbox was already absent.
    */
   async deleteSandbox(id: string): Promise<boolean> {
     if (!id) throw invalid('sandbox_id is required');
@@ -1071,21 +1212,13 @@ export class SubstrateDriver {
       try {
         const a = await this.o.control.findActor(ref);
         if (a) {
-          if (a.status !== Actor_Status.STATUS_SUSPENDED) await this.bringToStopped(r, true);
           try {
-            await this.o.control.deleteActor(ref);
+            await this.o.control.deleteActor(ref, { anyState: true, uid: a.metadata?.uid });
           } catch (e) {
             if (!isCode(e, Code.NOT_FOUND)) throw e;
           }
         }
-        if (r.owned) {
-          await this.removeGoldenActor(r);
-          try {
-            await this.o.store.deleteOwnedTemplate(r.templateNamespace, r.template);
-          } catch (e) {
-            if (!isCode(e, Code.NOT_FOUND) && (e as { code?: unknown }).code !== 404) throw e;
-          }
-        }
+        await this.templates.release(this.templateRefOf(r), id);
         await this.records.remove(id);
       } catch (e) {
         l.deleting = false;
@@ -1098,34 +1231,6 @@ export class SubstrateDriver {
       this.hub.publish({ payload: { $case: 'deleted', value: { sandboxId: id } } });
       return true;
     });
-  }
-
-  /**
-   * Removes the golden actor the template controller made for a template the driver owns (it lives in
-   * atespace `ate-golden`). Upstream never deletes golden actors, and one that is still running when its
-   * template goes can no longer be suspended (its template is gone) and holds a worker forever; with one
-   * template per sandbox they would pile up. It must be SUSPENDED to be deleted, and that needs the
-   * template, so this runs before the template is deleted. Best effort: a failure is logged, not returned.
-   */
-  private async removeGoldenActor(r: SandboxRecord): Promise<void> {
-    try {
-      const t = await this.o.store.getTemplate(r.templateNamespace, r.template);
-      const golden = t?.status?.goldenActorID;
-      if (!golden) return;
-      const ref = { atespace: GOLDEN_ATESPACE, name: golden };
-      const a = await this.o.control.findActor(ref);
-      if (!a) return;
-      if (a.status !== Actor_Status.STATUS_SUSPENDED) await this.bringToStopped(ref, true);
-      await this.o.control.deleteActor(ref).catch((e) => {
-        if (!isCode(e, Code.NOT_FOUND)) throw e;
-      });
-    } catch (e) {
-      log.warn('could not remove the golden actor of a deleted sandbox template', {
-        sandbox_id: r.id,
-        template: `${r.templateNamespace}/${r.template}`,
-        error: mapBackendError(e).message,
-      });
-    }
   }
 
   /** GetSandbox: a fresh read of the actor. */
@@ -1162,7 +1267,7 @@ export class SubstrateDriver {
     const seen = new Map<string, Actor>();
     try {
       const lists = await Promise.all(atespaces.map((a) => this.o.control.listAllActors(a)));
-      for (const list of lists) for (const a of list) seen.set(`${a.atespace}/${a.actorId}`, a);
+      for (const list of lists) for (const a of list) seen.set(`${a.metadata?.atespace}/${a.metadata?.name}`, a);
     } catch (e) {
       throw mapBackendError(e, 'list actors');
     }
@@ -1248,6 +1353,13 @@ export class SubstrateDriver {
 /** A sandbox whose provisioning failed stays failed: only DeleteSandbox applies to it. */
 function assertNotFailed(r: SandboxRecord): void {
   if (r.failureReason) throw failedPrecondition(`sandbox ${r.id} failed (${r.failureReason}: ${r.failureMessage}); delete it`);
+}
+
+/** The sandbox's instance id while its actor runs: the worker plus a short hash of the incarnation. */
+function instanceIdOf(a: Actor | undefined, resumes: number): string {
+  const inc = incarnationOf(a, resumes);
+  if (!inc) return '';
+  return `${workerOf(a) || 'worker'}~${createHash('sha256').update(inc).digest('hex').slice(0, 8)}`;
 }
 
 /** The digest of the sandbox's pinned image (`…@sha256:<hex>`), or "" when it names a template instead. */

@@ -1,13 +1,16 @@
-// Composition of the driver process: config → ateapi client → TemplateStore → SubstrateDriver → gRPC server
-// on the Unix socket (+ metrics). Used by `substrate-driver serve` and by the contract tests.
-import { readFileSync } from 'node:fs';
+// Composition of the driver process: config → ateapi v0.4 client → record backend (SQLite locally, Kubernetes
+// Secrets in a cluster) → SubstrateDriver → gRPC server on the Unix socket (+ metrics). Used by
+// `substrate-driver serve` and by the contract tests. Templates are ateapi resources: no Kubernetes API is
+// needed for them any more.
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type DriverConfig } from '../common/config.js';
+import { logger } from '../common/log.js';
 import { clientFromConfig, resolveApiTarget, type ApiTarget, type SubstrateClient } from '../substrate/client.js';
-import { instanceStore, kubeConfigFor, kubeTemplateStore, type KubeAccess } from '../template/store.js';
-import { unavailable } from '../common/errors.js';
 import type { SynthesisConfig } from '../template/synthesize.js';
-import { storePort, templatePort } from './adapters.js';
+import { templatePort } from './adapters.js';
 import { SubstrateDriver } from './driver.js';
 import { DriverMetrics } from './metrics.js';
 import { serveDriver, type DriverServer } from './server.js';
@@ -16,6 +19,10 @@ import { checkDriverConfig } from './admission-policy.js';
 import { cgroupLimitSupport } from '../local/runtime/gvisor.js';
 import { LaunchDelivery } from './launch.js';
 import type { SandboxRecord } from './records.js';
+import type { RecordBackend } from './ports.js';
+import { KubeSecretRecordBackend, SqliteRecordBackend } from './record-backends.js';
+
+const log = logger('driver');
 
 /** Hands a sandbox's latest launch authentication to the bootstrap agent in its actor, via the router. */
 async function deliverLaunch(r: SandboxRecord, routerUrl: string, endpoint: string, signal?: AbortSignal): Promise<void> {
@@ -36,7 +43,10 @@ export { SubstrateDriver } from './driver.js';
 export { DriverMetrics } from './metrics.js';
 export { serveDriver } from './server.js';
 
-/** Pinned pause image used when none is configured for a local Substrate (which does not pull images). */
+/** snapshots_location of synthesized templates on a local Substrate (it maps every URI into its state dir). */
+export const LOCAL_SNAPSHOTS_LOCATION = 'local://snapshots/';
+
+/** @deprecated Substrate v0.4 templates carry no pause image (it is part of the SandboxConfig). */
 export const LOCAL_PAUSE_IMAGE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
 
 /** A local Substrate to talk to (embedded, or found through <state-dir>/local.json). */
@@ -44,8 +54,13 @@ export interface LocalEndpoints {
   apiEndpoint: string;
   /** The local Substrate serves TLS (it does on a non-loopback address). */
   apiTls?: boolean;
-  /** The local Substrate's resource API and its bearer token. */
-  kube: KubeAccess;
+  /**
+   * A bearer token file for the local Substrate's TCP endpoint (v0.4 authenticates every TCP call). Not
+   * needed for its Unix socket, which is owner-only.
+   */
+  apiTokenPath?: string;
+  /** @deprecated The Kubernetes-shaped resource API of the June local Substrate; unused. */
+  kube?: unknown;
   /** The instance's per-start nonce from local.json (absent when embedded in this process). */
   nonce?: string;
   stateDir: string;
@@ -64,9 +79,11 @@ export interface RunDriverOptions {
   processMetrics?: boolean;
   /**
    * For a local Substrate the driver found (not embedded): the instance running now, read from local.json
-   * before every call to its resource API; undefined when none runs (the call then fails UNAVAILABLE).
+   * (its router is followed across restarts); undefined when none runs.
    */
   relocateLocal?: () => LocalEndpoints | undefined;
+  /** Where sandbox records live; default: recordBackendFor(config, local). */
+  records?: RecordBackend;
 }
 
 export interface RunningDriver {
@@ -91,9 +108,8 @@ export function driverVersion(): string {
   return '0.0.0';
 }
 
-/** The KubeConfig of the resource API: the local Substrate's, or the configured / default one. */
-export function kubeConfigOf(cfg: DriverConfig, local?: LocalEndpoints): KubeConfig {
-  if (local) return kubeConfigFor(local.kube);
+/** The configured (or default / in-cluster) KubeConfig, for the Kubernetes record backend. */
+export function kubeConfigOf(cfg: DriverConfig): KubeConfig {
   const kc = new KubeConfig();
   try {
     if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
@@ -114,11 +130,32 @@ export function kubeConfigOf(cfg: DriverConfig, local?: LocalEndpoints): KubeCon
   return kc;
 }
 
+/** Whether a Kubernetes config is present: kubeconfig set, $KUBECONFIG, ~/.kube/config, or in-cluster. */
+export function kubeConfigPresent(cfg: DriverConfig, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (cfg.kubeconfig) return true;
+  if (env.KUBECONFIG) return true;
+  if (env.KUBERNETES_SERVICE_HOST && existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token')) return true;
+  return existsSync(join(env.HOME || homedir(), '.kube', 'config'));
+}
+
+/**
+ * Where sandbox records live: with a local Substrate (or `local`), or with no Kubernetes config, the driver's
+ * own SQLite file `<state_dir>/driver.db` (0600); in a cluster (a Kubernetes config present and not local),
+ * labelled Secrets in `default_namespace`.
+ */
+export function recordBackendFor(cfg: DriverConfig, local?: LocalEndpoints, env: NodeJS.ProcessEnv = process.env): RecordBackend {
+  if (cfg.local || local || !kubeConfigPresent(cfg, env)) return SqliteRecordBackend.inStateDir(cfg.stateDir);
+  return new KubeSecretRecordBackend(kubeConfigOf(cfg), cfg.defaultNamespace);
+}
+
 export function synthesisConfigOf(cfg: DriverConfig, local?: LocalEndpoints): SynthesisConfig {
+  if (cfg.pauseImage) {
+    log.warn('pause_image does not apply to Substrate v0.4 (the pause image belongs to the SandboxConfig); ignored', { source: cfg.sources.pause_image });
+  }
   return {
-    namespace: cfg.defaultNamespace,
-    pauseImage: cfg.pauseImage || (local ? LOCAL_PAUSE_IMAGE : ''),
-    snapshotsLocation: cfg.snapshotsLocation || (local ? `file://${local.stateDir}/snapshots/` : ''),
+    // The local Substrate keeps every snapshot under its state directory whatever the URI says; v0.4 wants a
+    // URI with a bucket (scheme://bucket/path), so the local default names its own store.
+    snapshotsLocation: cfg.snapshotsLocation || (local ? LOCAL_SNAPSHOTS_LOCATION : ''),
     sandboxClass: cfg.sandboxClass,
     gatewayEndpoint: cfg.gatewayEndpoint,
   };
@@ -126,26 +163,17 @@ export function synthesisConfigOf(cfg: DriverConfig, local?: LocalEndpoints): Sy
 
 export async function runDriver(o: RunDriverOptions): Promise<RunningDriver> {
   const cfg = o.config;
-  const target = resolveApiTarget(cfg, o.local?.apiEndpoint, o.local?.apiTls);
+  const target = resolveApiTarget(cfg, o.local?.apiEndpoint, o.local?.apiTls, o.local?.apiTokenPath);
   const metrics = new DriverMetrics({ defaultMetrics: o.processMetrics ?? true });
   const client = clientFromConfig(cfg, target, (m, c, s) => metrics.observeBackend(m, c, s));
   try {
-    let store = kubeTemplateStore(kubeConfigOf(cfg, o.local));
-    if (o.relocateLocal) {
-      const relocate = o.relocateLocal;
-      const stateDir = o.local?.stateDir ?? cfg.stateDir;
-      store = instanceStore(() => {
-        const now = relocate();
-        if (!now) throw unavailable(`the local Substrate for ${stateDir} is not running (its local.json names no live instance); start it again`);
-        return { id: now.nonce ?? '', access: now.kube };
-      });
-    }
+    const records = o.records ?? recordBackendFor(cfg, o.local);
     // A local Substrate's router as it actually listens (followed across its restarts; with --local,
     // router_url is only where to listen and may say port 0), else router_url.
     const routerOf = (): string => o.relocateLocal?.()?.routerUrl || o.local?.routerUrl || cfg.routerUrl;
     const driver = new SubstrateDriver({
       control: client,
-      store: storePort(store),
+      records,
       templates: templatePort(synthesisConfigOf(cfg, o.local)),
       namespace: cfg.defaultNamespace,
       stopMode: cfg.stopMode,

@@ -1,19 +1,13 @@
-// The driver's memory across restarts: one labelled Secret per sandbox in the configured namespace, holding
-// what the gateway will never send again (id, name, workspace, the token) and what the driver decided
-// (atespace, template, whether it owns the template, the desired state). The same Secret is the one the
-// synthesized ActorTemplate references for the sandbox token (a secretKeyRef, never a literal).
+// The driver's memory across restarts: one record per sandbox, holding what the gateway will never send again
+// (id, name, workspace, the sandbox token, the latest launch authentication) and what the driver decided
+// (atespace, template, whether it synthesized that template, the desired state, the runtime identity).
+// Stored through a RecordBackend (record-backends.ts): the driver's own SQLite file (0600) locally,
+// labelled Kubernetes Secrets in a cluster. The string-map form below is the same for both (and the same
+// keys the Kubernetes-template era used, so cluster records written then are still read).
 //
 // Record contents are never logged: the token and the launch authentication are in there.
 import type { DriverSandbox } from '../gen/compute_driver.js';
-import type { StorePort, StoredSecret } from './ports.js';
-
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'openshell-driver-substrate';
-export const SANDBOX_ID_LABEL = 'openshell.ai/sandbox-id';
-export const WORKSPACE_LABEL = 'openshell.ai/workspace';
-/** Marks the Secret as a sandbox record (templates and other objects carry managed-by too). */
-export const RECORD_LABEL = 'openshell.ai/sandbox-record';
-export const RECORD_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY},${RECORD_LABEL}=v1`;
+import type { RecordBackend } from './ports.js';
 
 export type Desired = 'running' | 'stopped';
 
@@ -22,10 +16,13 @@ export interface SandboxRecord {
   name: string;
   workspace: string;
   atespace: string;
-  templateNamespace: string;
+  /** The atespace of the template the actor is created from. */
+  templateAtespace: string;
   template: string;
-  /** The driver synthesized the template and deletes it with the sandbox. */
+  /** The driver synthesized the template (content-named, shared); it is deleted when no record uses it. */
   owned: boolean;
+  /** Content hash of a synthesized template (checked when it already exists); "" for pre-provisioned ones. */
+  templateHash: string;
   desired: Desired;
   /** The gateway's sandbox JWT (may be ""). Secret. */
   token: string;
@@ -47,67 +44,66 @@ export interface SandboxRecord {
   launch: string;
 }
 
-/** Record key of the launch authentication (in the same Secret as the token). */
+/** Record keys of the secrets. */
+export const TOKEN_KEY = 'token';
 export const LAUNCH_KEY = 'launch_authentication';
 
-/** The Secret form. `tokenKey` is the key the synthesized template references. */
-export function recordToSecret(r: SandboxRecord, tokenKey: string): { data: Record<string, string>; labels: Record<string, string> } {
-  const sandbox = stripToken(r.sandbox);
+/** The string-map form of a record (what a backend stores). */
+export function recordToData(r: SandboxRecord): Record<string, string> {
   const data: Record<string, string> = {
     id: r.id,
     name: r.name,
     workspace: r.workspace,
     atespace: r.atespace,
-    template_namespace: r.templateNamespace,
+    template_namespace: r.templateAtespace,
     template: r.template,
     owned: String(r.owned),
+    template_hash: r.templateHash,
     desired: r.desired,
     created_at: r.createdAt,
     provisioned: String(r.provisioned),
     worker_selector: JSON.stringify(r.workerSelector),
-    sandbox: JSON.stringify(sandbox),
+    sandbox: JSON.stringify(stripToken(r.sandbox)),
+    [TOKEN_KEY]: r.token,
+    [LAUNCH_KEY]: r.launch,
+    instance: r.instance,
+    runtime_generation: String(r.runtimeGeneration),
   };
-  data[tokenKey] = r.token;
-  data[LAUNCH_KEY] = r.launch;
-  data.instance = r.instance;
-  data.runtime_generation = String(r.runtimeGeneration);
   if (r.failureReason) {
     data.failure_reason = r.failureReason;
     data.failure_message = r.failureMessage ?? '';
   }
-  return {
-    data,
-    // Label values must be valid label values; the gateway's ids (UUIDs) and workspaces (DNS labels) are.
-    labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [RECORD_LABEL]: 'v1', [SANDBOX_ID_LABEL]: r.id, [WORKSPACE_LABEL]: r.workspace },
-  };
+  return data;
 }
 
-/** Parses a record Secret; returns null (and the reason) for a Secret that is not a usable record. */
-export function recordFromSecret(s: StoredSecret, tokenKey: string): { record: SandboxRecord } | { error: string } {
-  const d = s.data;
+/** Parses a stored record; returns the reason for one that is not a usable record (never its content). */
+export function recordFromData(key: string, d: Record<string, string>): { record: SandboxRecord } | { error: string } {
   const need = ['id', 'name', 'workspace', 'atespace', 'template_namespace', 'template', 'desired'];
   const missing = need.filter((k) => typeof d[k] !== 'string' || d[k] === '');
-  if (missing.length > 0) return { error: `secret ${s.name} lacks ${missing.join(', ')}` };
-  if (d.desired !== 'running' && d.desired !== 'stopped') return { error: `secret ${s.name} has desired state "${d.desired}"` };
+  if (missing.length > 0) return { error: `record ${key} lacks ${missing.join(', ')}` };
+  if (d.desired !== 'running' && d.desired !== 'stopped') return { error: `record ${key} has an unknown desired state` };
   let sandbox: DriverSandbox;
   let workerSelector: Record<string, string> = {};
   try {
     sandbox = d.sandbox ? (JSON.parse(d.sandbox) as DriverSandbox) : { id: d.id!, name: d.name!, namespace: '', workspace: d.workspace! };
     if (d.worker_selector) workerSelector = JSON.parse(d.worker_selector) as Record<string, string>;
   } catch {
-    return { error: `secret ${s.name} holds unreadable JSON` };
+    return { error: `record ${key} holds unreadable JSON` };
   }
+  // JSON turned the launch bytes into {type:'Buffer',data} or a plain object: they were stripped anyway.
+  if (sandbox.spec) sandbox = { ...sandbox, spec: { ...sandbox.spec, sandboxToken: '', launchAuthentication: Buffer.alloc(0) } };
   return {
     record: {
       id: d.id!,
       name: d.name!,
       workspace: d.workspace!,
       atespace: d.atespace!,
-      templateNamespace: d.template_namespace!,
+      templateAtespace: d.template_namespace!,
       template: d.template!,
       owned: d.owned === 'true',
+      templateHash: d.template_hash ?? '',
       desired: d.desired,
-      token: d[tokenKey] ?? '',
+      token: d[TOKEN_KEY] ?? '',
       createdAt: d.created_at ?? '',
       provisioned: d.provisioned === 'true',
       failureReason: d.failure_reason || undefined,
@@ -128,24 +124,24 @@ export function stripToken(s: DriverSandbox): DriverSandbox {
   return { ...s, spec: { ...s.spec, sandboxToken: '', launchAuthentication: Buffer.alloc(0) } };
 }
 
-/** In-memory map of records, written through to Secrets before any change is visible. */
+/** In-memory map of records, written through to the backend before any change is visible. */
 export class RecordStore {
   private readonly byId = new Map<string, SandboxRecord>();
 
-  constructor(
-    private readonly store: StorePort,
-    readonly namespace: string,
-    private readonly secretNameFor: (id: string) => string,
-    private readonly tokenKey: string,
-  ) {}
+  constructor(private readonly backend: RecordBackend) {}
 
-  /** Loads every record Secret; returns the problems with Secrets that could not be read. */
+  get describe(): string {
+    return this.backend.describe;
+  }
+
+  /** Prepares the backend and loads every record; returns the problems with records that could not be read. */
   async load(): Promise<string[]> {
+    await this.backend.init();
     const problems: string[] = [];
-    const secrets = await this.store.listSecrets(this.namespace, RECORD_SELECTOR);
+    const rows = await this.backend.list();
     this.byId.clear();
-    for (const s of secrets) {
-      const r = recordFromSecret(s, this.tokenKey);
+    for (const row of rows) {
+      const r = recordFromData(row.key, row.data);
       if ('error' in r) problems.push(r.error);
       else this.byId.set(r.record.id, r.record);
     }
@@ -166,8 +162,7 @@ export class RecordStore {
 
   /** Persists then publishes a record (create or replace). */
   async put(r: SandboxRecord): Promise<void> {
-    const { data, labels } = recordToSecret(r, this.tokenKey);
-    await this.store.putSecret(this.namespace, this.secretNameFor(r.id), data, labels);
+    await this.backend.put(r.id, recordToData(r));
     this.byId.set(r.id, r);
   }
 
@@ -181,7 +176,16 @@ export class RecordStore {
   }
 
   async remove(id: string): Promise<void> {
-    await this.store.deleteSecret(this.namespace, this.secretNameFor(id));
+    await this.backend.remove(id);
     this.byId.delete(id);
+  }
+
+  /** Records (other than `exceptId`) whose sandbox uses the template atespace/name. */
+  usersOf(atespace: string, name: string, exceptId?: string): SandboxRecord[] {
+    return this.all().filter((r) => r.id !== exceptId && r.templateAtespace === atespace && r.template === name);
+  }
+
+  close(): void {
+    this.backend.close?.();
   }
 }

@@ -1,33 +1,49 @@
-// The driver's pure ActorTemplate synthesis: one `ate.dev/v1alpha1` ActorTemplate per sandbox, built from the
-// DriverSandbox the gateway sent and the driver's config. The result satisfies every CRD rule (it is
-// validated before it is returned), carries the owner annotation so only driver-made templates are ever
-// deleted, has a deterministic DNS-1123 name, and wires the OpenShell supervisor's environment
-// (compute-driver.md §6.2/§6.3): driver-set values override user values, the sandbox token is only ever a
-// secretKeyRef (never a literal), and the gateway's command is forwarded exactly through
-// OPENSHELL_MAIN_PROCESS_SPEC. No idle `sleep` workload is ever installed.
+// The driver's pure ActorTemplate synthesis for Substrate v0.4: an `ateapi.ActorTemplate` resource
+// (src/gen/ateapi.ts; shared/reference/substrate-v0.4.md §4.2) built from the DriverSandbox the gateway sent
+// and the driver's config, created with Control.CreateActorTemplate (no Kubernetes object any more).
 //
-// Two credential modes:
-//   * OpenShell 0.0.x gateways (no launch authentication): the token by Secret reference, as above.
-//   * OpenShell v0.1 gateways (the sandbox carries `launch_authentication`, or the caller passes
-//     `launchDelivery`): the template holds NO token and NO Secret reference. The container command is wrapped
-//     with the bootstrap agent (src/sandbox/bootstrap-agent.mjs), to which the driver delivers each sandbox's
-//     own bundle after the actor runs (src/driver/launch.ts). The template may carry the gateway's PUBLIC
-//     verification keys (OPENSHELL_SUBSTRATE_GATEWAY_KEYS) as the agent's trust anchor.
+// Templates are SHARED by sandboxes of the same spec: a template is named after its own content,
+// `sbx-tpl-<first 20 hex of sha256(canonical JSON of the template without metadata and status)>`, so a second
+// sandbox whose spec yields the same template reuses it and restores from its existing golden snapshot.
+// Nothing per-sandbox that differs between such sandboxes may be in it, and no secret ever is:
+//
+//   * The template carries literals only (v0.4 has no Secret references), and NEVER a credential: no sandbox
+//     token, no launch authentication. Per-sandbox credentials reach the running actor after restore through
+//     the bootstrap agent (src/driver/launch.ts → src/sandbox/bootstrap-agent.mjs).
+//   * OpenShell v0.1 sandboxes (launch delivery): the container command is wrapped with the bootstrap agent,
+//     which learns the sandbox's identity from the delivered, signed tokens; the template holds no sandbox id
+//     or name, so every v0.1 sandbox of the same spec shares one template. The agent's status endpoint is the
+//     container's wakeup probe, so the golden snapshot is taken as soon as the agent listens (not after the
+//     ~20 s warm-up).
+//   * OpenShell 0.0.x sandboxes (no launch authentication): nothing delivers anything after restore, so the
+//     sandbox's id and name travel in the environment (OPENSHELL_SANDBOX_ID, OPENSHELL_SANDBOX) and the
+//     template is effectively per sandbox. Its token is NOT put in the template (see README: v0.4 cannot hand
+//     one actor a secret; a 0.0.x supervisor gets no OPENSHELL_SANDBOX_TOKEN on Substrate v0.4).
+//
+// The gateway's command is forwarded exactly through OPENSHELL_MAIN_PROCESS_SPEC; no idle `sleep` workload.
 import { createHash } from 'node:crypto';
 import { ApiError, Code } from '../common/errors.js';
 import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.js';
 import type { DriverSandbox } from '../gen/compute_driver.js';
-import type { ActorTemplate, Container, EnvVar } from './types.js';
-import { RESERVED_CONTAINER_NAME, validateActorTemplate } from './validate.js';
+import * as pb from '../gen/ateapi.js';
 import { parseQuantity } from '../common/quantity.js';
-import { AGENT_IMAGE_PATH } from '../sandbox/bootstrap-agent.mjs';
+import { AGENT_IMAGE_PATH, DEFAULT_PORT as AGENT_PORT, LAUNCH_PATH as AGENT_PATH } from '../sandbox/bootstrap-agent.mjs';
 import { LaunchError, parseLaunchAuthentication, type GatewayKey } from '../sandbox/launch-auth.mjs';
+// Upstream's v0.4 CreateActorTemplate rules, as the local Substrate applies them: the image rule and a final
+// check of the whole template, so a sandbox that validates here is not refused by the server.
+import { actorTemplateFieldErrors, aggregateMessage, pinnedImageError, snapshotLocationError } from '../local/template-validation.js';
 
 export interface SynthesisConfig {
-  namespace: string;
-  pauseImage: string;
+  /** SnapshotConfig.storage_location (config snapshots_location), e.g. gs://bucket/prefix/ or file:///… */
   snapshotsLocation: string;
   sandboxClass: 'gvisor' | 'microvm';
+  /**
+   * SandboxConfig.config_name: an existing SandboxConfig of the same class. Default `gvisor-default` for
+   * gvisor (what the local Substrate and upstream's install ship); required for microvm. The old pause_image
+   * setting does not apply on v0.4 (the pause image lives in the SandboxConfig).
+   */
+  sandboxConfigName?: string;
+  /** Template worker_selector (equality only). */
   workerSelector?: Record<string, string>;
   /** The gateway gRPC URL as reachable from inside the sandbox. Empty: OPENSHELL_ENDPOINT is not set. */
   gatewayEndpoint: string;
@@ -36,7 +52,8 @@ export interface SynthesisConfig {
    * trailing arguments (the supervisor reads OPENSHELL_MAIN_PROCESS_SPEC). Unset: the sandbox's own command.
    */
   supervisorCommand?: string[];
-  readyz?: { path: string; port: number };
+  /** A wakeup probe for every template (overrides the bootstrap agent's in launch mode). */
+  wakeupProbe?: { path: string; port: number; timeoutSeconds?: number };
   /**
    * The argv prefix that runs the launch-credential bootstrap agent in front of the container command (v0.1
    * gateways only). Default BOOTSTRAP_AGENT_COMMAND (the agent in every local image, run by the image's node).
@@ -46,49 +63,46 @@ export interface SynthesisConfig {
 
 export interface LaunchDeliveryTemplateOptions {
   /**
-   * The gateway's public verification keys (PEM strings) the agent trusts; sorted by key id in the template.
-   * Undefined or empty: none in the template, the agent trusts the first bundle that verifies (trust on first
-   * use). Default when synthesizing from a sandbox that carries launch_authentication: the bundle's keys.
+   * The gateway's public verification keys the agent trusts (its trust anchor), sorted by key id in the
+   * template. Undefined or empty: none, the agent trusts the first bundle that verifies (trust on first use).
+   * They are the gateway's, not the sandbox's, so they do not stop sandboxes from sharing a template.
    */
   gatewayKeys?: readonly GatewayKey[];
 }
 
 export interface SynthesisOptions {
   /**
-   * Whether a token Secret exists (or will, before the actor starts) for this sandbox. Default: whether
-   * `spec.sandbox_token` is non-empty. The gateway sends the token on Create only, so a re-synthesis later must
-   * pass this explicitly.
-   */
-  hasToken?: boolean;
-  /**
-   * Launch-authentication mode (OpenShell v0.1): no token and no Secret reference in the template, the command
-   * wrapped with the bootstrap agent. Default: on when `spec.launch_authentication` is non-empty (its public keys
-   * become the trust anchor). The gateway sends the bundle on Create only, so a re-synthesis later must pass this
-   * (with the same keys) explicitly; `false` forces the 0.0.x token mode.
+   * Launch-delivery mode (OpenShell v0.1). Default: on when `spec.launch_authentication` is non-empty (its
+   * public keys become the trust anchor). `false` forces the 0.0.x mode (identity in env). The gateway sends
+   * the bundle on Create only, so a re-synthesis later must pass this (with the same keys) explicitly.
    */
   launchDelivery?: LaunchDeliveryTemplateOptions | false;
+}
+
+/** A synthesized template and what the driver keeps about it. */
+export interface SynthesizedTemplate {
+  template: pb.ActorTemplate;
+  /** sha256 (hex) of the canonical content; its first 20 hex digits are in the name. */
+  hash: string;
 }
 
 /** Runs the bootstrap agent (src/sandbox/bootstrap-agent.mjs) with the image's node, then the container command. */
 export const BOOTSTRAP_AGENT_COMMAND: readonly string[] = ['/usr/bin/node', AGENT_IMAGE_PATH, '--'];
 
 export const DRIVER_NAME = 'openshell-driver-substrate';
-/** On every template the driver creates; the driver deletes only templates carrying it with this value. */
-export const OWNER_ANNOTATION = 'openshell.ai/owned-by';
-export const OWNER_VALUE = DRIVER_NAME;
-export const SANDBOX_ID_ANNOTATION = 'openshell.ai/sandbox-id';
-export const SANDBOX_NAME_ANNOTATION = 'openshell.ai/sandbox-name';
-export const WORKSPACE_ANNOTATION = 'openshell.ai/workspace';
-/** Label keys (same names as the annotations) for selecting by sandbox; set only when the value is a valid label value. */
-export const SANDBOX_ID_LABEL = SANDBOX_ID_ANNOTATION;
-export const SANDBOX_NAME_LABEL = SANDBOX_NAME_ANNOTATION;
-export const WORKSPACE_LABEL = WORKSPACE_ANNOTATION;
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+/** Prefix of every template the driver synthesizes (content-named: `sbx-tpl-` + 20 hex). */
+export const TEMPLATE_PREFIX = 'sbx-tpl-';
+const SYNTHESIZED_NAME = /^sbx-tpl-[0-9a-f]{20}$/;
+/** The default SandboxConfig of gvisor templates. */
+export const DEFAULT_GVISOR_CONFIG = 'gvisor-default';
 
-/** The workload container's name (never `pause`, which atelet reserves). */
+/** @deprecated Kubernetes-template era (kept for src/template/store.ts until the lead removes it). */
+export const OWNER_ANNOTATION = 'openshell.ai/owned-by';
+/** @deprecated See OWNER_ANNOTATION. */
+export const OWNER_VALUE = DRIVER_NAME;
+
+/** The workload container's name. */
 export const CONTAINER_NAME = 'sandbox';
-/** The key inside the per-sandbox token Secret. */
-export const TOKEN_SECRET_KEY = 'token';
 /** The gateway's scratch default when a sandbox has no command (compute-driver.md §2.2, §6.3). */
 export const DEFAULT_COMMAND: readonly string[] = ['/bin/bash', '-l'];
 
@@ -109,8 +123,14 @@ export const ENV = {
 /** Names the driver owns: any user value for them is dropped (and the driver's set, where it has one). */
 const DRIVER_ENV_NAMES = new Set<string>(Object.values(ENV));
 
+// v0.4 ActorTemplate limits (substrate-v0.4.md §4.2).
 const MAX_ENV = 32;
+const MAX_ENV_NAME = 256;
+const MAX_ENV_VALUE = 32768;
 const MAX_COMMAND = 64;
+const MAX_ARG = 4096;
+const MAX_IMAGE = 512;
+const MAX_LOCATION = 1024;
 const ENV_NAME = /^[ -<>-~]+$/;
 
 function boundedName(prefix: string, id: string, suffix: string): string {
@@ -125,21 +145,24 @@ function boundedName(prefix: string, id: string, suffix: string): string {
   return `${prefix}${kept ? `${kept}-` : ''}${hash}${suffix}`;
 }
 
-/** Deterministic DNS-1123 label (≤ 63) for a sandbox's ActorTemplate: "oss-" + id, hashed when mapped or truncated. */
-export function templateNameFor(sandboxId: string): string {
-  return boundedName('oss-', sandboxId, '');
-}
-
-/** Deterministic DNS-1123 label for the Secret holding a sandbox's token under key `token`. */
-export function tokenSecretNameFor(sandboxId: string): string {
+/** Deterministic DNS-1123 label for the Kubernetes Secret holding a sandbox's record (cluster mode). */
+export function recordSecretNameFor(sandboxId: string): string {
+  // The name the token Secret had in the Kubernetes-template era: existing records keep being found.
   return boundedName('oss-', sandboxId, '-token');
 }
 
-/** `{"version":1,"command":[...],"tty":bool}` in exactly that key order (serde order of MainProcessConfig). */
+/** @deprecated Use recordSecretNameFor. */
+export const tokenSecretNameFor = recordSecretNameFor;
+
+/** Whether `name` is a template name the driver synthesizes (content-named). */
+export function isSynthesizedTemplateName(name: string): boolean {
+  return SYNTHESIZED_NAME.test(name);
+}
+
 /**
- * MainProcessConfig JSON (version 1). `await_main_process_attachment` (a v0.1 gateway's one-shot hint that the
- * creating client will attach: the supervisor keeps the terminal transport until it does) is written only
- * when set, so 0.0.x supervisors see the exact document they always did.
+ * MainProcessConfig JSON (version 1): `{"version":1,"command":[...],"tty":bool}` in that key order (serde order).
+ * `await_main_process_attachment` (a v0.1 gateway's one-shot hint) is written only when set, so 0.0.x
+ * supervisors see the exact document they always did.
  */
 export function mainProcessSpec(command: readonly string[], tty: boolean, awaitAttachment = false): string {
   return JSON.stringify({ version: 1, command: [...command], tty, ...(awaitAttachment ? { await_main_process_attachment: true } : {}) });
@@ -155,17 +178,37 @@ export function mainProcessOf(sandbox: DriverSandbox): { command: string[]; tty:
 const invalidArg = (m: string) => new ApiError(Code.INVALID_ARGUMENT, m);
 const badConfig = (m: string) => new ApiError(Code.FAILED_PRECONDITION, m);
 
+const URL_PATH = /^\/([A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+
+function checkProbe(p: { path: string; port: number; timeoutSeconds?: number }, what: string): void {
+  if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) throw badConfig(`${what}: port ${p.port} must be an integer from 1 to 65535`);
+  if (!URL_PATH.test(p.path) || p.path.length > 1024) throw badConfig(`${what}: path ${JSON.stringify(p.path)} must be an absolute URL path without query or fragment (at most 1024 characters)`);
+  if (p.timeoutSeconds !== undefined && (!Number.isInteger(p.timeoutSeconds) || p.timeoutSeconds < 1 || p.timeoutSeconds > 3600)) {
+    throw badConfig(`${what}: timeout ${p.timeoutSeconds} must be 1..3600 seconds`);
+  }
+}
+
+/** The SandboxConfig reference for the configured class. */
+export function sandboxConfigOf(cfg: SynthesisConfig): pb.SandboxConfig {
+  if (cfg.sandboxClass === 'gvisor') {
+    return { sandboxClass: pb.SandboxClass.SANDBOX_CLASS_GVISOR, configName: cfg.sandboxConfigName || DEFAULT_GVISOR_CONFIG };
+  }
+  if (cfg.sandboxClass === 'microvm') {
+    if (!cfg.sandboxConfigName) throw badConfig('driver config: sandbox class "microvm" needs the name of a microvm SandboxConfig (sandbox_config_name)');
+    return { sandboxClass: pb.SandboxClass.SANDBOX_CLASS_MICROVM, configName: cfg.sandboxConfigName };
+  }
+  throw badConfig(`driver config: sandbox class ${JSON.stringify(cfg.sandboxClass)} is not supported; use "gvisor" or "microvm"`);
+}
+
 function checkConfig(cfg: SynthesisConfig): void {
-  if (!isDnsLabel(cfg.namespace)) {
-    throw badConfig(`driver config: namespace ${JSON.stringify(cfg.namespace)} is not a valid Kubernetes namespace name (DNS-1123 label, at most 63 characters)`);
-  }
-  if (!cfg.pauseImage) throw badConfig('driver config: pause_image is not set; set it to a digest-pinned image such as registry.k8s.io/pause:3.10.2@sha256:<digest>');
-  if (!cfg.pauseImage.includes('@')) {
-    throw badConfig(`driver config: pause_image ${JSON.stringify(cfg.pauseImage)} is not pinned; ActorTemplates require a digest reference (image@sha256:<digest>) because changing the image invalidates snapshots`);
-  }
   if (!cfg.snapshotsLocation) throw badConfig('driver config: snapshots_location is not set (e.g. gs://bucket/prefix/)');
-  if (cfg.sandboxClass !== 'gvisor' && cfg.sandboxClass !== 'microvm') {
-    throw badConfig(`driver config: sandbox class ${JSON.stringify(cfg.sandboxClass)} is not supported; use "gvisor" or "microvm"`);
+  const locProblem = cfg.snapshotsLocation.length > MAX_LOCATION ? `is longer than ${MAX_LOCATION} characters` : snapshotLocationError(cfg.snapshotsLocation);
+  if (locProblem) {
+    throw badConfig(`driver config: snapshots_location must be a URI with a bucket, like gs://bucket/prefix/ (${locProblem})`);
+  }
+  sandboxConfigOf(cfg);
+  if (cfg.sandboxConfigName !== undefined && cfg.sandboxConfigName !== '' && !isDnsLabel(cfg.sandboxConfigName)) {
+    throw badConfig(`driver config: sandbox config name ${JSON.stringify(cfg.sandboxConfigName)} is not a DNS-1123 label`);
   }
   for (const [k, v] of Object.entries(cfg.workerSelector ?? {})) {
     const ke = qualifiedNameError(k);
@@ -182,19 +225,13 @@ function checkConfig(cfg: SynthesisConfig): void {
   if (cfg.bootstrapAgentCommand && (cfg.bootstrapAgentCommand.length === 0 || !cfg.bootstrapAgentCommand[0] || cfg.bootstrapAgentCommand.length > 8)) {
     throw badConfig('driver config: the bootstrap agent command must be a non-empty argv of at most 8 items whose first element is a program');
   }
-  if (cfg.readyz) {
-    const { port, path } = cfg.readyz;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw badConfig(`driver config: readyz port ${port} must be an integer from 1 to 65535`);
-    if (!/^\/([A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/.test(path) || path.length > 1024) {
-      throw badConfig(`driver config: readyz path ${JSON.stringify(path)} must be an absolute URL path without query or fragment (at most 1024 characters)`);
-    }
-  }
+  if (cfg.wakeupProbe) checkProbe(cfg.wakeupProbe, 'driver config: wakeup probe');
 }
 
-/** How the template carries credentials: a Secret reference (0.0.x), launch delivery (v0.1), or nothing. */
-type CredentialMode = { kind: 'token' } | { kind: 'none' } | { kind: 'launch'; gatewayKeys: GatewayKey[] };
+/** How the actor gets its identity and credentials: delivered after restore (v0.1) or identity in env (0.0.x). */
+type Mode = { kind: 'env' } | { kind: 'launch'; gatewayKeys: GatewayKey[] };
 
-function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: CredentialMode): EnvVar[] {
+function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: Mode, who: string): pb.EnvVar[] {
   const spec = sandbox.spec;
   // Template first, the spec wins (the Docker driver's precedence, compute-driver.md §2.2).
   const merged = new Map<string, string>();
@@ -202,71 +239,47 @@ function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: Credential
   for (const [k, v] of Object.entries(spec?.environment ?? {})) merged.set(k, v);
   for (const k of DRIVER_ENV_NAMES) merged.delete(k);
 
-  const bad = [...merged.keys()].filter((k) => k.length === 0 || !ENV_NAME.test(k));
+  const bad = [...merged.keys()].filter((k) => k.length === 0 || k.length > MAX_ENV_NAME || !ENV_NAME.test(k));
   if (bad.length > 0) {
     throw invalidArg(
-      `sandbox ${JSON.stringify(sandbox.name)}: environment variable name(s) ${bad.map((b) => JSON.stringify(b)).join(', ')} are not allowed; names must be non-empty printable ASCII without '=' (ActorTemplate env name pattern ^[ -<>-~]+$)`,
+      `sandbox ${who}: environment variable name(s) ${bad.map((b) => JSON.stringify(b.slice(0, 64))).join(', ')} are not allowed; names must be 1..${MAX_ENV_NAME} printable ASCII characters without '='`,
     );
   }
+  for (const [k, v] of merged) {
+    if (v.length > MAX_ENV_VALUE) throw invalidArg(`sandbox ${who}: environment variable ${JSON.stringify(k)} is ${v.length} characters long; at most ${MAX_ENV_VALUE} are allowed`);
+  }
 
-  // Sorted so the same sandbox always yields the same spec (the spec is immutable once applied).
-  const env: EnvVar[] = [...merged.keys()].sort().map((name) => ({ name, value: merged.get(name)! }));
+  // Sorted so the same spec always yields the same template (its name is its content's hash).
+  const env: pb.EnvVar[] = [...merged.keys()].sort().map((name) => ({ name, value: merged.get(name)! }));
   const main = mainProcessOf(sandbox);
-  env.push({ name: ENV.SANDBOX_ID, value: sandbox.id });
-  env.push({ name: ENV.SANDBOX, value: sandbox.name });
+  if (mode.kind === 'env') {
+    env.push({ name: ENV.SANDBOX_ID, value: sandbox.id });
+    env.push({ name: ENV.SANDBOX, value: sandbox.name });
+  }
   if (cfg.gatewayEndpoint) env.push({ name: ENV.ENDPOINT, value: cfg.gatewayEndpoint });
   env.push({ name: ENV.LOG_LEVEL, value: spec?.logLevel || 'info' });
   env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty, spec?.awaitMainProcessAttachment === true) });
-  if (mode.kind === 'token') {
-    env.push({ name: ENV.SANDBOX_TOKEN, valueFrom: { secretKeyRef: { name: tokenSecretNameFor(sandbox.id), key: TOKEN_SECRET_KEY } } });
-  } else if (mode.kind === 'launch' && mode.gatewayKeys.length > 0) {
-    // Public keys only: the same slot the token reference takes in 0.0.x mode.
+  if (mode.kind === 'launch' && mode.gatewayKeys.length > 0) {
+    // Public keys only: the agent's trust anchor.
     env.push({ name: ENV.GATEWAY_KEYS, value: JSON.stringify(mode.gatewayKeys.map((k) => ({ key_id: k.key_id, public_key_pem: k.public_key_pem }))) });
   }
   if (env.length > MAX_ENV) {
     const driverCount = env.length - merged.size;
     const over = env.length - MAX_ENV;
     throw invalidArg(
-      `sandbox ${JSON.stringify(sandbox.name)} needs ${env.length} environment variables (${merged.size} from spec.environment and template.environment, ${driverCount} set by the driver for the supervisor); an ActorTemplate container allows at most ${MAX_ENV}: remove at least ${over} user variable(s)`,
+      `sandbox ${who} needs ${env.length} environment variables (${merged.size} from spec.environment and template.environment, ${driverCount} set by the driver for the supervisor); an ActorTemplate container allows at most ${MAX_ENV}: remove at least ${over} user variable(s)`,
     );
   }
   return env;
 }
 
-function buildLabels(sandbox: DriverSandbox): { labels: Record<string, string>; annotations: Record<string, string> } {
-  const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries(sandbox.spec?.template?.labels ?? {})) {
-    const ke = qualifiedNameError(k);
-    if (ke) throw invalidArg(`sandbox ${JSON.stringify(sandbox.name)}: template label key ${JSON.stringify(k)} is not a valid Kubernetes label key: ${ke}`);
-    const ve = labelValueError(v);
-    if (ve) throw invalidArg(`sandbox ${JSON.stringify(sandbox.name)}: template label ${JSON.stringify(k)} has an invalid value: ${ve}`);
-    labels[k] = v;
-  }
-  labels[MANAGED_BY_LABEL] = DRIVER_NAME;
-  for (const [k, v] of [
-    [SANDBOX_ID_LABEL, sandbox.id],
-    [SANDBOX_NAME_LABEL, sandbox.name],
-    [WORKSPACE_LABEL, sandbox.workspace],
-  ] as const) {
-    if (v && labelValueError(v) === null) labels[k] = v;
-    else delete labels[k];
-  }
-  const annotations: Record<string, string> = {
-    [OWNER_ANNOTATION]: OWNER_VALUE,
-    [SANDBOX_ID_ANNOTATION]: sandbox.id,
-    [SANDBOX_NAME_ANNOTATION]: sandbox.name,
-    [WORKSPACE_ANNOTATION]: sandbox.workspace,
-  };
-  return { labels, annotations };
-}
-
 const KEY_ID = /^\S{1,256}$/;
 
-function credentialModeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: string): CredentialMode {
+function modeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: string): Mode {
   const bytes = sandbox.spec?.launchAuthentication;
   let keys: readonly GatewayKey[] | undefined;
   if (opts.launchDelivery === false) {
-    // 0.0.x token mode forced: fall through below.
+    // 0.0.x mode forced.
   } else if (opts.launchDelivery) {
     keys = opts.launchDelivery.gatewayKeys ?? [];
   } else if (bytes && bytes.length > 0) {
@@ -277,10 +290,7 @@ function credentialModeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: s
       throw invalidArg(`sandbox ${who}: launch_authentication is invalid: ${e instanceof LaunchError ? e.message : 'it cannot be parsed'}`);
     }
   }
-  if (keys === undefined) {
-    const hasToken = opts.hasToken ?? (sandbox.spec?.sandboxToken ?? '') !== '';
-    return hasToken ? { kind: 'token' } : { kind: 'none' };
-  }
+  if (keys === undefined) return { kind: 'env' };
   const seen = new Set<string>();
   for (const k of keys) {
     if (!k || typeof k.key_id !== 'string' || !KEY_ID.test(k.key_id) || seen.has(k.key_id)) {
@@ -296,71 +306,12 @@ function credentialModeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: s
 }
 
 /**
- * Builds the sandbox's ActorTemplate. Throws ApiError: INVALID_ARGUMENT for a sandbox that cannot be expressed
- * (unpinned or missing image, too many env vars or command items, bad env names or labels),
- * FAILED_PRECONDITION for driver config that cannot be (unpinned pause image, bad namespace, ...), INTERNAL if
- * the result still fails CRD validation (a bug).
+ * The gateway's cpu and memory limits as template resource limits (v0.4 `resources.limits`, template-level:
+ * gvisor refuses container resources). Requests have no meaning for an actor, so they are not carried.
  */
-export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisConfig, opts: SynthesisOptions = {}): ActorTemplate {
-  checkConfig(cfg);
-  if (!sandbox.id) throw invalidArg('sandbox id is empty; the gateway must send the sandbox UUID');
-  const who = JSON.stringify(sandbox.name || sandbox.id);
-  const image = sandbox.spec?.template?.image ?? '';
-  if (!image) {
-    throw invalidArg(`sandbox ${who} has no image: set template.image to a digest-pinned image (image@sha256:<digest>) or configure the driver's default image`);
-  }
-  if (!image.includes('@')) {
-    throw invalidArg(
-      `sandbox ${who}: image ${JSON.stringify(image)} is not pinned; Substrate ActorTemplates require a digest reference such as ${image.split('@')[0]}@sha256:<digest> because changing the image invalidates snapshots; look up the digest in your registry and use the image@sha256:<digest> form`,
-    );
-  }
-  const main = mainProcessOf(sandbox);
-  if (!main.command[0]) throw invalidArg(`sandbox ${who}: command[0] is empty; the first element must be the program to run`);
-  const mode = credentialModeOf(sandbox, opts, who);
-  const inner = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
-  const command = mode.kind === 'launch' ? [...(cfg.bootstrapAgentCommand ?? BOOTSTRAP_AGENT_COMMAND), ...inner] : inner;
-  if (command.length > MAX_COMMAND) {
-    throw invalidArg(
-      `sandbox ${who}: command has ${command.length} items${mode.kind === 'launch' ? ` (with the ${command.length - inner.length} of the bootstrap agent)` : ''}; an ActorTemplate container command allows at most ${MAX_COMMAND}`,
-    );
-  }
-  const env = buildEnv(sandbox, cfg, mode);
-  const { labels, annotations } = buildLabels(sandbox);
-
-  const container: Container = { name: CONTAINER_NAME, image, command, env };
-  if (cfg.readyz) container.readyz = { httpGet: { path: cfg.readyz.path, port: cfg.readyz.port } };
-  if (container.name === RESERVED_CONTAINER_NAME) throw new ApiError(Code.INTERNAL, 'internal: container name collides with the pause container');
-
-  const t: ActorTemplate = {
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: { name: templateNameFor(sandbox.id), namespace: cfg.namespace, labels, annotations },
-    spec: {
-      pauseImage: cfg.pauseImage,
-      containers: [container],
-      snapshotsConfig: { location: cfg.snapshotsLocation, onPause: 'Full', onCommit: 'Full' },
-      sandboxClass: cfg.sandboxClass,
-    },
-  };
-  if (cfg.workerSelector && Object.keys(cfg.workerSelector).length > 0) {
-    t.spec.workerSelector = { matchLabels: { ...cfg.workerSelector } };
-  }
-  const limits = resourceLimitsOf(sandbox, who);
-  if (limits.length > 0) t.spec.resources = { limits };
-  const problems = validateActorTemplate(t);
-  if (problems.length > 0) {
-    throw new ApiError(Code.INTERNAL, `internal: synthesized ActorTemplate ${t.metadata.name} fails CRD validation: ${problems.join('; ')}`);
-  }
-  return t;
-}
-
-/**
- * The gateway's cpu and memory limits as template resource limits (Substrate v0.4's shape). Requests have no
- * meaning for an actor (it gets a whole worker slot), so they are not carried.
- */
-function resourceLimitsOf(sandbox: DriverSandbox, who: string): Array<{ name: 'cpu' | 'memory'; quantity: string }> {
+function resourceLimitsOf(sandbox: DriverSandbox, who: string): pb.Limits[] {
   const r = sandbox.spec?.template?.resources;
-  const out: Array<{ name: 'cpu' | 'memory'; quantity: string }> = [];
+  const out: pb.Limits[] = [];
   for (const [name, q, field] of [
     ['cpu', r?.cpuLimit, 'cpu_limit'],
     ['memory', r?.memoryLimit, 'memory_limit'],
@@ -375,16 +326,109 @@ function resourceLimitsOf(sandbox: DriverSandbox, who: string): Array<{ name: 'c
   return out;
 }
 
+// ------------------------------------------------------------------------------------------ content and name
+
+/** JSON with object keys sorted at every level (arrays keep their order): the canonical form that is hashed. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
 /**
- * The error synthesis would raise for this sandbox, or null. Counts the token env slot even when the token is
- * not known yet (ValidateSandboxCreate runs before the gateway mints it), and the bootstrap agent's command
- * items (a v0.1 gateway's Create carries launch authentication), so a sandbox that validates also synthesizes
- * on Create whichever gateway generation sends it.
+ * sha256 (hex) of a template's content: its protobuf JSON form without `metadata` and `status` (server-owned),
+ * canonicalized. Default values are omitted by the JSON form, so a template read back from the server hashes
+ * like the one that was sent.
+ */
+export function templateContentHash(t: pb.ActorTemplate): string {
+  const json = pb.ActorTemplate.toJSON({ ...t, metadata: undefined, status: undefined }) as Record<string, unknown>;
+  delete json.metadata;
+  delete json.status;
+  return createHash('sha256').update(canonicalJson(json), 'utf8').digest('hex');
+}
+
+/** `sbx-tpl-<first 20 hex of the content hash>` (a DNS label). */
+export function templateNameForHash(hash: string): string {
+  return `${TEMPLATE_PREFIX}${hash.slice(0, 20)}`;
+}
+
+// ------------------------------------------------------------------------------------------------ synthesis
+
+/**
+ * Builds the sandbox's ActorTemplate, in the atespace of its workspace, named after its content. Throws
+ * ApiError: INVALID_ARGUMENT for a sandbox that cannot be expressed (unpinned or missing image, too many env
+ * vars or command items, bad env names, bad limits), FAILED_PRECONDITION for driver config that cannot be.
+ */
+export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisConfig, opts: SynthesisOptions = {}): SynthesizedTemplate {
+  checkConfig(cfg);
+  if (!sandbox.id) throw invalidArg('sandbox id is empty; the gateway must send the sandbox UUID');
+  const who = JSON.stringify(sandbox.name || sandbox.id);
+  const atespace = sandbox.workspace || 'default';
+  const image = sandbox.spec?.template?.image ?? '';
+  if (!image) {
+    throw invalidArg(`sandbox ${who} has no image: set template.image to a digest-pinned image (image@sha256:<digest>) or configure the driver's default image`);
+  }
+  const imageProblem = image.length > MAX_IMAGE ? `is longer than ${MAX_IMAGE} characters` : pinnedImageError(image);
+  if (imageProblem) {
+    throw invalidArg(
+      `sandbox ${who}: image ${JSON.stringify(image.slice(0, 200))} is not pinned by digest (${imageProblem}); Substrate ActorTemplates require a reference such as ${image.split('@')[0]!.slice(0, 200)}@sha256:<64 hex digits> because changing the image invalidates snapshots; look up the digest in your registry`,
+    );
+  }
+  const main = mainProcessOf(sandbox);
+  if (!main.command[0]) throw invalidArg(`sandbox ${who}: command[0] is empty; the first element must be the program to run`);
+  const mode = modeOf(sandbox, opts, who);
+  const inner = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
+  const command = mode.kind === 'launch' ? [...(cfg.bootstrapAgentCommand ?? BOOTSTRAP_AGENT_COMMAND), ...inner] : inner;
+  if (command.length > MAX_COMMAND) {
+    throw invalidArg(
+      `sandbox ${who}: command has ${command.length} items${mode.kind === 'launch' ? ` (with the ${command.length - inner.length} of the bootstrap agent)` : ''}; an ActorTemplate container command allows at most ${MAX_COMMAND}`,
+    );
+  }
+  const long = command.findIndex((c) => c.length > MAX_ARG);
+  if (long >= 0) throw invalidArg(`sandbox ${who}: command item ${long} is ${command[long]!.length} characters long; at most ${MAX_ARG} are allowed`);
+  const env = buildEnv(sandbox, cfg, mode, who);
+
+  const probe = cfg.wakeupProbe ?? (mode.kind === 'launch' ? { path: AGENT_PATH, port: AGENT_PORT, timeoutSeconds: 30 } : undefined);
+  const container: pb.Container = pb.Container.fromPartial({
+    name: CONTAINER_NAME,
+    image,
+    command,
+    env,
+    wakeupProbe: probe ? { httpGet: { path: probe.path, port: probe.port }, timeoutSeconds: probe.timeoutSeconds ?? 30 } : undefined,
+  });
+  const limits = resourceLimitsOf(sandbox, who);
+  const sel = cfg.workerSelector && Object.keys(cfg.workerSelector).length > 0 ? { matchLabels: { ...cfg.workerSelector } } : undefined;
+  const t: pb.ActorTemplate = pb.ActorTemplate.fromPartial({
+    workerSelector: sel,
+    containers: [container],
+    snapshotConfig: { onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: cfg.snapshotsLocation },
+    sandboxConfig: sandboxConfigOf(cfg),
+    resources: limits.length > 0 ? { limits } : undefined,
+  });
+  const hash = templateContentHash(t);
+  t.metadata = pb.ResourceMetadata.fromPartial({ atespace, name: templateNameForHash(hash) });
+  // Upstream's rules over the result (everything above already enforces them with friendlier messages; a
+  // problem here is one the server would refuse). Messages never carry an env value.
+  const errs = actorTemplateFieldErrors(t);
+  if (errs.length > 0) throw invalidArg(`sandbox ${who} cannot be expressed as a Substrate v0.4 ActorTemplate: ${aggregateMessage(errs)}`);
+  return { template: t, hash };
+}
+
+/**
+ * The error synthesis would raise for this sandbox, or null. Checks both modes (ValidateSandboxCreate runs
+ * before the gateway mints launch authentication, and a v0.1 Create adds the agent's argv), so a sandbox that
+ * validates also synthesizes on Create whichever gateway generation sends it.
  */
 export function synthesisProblem(sandbox: DriverSandbox, cfg: SynthesisConfig): ApiError | null {
   try {
-    synthesizeActorTemplate(sandbox, cfg, { hasToken: true });
-    // A v0.1 gateway's Create carries launch authentication (Validate does not): the agent's argv counts too.
+    synthesizeActorTemplate(sandbox, cfg, { launchDelivery: false });
     synthesizeActorTemplate(sandbox, cfg, { launchDelivery: { gatewayKeys: [] } });
     return null;
   } catch (e) {
@@ -396,4 +440,10 @@ export function synthesisProblem(sandbox: DriverSandbox, cfg: SynthesisConfig): 
 /** ValidateSandboxCreate reuse: the message of the synthesis problem, or null when the sandbox is fine. */
 export function validateSandboxForSynthesis(sandbox: DriverSandbox, cfg: SynthesisConfig): string | null {
   return synthesisProblem(sandbox, cfg)?.message ?? null;
+}
+
+/** Whether a template's first container runs the bootstrap agent (a pre-provisioned template may not). */
+export function runsBootstrapAgent(t: pb.ActorTemplate | undefined): boolean {
+  const command = t?.containers?.[0]?.command ?? [];
+  return command.some((c) => c === AGENT_IMAGE_PATH || c.endsWith('/bootstrap-agent.mjs'));
 }

@@ -21,8 +21,6 @@ import {
   type DriverAdmissionConfig,
 } from '../../src/driver/admission-policy.js';
 import { attachRefusal, effectiveTemplateLabels } from '../../src/driver/admission.js';
-import { OWNER_ANNOTATION, OWNER_VALUE } from '../../src/template/synthesize.js';
-import type { ActorTemplate } from '../../src/template/types.js';
 
 const DEFAULT_ACK =
   'v1:{"allow_driver_config":false,"resource_admission":{"enabled":true,"required_labels":{"openshell.ai/sandbox-attachable":"true","openshell.ai/sandbox-attachable-workspace":"${workspace}"}}}';
@@ -264,40 +262,37 @@ describe('template_labels', () => {
     expect(configErr(() => parseTemplateLabels('d/t', WHERE)).key).toBe('template_labels');
   });
 
-  const tpl = (labels?: Record<string, string>, annotations?: Record<string, string>): ActorTemplate =>
-    ({ apiVersion: 'ate.dev/v1alpha1', kind: 'ActorTemplate', metadata: { name: 't', namespace: 'ns', labels, annotations }, spec: {} }) as unknown as ActorTemplate;
   const def = defaultAdmissionConfig();
 
-  it('overlay the template’s own labels for attachRefusal (a template without labels becomes attachable)', () => {
-    expect(attachRefusal(tpl(), 'ns', 't', 'team-a', def, {})?.code).toBe(Code.FAILED_PRECONDITION);
+  it('take a template’s labels only from template_labels (v0.4 templates carry none)', () => {
+    expect(attachRefusal('ns', 't', 'team-a', def, {})?.code).toBe(Code.FAILED_PRECONDITION);
     const tl = parseTemplateLabels({ 'ns/t': { [A]: 'true', [W]: 'team-a' } }, WHERE);
-    expect(attachRefusal(tpl(), 'ns', 't', 'team-a', def, tl)).toBeNull();
+    expect(attachRefusal('ns', 't', 'team-a', def, tl)).toBeNull();
     // Only for that workspace, and only for that template.
-    expect(attachRefusal(tpl(), 'ns', 't', 'team-b', def, tl)?.message).toMatch(/has label openshell\.ai\/sandbox-attachable-workspace="team-a".*this sandbox is in workspace "team-b"/);
-    expect(attachRefusal(tpl(), 'ns', 'other', 'team-a', def, tl)?.code).toBe(Code.FAILED_PRECONDITION);
-    expect(attachRefusal(tpl(), 'other-ns', 't', 'team-a', def, tl)?.code).toBe(Code.FAILED_PRECONDITION);
-    // The config wins over the template's own label.
-    const own = tpl({ [A]: 'true', [W]: 'team-x' });
-    expect(attachRefusal(own, 'ns', 't', 'team-x', def, {})).toBeNull();
-    expect(attachRefusal(own, 'ns', 't', 'team-x', def, tl)?.code).toBe(Code.FAILED_PRECONDITION);
-    expect(attachRefusal(own, 'ns', 't', 'team-a', def, tl)).toBeNull();
-    // Merged: one label from the template, one from the config.
-    const half = parseTemplateLabels({ 'ns/t': { [W]: 'team-a' } }, WHERE);
-    expect(attachRefusal(tpl({ [A]: 'true' }), 'ns', 't', 'team-a', def, half)).toBeNull();
-    expect(effectiveTemplateLabels(tpl({ [A]: 'true' }), 'ns', 't', half)).toEqual({ [A]: 'true', [W]: 'team-a' });
+    expect(attachRefusal('ns', 't', 'team-b', def, tl)?.message).toMatch(/has label openshell\.ai\/sandbox-attachable-workspace="team-a".*this sandbox is in workspace "team-b"/);
+    expect(attachRefusal('ns', 'other', 'team-a', def, tl)?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(attachRefusal('other-ns', 't', 'team-a', def, tl)?.code).toBe(Code.FAILED_PRECONDITION);
+    // Shared (no workspace label): every workspace.
+    const shared = parseTemplateLabels({ 'ns/t': { [A]: 'true' } }, WHERE);
+    expect(attachRefusal('ns', 't', 'team-x', def, shared)).toBeNull();
+    expect(effectiveTemplateLabels('ns', 't', tl)).toEqual({ [A]: 'true', [W]: 'team-a' });
+    expect(effectiveTemplateLabels('ns', 'nope', tl)).toEqual({});
   });
 
-  it('never makes a driver-synthesized template attachable, and names how to fix a refusal', () => {
-    const tl = parseTemplateLabels({ 'ns/t': { [A]: 'true', [W]: 'team-a' } }, WHERE);
-    const synthesized = tpl({ [A]: 'true', [W]: 'team-a' }, { [OWNER_ANNOTATION]: OWNER_VALUE });
-    expect(attachRefusal(synthesized, 'ns', 't', 'team-a', def, tl)?.message).toMatch(/was synthesized by the driver for another sandbox/);
-    expect(attachRefusal(synthesized, 'ns', 't', 'team-a', policy({}, false), tl)?.message).toMatch(/was synthesized by the driver/);
-    const e = attachRefusal(tpl(), 'ns', 't', 'team-a', def, {});
+  it('never makes a driver-synthesized (content-named) template attachable, and names how to fix a refusal', () => {
+    const name = 'sbx-tpl-0123456789abcdef0123';
+    const tl = parseTemplateLabels({ [`ns/${name}`]: { [A]: 'true', [W]: 'team-a' } }, WHERE);
+    expect(attachRefusal('ns', name, 'team-a', def, tl)?.message).toMatch(/was synthesized by the driver for other sandboxes/);
+    expect(attachRefusal('ns', name, 'team-a', policy({}, false), tl)?.message).toMatch(/was synthesized by the driver/);
+    // Only the exact synthesized shape: a look-alike operator name is judged by its labels.
+    expect(attachRefusal('ns', 'sbx-tpl-mine', 'team-a', policy({}, false), {})).toBeNull();
+    const e = attachRefusal('ns', 't', 'team-a', def, {});
     expect(e?.message).toMatch(
       /^external resource not admitted by required labels: ActorTemplate ns\/t needs label openshell\.ai\/sandbox-attachable="true" \(it has no such label\);.*template_labels\."ns\/t"/,
     );
-    expect(attachRefusal(tpl({ [A]: 'true', [W]: 'bad ws' }), 'ns', 't', 'bad ws', def, {})?.message).toMatch(/^resource not admitted: invalid workspace identity/);
+    const bad = parseTemplateLabels({ 'ns/t': { [A]: 'true' } }, WHERE);
+    expect(attachRefusal('ns', 't', 'bad ws', { ...def, resourceAdmission: { ...def.resourceAdmission } }, { ...bad, 'ns/t': { [A]: 'true', [W]: 'x' } })?.message).toMatch(/^resource not admitted: invalid workspace identity/);
     // Disabled policy: any pre-provisioned template.
-    expect(attachRefusal(tpl(), 'ns', 't', 'team-a', policy({}, false), {})).toBeNull();
+    expect(attachRefusal('ns', 't', 'team-a', policy({}, false), {})).toBeNull();
   });
 });

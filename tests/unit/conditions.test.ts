@@ -1,23 +1,25 @@
-// Status → conditions, checked through the gateway's own phase derivation (compute-driver.md §3.1): what
-// a user sees in `openshell sandbox list` for every actor status and every desired state.
+// Actor state → conditions, checked through the gateway's own phase derivation under BOTH generations' rules
+// (compute-driver.md §3.1 for 0.0.x, openshell-v0.1.md §4.4 for v0.1): what a user sees in `openshell sandbox
+// list` for every Substrate v0.4 ActorState and every desired state.
 import { describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
+import { ActorState, type Actor } from '../../src/gen/ateapi.js';
 import { conditionsFor, derivePhase, REASON, stampTransitions, TRANSIENT_REASONS, type Op } from '../../src/driver/conditions.js';
 
-function actor(status: Actor_Status, pod = ''): Actor {
+const Actor_Status = ActorState;
+
+function actor(state: ActorState, pod = '', crash = ''): Actor {
   return {
-    actorId: 'a',
-    version: 1,
-    actorTemplateNamespace: 'default',
-    actorTemplateName: 't',
-    status,
-    ateomPodNamespace: pod ? 'ate-system' : '',
-    ateomPodName: pod,
-    ateomPodIp: '',
-    inProgressSnapshot: '',
-    ateomPodUid: '',
-    workerPoolName: '',
-    atespace: 'default',
+    metadata: { atespace: 'default', name: 'a', uid: 'u1', version: 1 },
+    actorTemplate: { atespace: 'default', name: 't' },
+    status: {
+      state,
+      workerAssignment: pod ? { workerNamespace: 'ate-system', workerPool: 'p', workerPod: pod, workerPodUid: 'pu', workerPodIps: ['10.0.0.1'], nodeName: 'n', workerEpoch: 1 } : undefined,
+      inProgressSnapshotUri: '',
+      actorVolumes: [],
+      inProgressLocalSnapshotName: '',
+      crash: crash ? { message: crash } : undefined,
+      assignedNode: '',
+    },
   };
 }
 
@@ -30,32 +32,36 @@ const phaseOf = (conds: ReturnType<typeof conditionsFor>) => {
   return v01;
 };
 
+// Every ActorState of v0.4 (and an unknown number).
 const STATUSES = [
-  Actor_Status.STATUS_UNSPECIFIED,
-  Actor_Status.STATUS_RESUMING,
-  Actor_Status.STATUS_RUNNING,
-  Actor_Status.STATUS_SUSPENDING,
-  Actor_Status.STATUS_SUSPENDED,
-  Actor_Status.STATUS_PAUSING,
-  Actor_Status.STATUS_PAUSED,
-  Actor_Status.UNRECOGNIZED,
+  ActorState.ACTOR_STATE_UNSPECIFIED,
+  ActorState.ACTOR_STATE_RESUMING,
+  ActorState.ACTOR_STATE_RUNNING,
+  ActorState.ACTOR_STATE_SUSPENDING,
+  ActorState.ACTOR_STATE_SUSPENDED,
+  ActorState.ACTOR_STATE_PAUSING,
+  ActorState.ACTOR_STATE_PAUSED,
+  ActorState.ACTOR_STATE_CRASHED,
+  ActorState.ACTOR_STATE_DELETING,
+  ActorState.ACTOR_STATE_REVERTING,
+  ActorState.UNRECOGNIZED,
 ];
-const OPS: Array<Op | undefined> = [undefined, 'provisioning', 'starting', 'stopping', 'deleting'];
+const OPS: Array<Op | undefined> = [undefined, 'provisioning', 'starting', 'stopping', 'deleting', 'recovering'];
 
 describe('conditions for a running-intent sandbox', () => {
   it('RUNNING is Ready=True and names the worker', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_RUNNING, 'worker-1'), desired: 'running', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_RUNNING, 'worker-1'), desired: 'running', provisioned: true });
     expect(c).toEqual([{ type: 'Ready', status: 'True', reason: REASON.running, message: 'running on worker worker-1' }]);
     expect(phaseOf(c)).toBe('READY');
   });
 
   it('RESUMING is Ready=Unknown (Starting), never an error', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_RESUMING, 'w'), desired: 'running', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_RESUMING, 'w'), desired: 'running', provisioned: true });
     expect(c[0]).toMatchObject({ type: 'Ready', status: 'Unknown', reason: 'Starting' });
     expect(phaseOf(c)).toBe('PROVISIONING');
   });
 
-  for (const s of [Actor_Status.STATUS_SUSPENDED, Actor_Status.STATUS_PAUSED, Actor_Status.STATUS_SUSPENDING, Actor_Status.STATUS_PAUSING]) {
+  for (const s of [Actor_Status.ACTOR_STATE_SUSPENDED, Actor_Status.ACTOR_STATE_PAUSED, Actor_Status.ACTOR_STATE_SUSPENDING, Actor_Status.ACTOR_STATE_PAUSING]) {
     it(`suspended outside the gateway (${Actor_Status[s]}) while it wants running → Ready=Unknown, resumes on demand; never ERROR or STOPPED`, () => {
       const c = conditionsFor({ actor: actor(s), desired: 'running', provisioned: true });
       expect(c).toHaveLength(1);
@@ -68,7 +74,7 @@ describe('conditions for a running-intent sandbox', () => {
   }
 
   it('a suspended actor being started (StartSandbox in flight) reads Starting', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_SUSPENDED), desired: 'running', op: 'starting', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_SUSPENDED), desired: 'running', op: 'starting', provisioned: true });
     expect(c[0]).toMatchObject({ status: 'Unknown', reason: 'Starting' });
   });
 
@@ -81,18 +87,18 @@ describe('conditions for a running-intent sandbox', () => {
 
 describe('conditions for a stopped-intent sandbox', () => {
   it('SUSPENDED after StopSandbox → Suspended=True → STOPPED', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_SUSPENDED), desired: 'stopped', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_SUSPENDED), desired: 'stopped', provisioned: true });
     expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'True', reason: REASON.suspended });
     expect(phaseOf(c)).toBe('STOPPED');
   });
 
   it('PAUSED after StopSandbox in pause mode → STOPPED', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_PAUSED), desired: 'stopped', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_PAUSED), desired: 'stopped', provisioned: true });
     expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'True', reason: REASON.paused });
     expect(phaseOf(c)).toBe('STOPPED');
   });
 
-  for (const s of [Actor_Status.STATUS_SUSPENDING, Actor_Status.STATUS_PAUSING]) {
+  for (const s of [Actor_Status.ACTOR_STATE_SUSPENDING, Actor_Status.ACTOR_STATE_PAUSING]) {
     it(`${Actor_Status[s]} → Suspended=False PodTerminating (the gateway keeps STOPPING)`, () => {
       const c = conditionsFor({ actor: actor(s, 'w'), desired: 'stopped', op: 'stopping', provisioned: true });
       expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'False', reason: 'PodTerminating' });
@@ -101,12 +107,12 @@ describe('conditions for a stopped-intent sandbox', () => {
   }
 
   it('RUNNING while StopSandbox runs → Suspended=False PodTerminating, not Ready=True', () => {
-    const c = conditionsFor({ actor: actor(Actor_Status.STATUS_RUNNING, 'w'), desired: 'stopped', op: 'stopping', provisioned: true });
+    const c = conditionsFor({ actor: actor(Actor_Status.ACTOR_STATE_RUNNING, 'w'), desired: 'stopped', op: 'stopping', provisioned: true });
     expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'False', reason: 'PodTerminating' });
     expect(c.some((x) => x.type === 'Ready' && x.status === 'True')).toBe(false);
   });
 
-  for (const s of [Actor_Status.STATUS_RUNNING, Actor_Status.STATUS_RESUMING]) {
+  for (const s of [Actor_Status.ACTOR_STATE_RUNNING, Actor_Status.ACTOR_STATE_RESUMING]) {
     it(`a stopped sandbox woken by a request (${Actor_Status[s]}) reads stopping, never Ready=True nor ERROR: the driver suspends it again`, () => {
       const c = conditionsFor({ actor: actor(s, 'w'), desired: 'stopped', provisioned: true });
       expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'False', reason: 'PodTerminating' });
@@ -158,6 +164,56 @@ describe('every status × desired state × operation', () => {
         });
       }
     }
+  }
+});
+
+describe('v0.4 states: CRASHED, REVERTING, DELETING', () => {
+  it('CRASHED while the gateway wants it running is transient (Recovering) and carries the crash message', () => {
+    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, 'w', 'atelet Restore failed: worker pod went away'), desired: 'running', provisioned: true });
+    expect(c).toHaveLength(1);
+    expect(c[0]).toMatchObject({ type: 'Ready', status: 'Unknown', reason: REASON.recovering });
+    expect(c[0]!.message).toMatch(/crashed: atelet Restore failed: worker pod went away; recovering/);
+    expect(phaseOf(c)).toBe('PROVISIONING');
+  });
+
+  it('a failed recovery is an error condition (Ready=False RecoveryFailed → ERROR), until one succeeds', () => {
+    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: 'ateapi RESOURCE_EXHAUSTED: no worker has room for the actor' });
+    expect(c).toEqual([
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: REASON.recoveryFailed,
+        message: 'the actor crashed: worker restarted while hosting the actor; recovering it (RevertActor, ResumeActor) failed: ateapi RESOURCE_EXHAUSTED: no worker has room for the actor',
+      },
+    ]);
+    expect(TRANSIENT_REASONS as readonly string[]).not.toContain(REASON.recoveryFailed);
+    expect(phaseOf(c)).toBe('ERROR');
+    // A new attempt in flight reads transient again; a running actor is Ready whatever failed before.
+    expect(phaseOf(conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED), desired: 'running', provisioned: true, recoveryFailure: 'x', op: 'recovering' }))).toBe('PROVISIONING');
+    expect(phaseOf(conditionsFor({ actor: actor(ActorState.ACTOR_STATE_RUNNING, 'w'), desired: 'running', provisioned: true, recoveryFailure: 'x' }))).toBe('READY');
+  });
+
+  it('REVERTING is transient (Recovering), and the resume after a revert reads Recovering too', () => {
+    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_REVERTING), desired: 'running', provisioned: true });
+    expect(c[0]).toMatchObject({ status: 'Unknown', reason: REASON.recovering });
+    const after = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_SUSPENDED), desired: 'running', provisioned: true, op: 'recovering' });
+    expect(after[0]).toMatchObject({ status: 'Unknown', reason: REASON.recovering });
+  });
+
+  for (const s of [ActorState.ACTOR_STATE_CRASHED, ActorState.ACTOR_STATE_REVERTING]) {
+    it(`${ActorState[s]} of a sandbox the gateway stopped reads stopping (it is reverted, not run), never STOPPED yet nor ERROR`, () => {
+      const c = conditionsFor({ actor: actor(s, '', 'boom'), desired: 'stopped', provisioned: true, recoveryFailure: 'still failing' });
+      expect(c.find((x) => x.type === 'Suspended')).toMatchObject({ status: 'False', reason: REASON.stopping });
+      expect(phaseOf(c)).toBe('PROVISIONING');
+    });
+  }
+
+  for (const desired of ['running', 'stopped'] as const) {
+    it(`DELETING (outside the gateway) is transient for desired=${desired}`, () => {
+      const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_DELETING), desired, provisioned: true });
+      expect(c).toEqual([{ type: 'Ready', status: 'Unknown', reason: REASON.deleting, message: 'the actor is being deleted outside the gateway' }]);
+      expect(phaseOf(c)).toBe('PROVISIONING');
+    });
   }
 });
 
