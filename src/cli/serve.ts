@@ -67,9 +67,10 @@ export async function main(argv: string[]): Promise<number> {
       const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined, routerAllowRemote: cfg.routerAllowRemote });
       localStop = () => h.stop();
       const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
-      local = { apiEndpoint: h.apiEndpoint, apiTls: h.apiTls, kube: h.kube, stateDir: h.stateDir, defaultImage: img?.ref, routerUrl: h.routerUrl };
+      // The driver talks to its own instance over the owner-only Unix socket: no token to keep.
+      local = { apiEndpoint: `unix:${h.socketPath}`, apiTls: false, stateDir: h.stateDir, defaultImage: img?.ref, routerUrl: h.routerUrl };
     } else if (!cfg.apiEndpoint) {
-      const { kubeAccessOf, readLocalJson } = await import('../local/index.js');
+      const { readLocalJson } = await import('../local/index.js');
       const lj = readLocalJson(cfg.stateDir);
       if (lj) {
         // That local Substrate may stop or restart (on another port if its old one is taken): local.json is
@@ -77,21 +78,20 @@ export async function main(argv: string[]): Promise<number> {
         relocateLocal = () => {
           const now = readLocalJson(cfg.stateDir);
           return now && local
-            ? { ...local, apiEndpoint: now.api_endpoint, apiTls: now.api_tls, kube: kubeAccessOf(now), nonce: now.nonce, routerUrl: now.router_url }
+            ? { ...local, apiEndpoint: `unix:${now.socket_path}`, apiTls: false, nonce: now.nonce, routerUrl: now.router_url }
             : undefined;
         };
         const { ensureDefaultImage } = await import('../local/images.js');
         const img = await ensureDefaultImage(lj.state_dir).catch(() => undefined);
         local = {
-          apiEndpoint: lj.api_endpoint,
-          apiTls: lj.api_tls,
-          kube: kubeAccessOf(lj),
+          apiEndpoint: `unix:${lj.socket_path}`,
+          apiTls: false,
           nonce: lj.nonce,
           stateDir: lj.state_dir,
           defaultImage: img?.ref,
           routerUrl: lj.router_url,
         };
-        log.info('using the local Substrate found in the state directory', { pid: lj.pid, api: lj.api_endpoint });
+        log.info('using the local Substrate found in the state directory', { pid: lj.pid, socket: lj.socket_path });
       }
     }
 

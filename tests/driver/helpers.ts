@@ -1,6 +1,6 @@
-// Shared pieces of the driver's contract tests. Everything is real: the local Substrate on gVisor (its
-// ateapi over gRPC, its Kubernetes-shaped resource API, its router), the driver serving on a real Unix
-// socket, and the generated ComputeDriverClient dialing it the way the gateway does.
+// Shared pieces of the driver's contract tests. Everything is real: the local Substrate on gVisor (its v0.4
+// ateapi over gRPC on the instance's Unix socket, its router), the driver serving on a real Unix socket, and
+// the generated ComputeDriverClient dialing it the way the gateway does.
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { DriverClient } from '../../src/driver/client.js';
 import { runDriver, type LocalEndpoints, type RunningDriver } from '../../src/driver/index.js';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../../src/local/index.js';
-import { kubeConfigFor, kubeTemplateStore, type TemplateStore } from '../../src/template/store.js';
+import * as pb from '../../src/gen/ateapi.js';
 import { clientFromConfig, resolveApiTarget, type SubstrateClient } from '../../src/substrate/client.js';
 
 export const ROUTER_SUFFIX = 'actors.resources.substrate.ate.dev';
@@ -47,7 +47,6 @@ export interface TestEnv {
   local: LocalSubstrateHandle;
   endpoints: LocalEndpoints;
   image: string;
-  store: TemplateStore;
   ateapi: SubstrateClient;
   cfg: DriverConfig;
   driver: RunningDriver;
@@ -64,16 +63,14 @@ export async function startEnv(opts: { flags?: Record<string, string | boolean>;
   try {
     local = await startLocalSubstrate({ stateDir: dir, workers: 2, routerListen: '127.0.0.1:0' });
     const image = (await ensureDefaultImage(dir)).ref;
-    const endpoints: LocalEndpoints = { apiEndpoint: local.apiEndpoint, apiTls: local.apiTls, kube: local.kube, stateDir: dir, defaultImage: image, routerUrl: local.routerUrl };
+    const endpoints: LocalEndpoints = { apiEndpoint: `unix:${local.socketPath}`, apiTls: false, stateDir: dir, defaultImage: image, routerUrl: local.routerUrl };
     const cfg = loadConfig({ env: {}, flags: { state_dir: dir, poll_interval_ms: '200', ...opts.flags } });
-    const store = kubeTemplateStore(kubeConfigFor(local.kube));
-    const ateapi = clientFromConfig(cfg, resolveApiTarget(cfg, local.apiEndpoint, local.apiTls));
+    const ateapi = clientFromConfig(cfg, resolveApiTarget(cfg, endpoints.apiEndpoint, false));
     const env: TestEnv = {
       dir,
       local,
       endpoints,
       image,
-      store,
       ateapi,
       cfg,
       driver: await runDriver({ config: cfg, local: endpoints, watchBufferLimit: opts.watchBufferLimit, processMetrics: false }),
@@ -244,23 +241,48 @@ export async function expectGrpcError(p: Promise<unknown>, code: number, message
   throw new Error(`expected gRPC code ${code}, but the call succeeded`);
 }
 
-/** An ActorTemplate the operator pre-provisions (not made by the driver), with readyz so its golden snapshot is immediate. */
-export function operatorTemplate(name: string, image: string, opts: { readyz?: boolean } = {}) {
-  return {
-    apiVersion: 'ate.dev/v1alpha1' as const,
-    kind: 'ActorTemplate' as const,
-    metadata: { name, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
-    spec: {
-      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
-      containers: [
-        {
-          name: 'app',
-          image,
-          command: ['/usr/bin/node', '-e', COUNTER_JS],
-          ...(opts.readyz === false ? {} : { readyz: { httpGet: { path: '/readyz', port: 80 } } }),
-        },
-      ],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  };
+/**
+ * An ActorTemplate the operator pre-provisions (not made by the driver) in atespace `default`, with a wakeup
+ * probe so its golden snapshot is immediate. Sandboxes may attach to it when the driver's `template_labels`
+ * give it the attachable label (see attachableFlags).
+ */
+export function operatorTemplate(name: string, image: string, opts: { readyz?: boolean; atespace?: string } = {}): pb.ActorTemplate {
+  return pb.ActorTemplate.fromPartial({
+    metadata: { atespace: opts.atespace ?? 'default', name },
+    containers: [
+      {
+        name: 'app',
+        image,
+        command: ['/usr/bin/node', '-e', COUNTER_JS],
+        ...(opts.readyz === false ? {} : { wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 } }),
+      },
+    ],
+    snapshotConfig: { onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://local-tests/operator' },
+    sandboxConfig: { sandboxClass: pb.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
+  });
+}
+
+/** The driver flag that makes the named operator templates attachable (v0.4 templates carry no labels). */
+export function attachableFlags(...refs: string[]): Record<string, string> {
+  const labels: Record<string, Record<string, string>> = {};
+  for (const r of refs) labels[r.includes('/') ? r : `default/${r}`] = { 'openshell.ai/sandbox-attachable': 'true' };
+  return { template_labels: JSON.stringify(labels) };
+}
+
+/** Creates an operator template through the ateapi (its atespace too) and waits for its golden tag. */
+export async function provisionTemplate(env: TestEnv, t: pb.ActorTemplate, timeoutMs = 120_000): Promise<pb.ActorTemplate> {
+  const atespace = t.metadata!.atespace;
+  await env.ateapi.createAtespace(atespace).catch((e: { code?: number }) => {
+    if (e.code !== 6) throw e;
+  });
+  await env.ateapi.createActorTemplate(t);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await env.ateapi.getActorTemplate({ atespace, name: t.metadata!.name });
+    const g = got.status?.goldenSnapshotStatus;
+    if (g?.errorMessage) throw new Error(`template ${atespace}/${t.metadata!.name} failed: ${g.errorMessage}`);
+    if (g?.goldenTag?.name) return got;
+    if (Date.now() > deadline) throw new Error(`template ${atespace}/${t.metadata!.name}: no golden tag`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
