@@ -120,6 +120,22 @@ const CONFIG_HELP: Partial<Record<ConfigKey, string>> = {
   allow_driver_config: "accept a v0.1 gateway's caller template.driver_config (default false)",
   resource_admission: 'v0.1 resource admission {enabled, required_labels}, as JSON',
   template_labels: 'labels of pre-provisioned templates by "<namespace>/<name>", as JSON',
+  local_listen: 'local Substrate: ateapi.Control on TCP host:port besides its Unix socket (needs JWT auth or client certificates)',
+  local_nodes: 'local Substrate: virtual nodes the workers are spread over (default 2)',
+  local_actor_port: 'local Substrate: actor port the router forwards to (default 80)',
+  local_tls_cert: 'local Substrate: server certificate (PEM) of the TCP API',
+  local_tls_key: 'local Substrate: server private key (PEM)',
+  local_tls_client_ca: 'local Substrate: CA bundle for client certificates (mTLS) on the TCP API',
+  local_jwt_public_key: 'local Substrate: verify bearer JWTs with this SPKI PEM key',
+  local_jwks: 'local Substrate: verify bearer JWTs with this JWKS file',
+  local_jwt_issuer: 'local Substrate: required issuer of bearer JWTs',
+  local_jwt_audience: 'local Substrate: required audience of bearer JWTs',
+  local_egress_ports: 'local Substrate: host loopback ports every actor may reach ("8080,9090")',
+  local_actor_memory: 'local Substrate: memory limit of each actor (default 1Gi)',
+  local_actor_cpu: 'local Substrate: CPU limit of each actor (default 1)',
+  local_actor_pids: 'local Substrate: tasks each actor may have (default 1024)',
+  local_actor_tmp: "local Substrate: size of each actor's /tmp (default 256Mi)",
+  local_actor_log_max: 'local Substrate: workload log rotation size (default 16Mi)',
 };
 
 /** Flag specs for config keys (`--api-endpoint` for `api_endpoint`), plus --config. */
@@ -131,7 +147,7 @@ export function configFlags(keys: readonly ConfigKey[] = CONFIG_KEY_NAMES): Reco
     const kind = CONFIG_KEYS[k].kind;
     out[flagNameFor(k)] = {
       type: kind === 'bool' ? 'boolean' : 'string',
-      arg: kind === 'path' ? 'PATH' : kind === 'int' ? 'N' : undefined,
+      arg: kind === 'path' ? 'PATH' : kind === 'int' ? 'N' : kind === 'quantity' ? 'Q' : kind === 'ports' ? 'PORTS' : undefined,
       desc: CONFIG_HELP[k] ?? k,
     };
   }

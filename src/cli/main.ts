@@ -6,9 +6,17 @@ const USAGE = `substrate-driver — OpenShell compute driver for Agent Substrate
 Usage:
   substrate-driver serve [--socket PATH] [--config FILE] [--state-dir DIR] [--local] [--metrics-listen HOST:PORT]
   substrate-driver sandboxes list|get|create|stop|start|delete|watch [...]   (client of the driver socket)
-  substrate-driver actors list|get|suspend|resume|pause|migrate|delete [...] (client of ateapi.Control)
   substrate-driver local serve|apply|images|workers|doctor [...]             (the embedded local Substrate)
   substrate-driver version
+
+ateapi.Control (Substrate v0.4), kubectl-ate's verbs; the local instance over its Unix socket by default,
+another Substrate with --endpoint HOST:PORT --token-file FILE:
+  substrate-driver atespaces create|get|list|delete [...]
+  substrate-driver templates create|get|list|delete [...]                     (actor templates)
+  substrate-driver actors create|get|list|resume|suspend|pause|revert|migrate|delete [...]
+  substrate-driver tags create|get|list|update|delete [...]
+  substrate-driver egress-policy create|get|update|delete ACTOR -a A [...]
+  substrate-driver workers list|get|drain|assignments [...]
 
 Run any command with --help for its options.
 `;
@@ -35,7 +43,25 @@ export async function main(argv: string[]): Promise<number> {
     case 'sandboxes':
       return (await import('./sandboxes.js')).main(rest);
     case 'actors':
+    case 'actor':
       return (await import('./actors.js')).main(rest);
+    case 'atespaces':
+    case 'atespace':
+      return (await import('./ate.js')).atespacesMain(rest);
+    case 'templates':
+    case 'template':
+    case 'actor-templates':
+    case 'actor-template':
+      return (await import('./ate.js')).templatesMain(rest);
+    case 'tags':
+    case 'tag':
+      return (await import('./ate.js')).tagsMain(rest);
+    case 'egress-policy':
+    case 'egress-policies':
+      return (await import('./ate.js')).egressPolicyMain(rest);
+    case 'workers':
+    case 'worker':
+      return (await import('./ate.js')).workersMain(rest);
     default:
       process.stderr.write(`substrate-driver: unknown command "${cmd}"\n\n${USAGE}`);
       return 2;

@@ -25,6 +25,7 @@ import {
   type TemplateLabels,
 } from '../driver/admission-policy.js';
 import { isLoopbackHost } from './net.js';
+import { parseQuantity } from './quantity.js';
 
 export type ConfigSource = 'flag' | 'env' | 'file' | 'default';
 
@@ -44,7 +45,7 @@ export const ENV_PREFIX = 'OPENSHELL_SUBSTRATE_';
 export const CONFIG_ENV = `${ENV_PREFIX}CONFIG`;
 export const TOML_TABLE = ['openshell', 'drivers', 'substrate'] as const;
 
-type Kind = 'string' | 'path' | 'bool' | 'int' | 'selector' | 'enum' | 'admission' | 'template_labels';
+type Kind = 'string' | 'path' | 'bool' | 'int' | 'selector' | 'enum' | 'admission' | 'template_labels' | 'quantity' | 'ports';
 interface KeySpec {
   kind: Kind;
   values?: readonly string[];
@@ -87,6 +88,24 @@ export const CONFIG_KEYS = {
   allow_driver_config: { kind: 'bool' },
   resource_admission: { kind: 'admission' },
   template_labels: { kind: 'template_labels' },
+  // The local Substrate (`local serve`, and `serve --local` for the ones it passes on). `local serve` keeps its
+  // short flags (--listen, --tls-cert, ...); the generic flag of each key is --local-<...>.
+  local_listen: { kind: 'string' },
+  local_nodes: { kind: 'int', min: 1, max: 64 },
+  local_actor_port: { kind: 'int', min: 1, max: 65535 },
+  local_tls_cert: { kind: 'path' },
+  local_tls_key: { kind: 'path' },
+  local_tls_client_ca: { kind: 'path' },
+  local_jwt_public_key: { kind: 'path' },
+  local_jwks: { kind: 'path' },
+  local_jwt_issuer: { kind: 'string' },
+  local_jwt_audience: { kind: 'string' },
+  local_egress_ports: { kind: 'ports' },
+  local_actor_memory: { kind: 'quantity', min: 16 * 1024 * 1024 },
+  local_actor_cpu: { kind: 'quantity', min: 0.01 },
+  local_actor_pids: { kind: 'int', min: 8, max: 1_000_000 },
+  local_actor_tmp: { kind: 'quantity', min: 1024 * 1024 },
+  local_actor_log_max: { kind: 'quantity', min: 64 * 1024 },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
@@ -142,10 +161,39 @@ export interface DriverConfig {
   admissionAck: string;
   /** template_labels: "<namespace>/<name>" → labels the operator assigns to that pre-provisioned template. */
   templateLabels: TemplateLabels;
+  /** The local Substrate's own settings (`local serve`; keys local_*). */
+  localServe: LocalServeConfig;
   /** Where each key's value came from. */
   sources: Record<ConfigKey, ConfigSource>;
   /** The TOML file read, if any. */
   configPath?: string;
+}
+
+/** The local Substrate's settings beyond the shared state_dir, router_listen, router_allow_remote, workers. */
+export interface LocalServeConfig {
+  /** ateapi.Control listen address ('unix:/abs/path' or 'host:port'); '' = the instance's default Unix socket. */
+  listen: string;
+  /** Virtual nodes the workers are spread over; 0 = default. */
+  nodes: number;
+  /** Actor port the router forwards to; 0 = default. */
+  actorPort: number;
+  /** Server certificate and key (both or neither), and an optional CA for client certificates. */
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+  /** Bearer-JWT verification: a PEM key or a JWKS file (one of them), with issuer and audience. */
+  jwtPublicKey: string;
+  jwks: string;
+  jwtIssuer: string;
+  jwtAudience: string;
+  /** Host loopback ports every actor may reach. */
+  egressPorts: number[];
+  /** Per-actor limits; undefined = the local Substrate's default. CPU in millicores, sizes in bytes. */
+  actorMemoryBytes?: number;
+  actorCpuMillis?: number;
+  actorPids?: number;
+  actorTmpBytes?: number;
+  actorLogBytes?: number;
 }
 
 /** $XDG_STATE_HOME/openshell-driver-substrate or ~/.local/state/openshell-driver-substrate. */
@@ -322,8 +370,33 @@ function coerce(key: ConfigKey, raw: Raw, baseDir: string, env: NodeJS.ProcessEn
       } catch (e) {
         fail(key, raw, (e as Error).message, configPath);
       }
+    case 'quantity': {
+      // A Kubernetes quantity (512Mi, 2Gi, 500m, 1.5); a bare number from TOML is taken as written.
+      const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : undefined;
+      const q = text === undefined ? undefined : parseQuantity(text);
+      if (q === undefined) fail(key, raw, `"${String(v)}" is not a quantity (like 512Mi, 2Gi, 500m or 2)`, configPath);
+      if (spec.min !== undefined && q < spec.min) fail(key, raw, `${text} is below the minimum ${formatMin(key, spec.min)}`, configPath);
+      return q;
+    }
+    case 'ports': {
+      // Comma-separated in a flag or env ("8080,9090"), an array or a string in the file.
+      const parts = Array.isArray(v) ? v.map((x) => String(x)) : typeof v === 'string' ? v.split(',') : typeof v === 'number' ? [String(v)] : undefined;
+      if (!parts) fail(key, raw, 'must be a list of ports ("8080,9090")', configPath);
+      const ports: number[] = [];
+      for (const part of parts.map((x) => x.trim()).filter(Boolean)) {
+        const n = Number(part);
+        if (!/^\d+$/.test(part) || n < 1 || n > 65535) fail(key, raw, `"${part}" is not a port (1 to 65535)`, configPath);
+        ports.push(n);
+      }
+      return ports;
+    }
   }
   return v;
+}
+
+function formatMin(key: string, min: number): string {
+  if (key === 'local_actor_cpu') return String(min);
+  return min >= 1024 * 1024 ? `${min / (1024 * 1024)}Mi` : min >= 1024 ? `${min / 1024}Ki` : String(min);
 }
 
 /** True for grpc-js targets on a Unix socket. */
@@ -448,6 +521,24 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     admission,
     admissionAck: admissionAcknowledgement(admission),
     templateLabels: (values.template_labels as TemplateLabels | undefined) ?? (Object.create(null) as TemplateLabels),
+    localServe: {
+      listen: str('local_listen'),
+      nodes: (values.local_nodes as number | undefined) ?? 0,
+      actorPort: (values.local_actor_port as number | undefined) ?? 0,
+      tlsCert: str('local_tls_cert'),
+      tlsKey: str('local_tls_key'),
+      tlsClientCa: str('local_tls_client_ca'),
+      jwtPublicKey: str('local_jwt_public_key'),
+      jwks: str('local_jwks'),
+      jwtIssuer: str('local_jwt_issuer'),
+      jwtAudience: str('local_jwt_audience'),
+      egressPorts: (values.local_egress_ports as number[] | undefined) ?? [],
+      actorMemoryBytes: values.local_actor_memory === undefined ? undefined : Math.round(values.local_actor_memory as number),
+      actorCpuMillis: values.local_actor_cpu === undefined ? undefined : Math.round((values.local_actor_cpu as number) * 1000),
+      actorPids: values.local_actor_pids as number | undefined,
+      actorTmpBytes: values.local_actor_tmp === undefined ? undefined : Math.round(values.local_actor_tmp as number),
+      actorLogBytes: values.local_actor_log_max === undefined ? undefined : Math.round(values.local_actor_log_max as number),
+    },
     sources,
     configPath,
   };
@@ -506,6 +597,28 @@ export function loadConfig(opts: LoadConfigOptions = {}): DriverConfig {
     if (!isLoopbackHost(host) && !cfg.metricsAllowRemote) {
       bad('metrics_listen', `"${cfg.metricsListen}" is not loopback; /metrics authenticates no one, so listen on 127.0.0.1 (and scrape through a sidecar or port-forward), or set metrics_allow_remote = true to accept that`);
     }
+  }
+  const ls = cfg.localServe;
+  if (ls.listen && !/^unix:\//.test(ls.listen) && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(ls.listen)) {
+    bad('local_listen', `"${ls.listen}" is neither unix:/abs/path nor host:port`);
+  }
+  if ((ls.tlsCert === '') !== (ls.tlsKey === '')) {
+    bad(ls.tlsCert ? 'local_tls_cert' : 'local_tls_key', 'the server certificate and key go together (local_tls_cert with local_tls_key): give both or neither');
+  }
+  if (ls.tlsClientCa && !ls.tlsCert) bad('local_tls_client_ca', 'client certificates need TLS: give local_tls_cert and local_tls_key too');
+  if (ls.listen && !ls.listen.startsWith('unix:')) {
+    if (!ls.jwtPublicKey && !ls.jwks && !ls.tlsClientCa) {
+      bad('local_listen', `a TCP listener (${ls.listen}) requires authentication, even on loopback: bearer JWTs (local_jwt_public_key or local_jwks, with local_jwt_issuer and local_jwt_audience) or client certificates (local_tls_client_ca); local tools without a token use the instance's Unix socket`);
+    }
+    const host = ls.listen.slice(0, ls.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    if (!isLoopbackHost(host) && !ls.tlsCert) bad('local_listen', `"${ls.listen}" is not loopback: the API then requires TLS (local_tls_cert and local_tls_key)`);
+  }
+  if (ls.jwtPublicKey && ls.jwks) bad('local_jwks', 'give local_jwt_public_key or local_jwks, not both');
+  if ((ls.jwtPublicKey || ls.jwks) && (!ls.jwtIssuer || !ls.jwtAudience)) {
+    bad(ls.jwtPublicKey ? 'local_jwt_public_key' : 'local_jwks', 'bearer-JWT verification needs local_jwt_issuer and local_jwt_audience');
+  }
+  if (!ls.jwtPublicKey && !ls.jwks && (ls.jwtIssuer || ls.jwtAudience)) {
+    bad(ls.jwtIssuer ? 'local_jwt_issuer' : 'local_jwt_audience', 'needs a key to verify with: local_jwt_public_key or local_jwks');
   }
   if (values.snapshots_location !== undefined && cfg.snapshotsLocation === '') {
     bad('snapshots_location', 'must not be empty');
