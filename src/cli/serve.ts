@@ -58,13 +58,15 @@ export async function main(argv: string[]): Promise<number> {
       // waits mostly on runsc and ip: a restart after a crash is back sooner.
       driverModule = import('../driver/index.js');
       driverModule.catch(() => undefined);
-      // router_listen (or else router_url) is where the embedded router listens (default 127.0.0.1:8000).
-      let routerListen: string | undefined = cfg.routerListen || undefined;
-      if (!routerListen && cfg.routerUrl) {
+      // The embedded local Substrate takes the same local_* settings as `local serve` (one loader). Its router
+      // listens on router_listen, or else where router_url points (default 127.0.0.1:8000).
+      const { localSubstrateOptions } = await import('./local.js');
+      const lo = localSubstrateOptions(cfg);
+      if (!lo.routerListen && cfg.routerUrl) {
         const u = new URL(cfg.routerUrl);
-        routerListen = `${u.hostname}:${u.port || '80'}`;
+        lo.routerListen = `${u.hostname}:${u.port || '80'}`;
       }
-      const h = await startLocalSubstrate({ stateDir: cfg.stateDir, routerListen, workers: cfg.workers || undefined, routerAllowRemote: cfg.routerAllowRemote });
+      const h = await startLocalSubstrate(lo);
       localStop = () => h.stop();
       const img = await ensureDefaultImage(h.stateDir).catch(() => undefined);
       // The driver talks to its own instance over the owner-only Unix socket: no token to keep.
