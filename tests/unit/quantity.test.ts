@@ -1,7 +1,8 @@
 // Kubernetes quantities as template limits and the gateway's resource requirements write them.
 import { describe, expect, it } from 'vitest';
 import { parseQuantity } from '../../src/common/quantity.js';
-import { validateActorTemplate } from '../../src/template/validate.js';
+import * as pb from '../../src/gen/ateapi.js';
+import { actorTemplateFieldErrors, renderFieldError } from '../../src/local/template-validation.js';
 
 describe('parseQuantity', () => {
   it('reads decimal and binary suffixes, millis and exponents', () => {
@@ -18,27 +19,25 @@ describe('parseQuantity', () => {
   });
 });
 
-describe('ActorTemplate spec.resources.limits', () => {
-  const tpl = (limits: unknown) => ({
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: { name: 't', namespace: 'default' },
-    spec: {
-      pauseImage: `p@sha256:${'a'.repeat(64)}`,
-      containers: [{ name: 'app', image: `i@sha256:${'b'.repeat(64)}` }],
-      snapshotsConfig: { location: 'file:///x/' },
+describe('ActorTemplate resources.limits (Substrate v0.4 rules)', () => {
+  const tpl = (limits: Array<{ name: string; quantity: string }>) =>
+    pb.ActorTemplate.fromPartial({
+      metadata: { atespace: 'demo', name: 't' },
+      containers: [{ name: 'app', image: `local/node@sha256:${'b'.repeat(64)}`, command: ['/bin/true'] }],
+      snapshotConfig: { onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://bucket/x' },
+      sandboxConfig: { sandboxClass: pb.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
       resources: { limits },
-    },
-  });
+    });
+  const errs = (limits: Array<{ name: string; quantity: string }>) => actorTemplateFieldErrors(tpl(limits)).map(renderFieldError).join('; ');
   it('accepts cpu and memory once each', () => {
-    expect(validateActorTemplate(tpl([{ name: 'cpu', quantity: '250m' }, { name: 'memory', quantity: '1Gi' }]))).toEqual([]);
+    expect(errs([{ name: 'cpu', quantity: '250m' }, { name: 'memory', quantity: '1Gi' }])).toBe('');
   });
   it('refuses other names, duplicates, bad or non-positive quantities, and 1000 cores or more', () => {
-    expect(validateActorTemplate(tpl([{ name: 'gpu', quantity: '1' }])).join()).toMatch(/spec.resources.limits\[0\].name: Unsupported value: "gpu"/);
-    expect(validateActorTemplate(tpl([{ name: 'cpu', quantity: '1' }, { name: 'cpu', quantity: '2' }])).join()).toMatch(/Duplicate value: "cpu"/);
-    expect(validateActorTemplate(tpl([{ name: 'memory', quantity: 'lots' }])).join()).toMatch(/must be a quantity/);
-    expect(validateActorTemplate(tpl([{ name: 'memory', quantity: '0' }])).join()).toMatch(/greater than 0/);
-    expect(validateActorTemplate(tpl([{ name: 'cpu', quantity: '1000' }])).join()).toMatch(/less than 1000 cores/);
-    expect(validateActorTemplate(tpl([{ name: 'cpu', quantity: '1' }, { name: 'memory', quantity: '1Gi' }, { name: 'cpu', quantity: '1' }])).join()).toMatch(/Too many/);
+    expect(errs([{ name: 'gpu', quantity: '1' }])).toMatch(/actor_template\.resources\.limits\[0\]\.name: Unsupported value: "gpu"/);
+    expect(errs([{ name: 'cpu', quantity: '1' }, { name: 'cpu', quantity: '2' }])).toMatch(/Duplicate value/);
+    expect(errs([{ name: 'memory', quantity: 'lots' }])).toMatch(/quantity/);
+    expect(errs([{ name: 'memory', quantity: '0' }])).toMatch(/must be greater than zero/);
+    expect(errs([{ name: 'cpu', quantity: '1000' }])).toMatch(/1000/);
+    expect(errs([{ name: 'cpu', quantity: '1' }, { name: 'memory', quantity: '1Gi' }, { name: 'cpu', quantity: '1' }])).toMatch(/Too many/);
   });
 });
