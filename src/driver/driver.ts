@@ -51,7 +51,7 @@ import { defaultAdmissionConfig, type DriverAdmissionConfig, type TemplateLabels
 import { driverMetadata, negotiationRefusal } from './negotiation.js';
 import { GatewayGeneration, type Generation } from './generations.js';
 import { parseLaunchAuthentication } from './launch.js';
-import { BOOTSTRAP_AGENT_COMMAND, runsBootstrapAgent } from '../template/synthesize.js';
+import { BOOTSTRAP_AGENT_COMMAND, runsBootstrapAgent, takesIdentityDelivery } from '../template/synthesize.js';
 
 /** What AuthenticateSandbox answers, with UNIMPLEMENTED (see SubstrateDriver.authenticate). */
 export const AUTHENTICATE_UNIMPLEMENTED =
@@ -104,7 +104,10 @@ export interface DriverOptions {
   templateLabels?: TemplateLabels;
   /** Which limits of synthesized templates the Substrate is known to enforce (the local one: by cgroups). */
   limitsEnforced?: { cpu: boolean; memory: boolean };
-  /** Delivers a sandbox's launch authentication into its running actor (see launch.ts). */
+  /**
+   * Delivers into a sandbox's running actor what the driver holds for it (see launch.ts deliverToSandbox):
+   * its v0.1 launch authentication, or its 0.0.x identity (id, name, token).
+   */
   deliverLaunch?: (r: SandboxRecord, signal?: AbortSignal) => Promise<void>;
   /** v0.1 gateways: refuses a caller driver_config the operator does not allow (allow_driver_config). */
   checkDriverConfig?: (driverConfig: Record<string, unknown> | undefined) => ApiError | null;
@@ -152,6 +155,8 @@ interface Live {
   redelivering?: Promise<void>;
   /** Whether a pre-provisioned template runs the bootstrap agent (read once). */
   templateRunsAgent?: boolean;
+  /** Whether the template's agent holds the workload for a 0.0.x identity (read once). */
+  templateTakesIdentity?: boolean;
 }
 
 
@@ -496,7 +501,7 @@ export class SubstrateDriver {
         a = res.actor ?? (await this.o.control.getActor(ref));
         this.setActor(l, a);
         if (!isRunning(a)) throw new ApiError(Code.ABORTED, `actor ${r.atespace}/${r.id} is ${statusName(a)} after ResumeActor`);
-        if (cur.launch) await this.deliver(cur);
+        await this.deliver(cur);
       }
       l.recoveryFailure = undefined;
       l.recoveryAttempts = 0;
@@ -906,10 +911,10 @@ export class SubstrateDriver {
           throw new ApiError(Code.INTERNAL, `ResumeActor returned state ${statusName(a)} instead of RUNNING${crashMessageOf(a) ? ` (${crashMessageOf(a)})` : ''}`);
         }
         const cur = this.records.get(id);
-        if (cur?.launch) {
-          step = `deliver launch credentials to actor ${r.atespace}/${r.id}`;
+        if (cur && (await this.takesDelivery(cur))) {
+          step = `deliver ${cur.launch ? 'launch credentials' : 'the sandbox identity'} to actor ${r.atespace}/${r.id}`;
           reason = 'LaunchDeliveryFailed';
-          this.setProgress(id, PROGRESS.starting, 'handing the sandbox its launch credentials');
+          this.setProgress(id, PROGRESS.starting, cur.launch ? 'handing the sandbox its launch credentials' : 'handing the sandbox its identity');
           await this.deliver(cur, signal);
         }
         this.platformEvent(id, 'Normal', 'Started', `actor running on worker ${workerOf(a) || '?'}`, {
@@ -1123,16 +1128,33 @@ export class SubstrateDriver {
   }
 
   /**
-   * Hands a running actor the sandbox's latest launch authentication, through the actor router to the
-   * bootstrap agent in the actor (see launch.ts and src/sandbox/bootstrap-agent.mjs). No-op without a bundle.
-   * A pre-provisioned template receives it only if it runs the agent; otherwise a Warning event says so.
+   * Hands a running actor, through the actor router to the bootstrap agent in the actor (see launch.ts and
+   * src/sandbox/bootstrap-agent.mjs), the sandbox's latest launch authentication (v0.1), or its identity and
+   * token (0.0.x: the agent starts the held workload with them; the same delivery again is a no-op for it).
+   * A pre-provisioned template receives a v0.1 bundle only if it runs the agent (otherwise a Warning event says
+   * so), a 0.0.x identity only if its agent is in identity mode.
    */
   private async deliver(r: SandboxRecord, signal?: AbortSignal): Promise<void> {
-    if (!r.launch || !this.o.deliverLaunch) return;
+    if (!this.o.deliverLaunch) return;
     const l = this.liveOf(r.id);
-    if (!r.owned && !(await this.templateRunsAgent(r))) return;
-    await this.o.deliverLaunch(r, signal);
+    if (await this.takesDelivery(r)) await this.o.deliverLaunch(r, signal);
     l.deliveredTo = incarnationOf(l.actor, l.resumes);
+  }
+
+  /**
+   * Whether the sandbox's actor takes a delivery: a v0.1 sandbox (launch authentication) whose template runs
+   * the agent (a synthesized one always does); a 0.0.x sandbox whose template's agent holds the workload for
+   * its identity (synthesized ones do; one from before identity delivery, or an operator's, may not).
+   */
+  private async takesDelivery(r: SandboxRecord): Promise<boolean> {
+    if (!this.o.deliverLaunch) return false;
+    if (r.launch) return r.owned || (await this.templateRunsAgent(r));
+    const l = this.liveOf(r.id);
+    if (l.templateTakesIdentity === undefined) {
+      const t = await this.o.control.findActorTemplate(this.templateRefOf(r));
+      l.templateTakesIdentity = takesIdentityDelivery(t);
+    }
+    return l.templateTakesIdentity;
   }
 
   private async templateRunsAgent(r: SandboxRecord): Promise<boolean> {
@@ -1159,13 +1181,13 @@ export class SubstrateDriver {
   private redeliverIfNeeded(id: string): void {
     const r = this.records.get(id);
     const l = this.liveOf(id);
-    if (!r?.launch || !this.o.deliverLaunch || r.desired !== 'running' || !r.provisioned || l.op || l.deleting || l.redelivering) return;
+    if (!r || !this.o.deliverLaunch || r.desired !== 'running' || !r.provisioned || l.op || l.deleting || l.redelivering) return;
     if (!isRunning(l.actor) || l.deliveredTo === incarnationOf(l.actor, l.resumes)) return;
     l.redelivering = this.withLock(id, async () => {
       const cur = this.records.get(id);
       if (!cur || cur.desired !== 'running' || !isRunning(l.actor) || l.deliveredTo === incarnationOf(l.actor, l.resumes)) return;
       await this.deliver(cur);
-      log.info('launch credentials delivered again', { sandbox_id: id, worker: workerOf(l.actor) });
+      log.info(cur.launch ? 'launch credentials delivered again' : 'sandbox identity delivered again (if its template takes one)', { sandbox_id: id, worker: workerOf(l.actor) });
     })
       .catch((e) => {
         if (isCode(e, Code.FAILED_PRECONDITION)) {

@@ -17,20 +17,16 @@ import { serveDriver, type DriverServer } from './server.js';
 import { GatewayGeneration } from './generations.js';
 import { checkDriverConfig } from './admission-policy.js';
 import { cgroupLimitSupport } from '../local/runtime/gvisor.js';
-import { LaunchDelivery } from './launch.js';
+import { deliverToSandbox } from './launch.js';
 import type { SandboxRecord } from './records.js';
 import type { RecordBackend } from './ports.js';
 import { KubeSecretRecordBackend, SqliteRecordBackend } from './record-backends.js';
 
 const log = logger('driver');
 
-/** Hands a sandbox's latest launch authentication to the bootstrap agent in its actor, via the router. */
+/** Hands the bootstrap agent in a sandbox's actor, via the router, its v0.1 launch authentication or 0.0.x identity. */
 async function deliverLaunch(r: SandboxRecord, routerUrl: string, endpoint: string, signal?: AbortSignal): Promise<void> {
-  await new LaunchDelivery({ routerUrl }).deliver(
-    { atespace: r.atespace, actor: r.id },
-    { sandboxId: r.id, launchAuthentication: Buffer.from(r.launch, 'base64'), endpoint: endpoint || undefined },
-    signal,
-  );
+  await deliverToSandbox(r, { routerUrl, endpoint }, signal);
 }
 
 /** The local Substrate enforces template cpu/memory limits where this machine's cgroups allow it. */

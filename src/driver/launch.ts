@@ -1,10 +1,18 @@
-// Delivery of an OpenShell v0.1 sandbox's launch credentials to its actor. The gateway sends
-// `launch_authentication` (JSON SandboxLaunchAuthentication bytes) on Create and a fresh one on every Start;
-// Substrate v0.4 cannot hand one actor its own secret, so the driver posts the bytes to the bootstrap agent
-// inside the running actor (src/sandbox/bootstrap-agent.mjs), which verifies them and writes the supervisor's
-// files into the actor's memory-backed mounts. The way in is the actor router: an HTTP CONNECT whose outer
-// request names the actor with `ate-target-actor: <atespace>/<actor>` and whose target is the agent's port
-// (the router resumes a suspended actor first).
+// Delivery of a sandbox's per-sandbox values to its actor, after restore. Substrate v0.4 cannot hand one actor
+// its own secret (templates are shared, and hold literals only), so the driver posts them to the bootstrap
+// agent inside the running actor (src/sandbox/bootstrap-agent.mjs):
+//
+// * OpenShell v0.1: the gateway sends `launch_authentication` (JSON SandboxLaunchAuthentication bytes) on
+//   Create and a fresh one on every Start; the agent verifies it and writes the supervisor's files into the
+//   actor's memory-backed mounts (POST /v1/launch).
+// * OpenShell 0.0.x: the sandbox's id, name and token (`sandbox_token`, sent on Create only, possibly empty);
+//   the agent, which held the workload until now, starts it with OPENSHELL_SANDBOX_ID, OPENSHELL_SANDBOX and
+//   OPENSHELL_SANDBOX_TOKEN in its environment (POST /v1/identity). The first delivery pins the actor to its
+//   sandbox; the same delivery again is accepted, another one refused.
+//
+// The way in is the actor router: an HTTP CONNECT whose outer request names the actor with
+// `ate-target-actor: <atespace>/<actor>` and whose target is the agent's port (the router resumes a suspended
+// actor first).
 //
 // Nothing here logs, and no error message carries the bundle or any part of a token: messages name the actor
 // and the cause (the agent's own answers never carry token material either, and are scrubbed once more).
@@ -12,7 +20,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import { isDnsLabel } from '../common/dns.js';
 import { ApiError, Code, invalid } from '../common/errors.js';
-import { DEFAULT_PORT, LAUNCH_PATH } from '../sandbox/bootstrap-agent.mjs';
+import { DEFAULT_PORT, IDENTITY_PATH, LAUNCH_PATH } from '../sandbox/bootstrap-agent.mjs';
 import { LaunchError, parseLaunchAuthentication as parseBundle, peekClaims, type GatewayKey, type LaunchAuthentication } from '../sandbox/launch-auth.mjs';
 
 export { DEFAULT_PORT as BOOTSTRAP_AGENT_PORT } from '../sandbox/bootstrap-agent.mjs';
@@ -35,6 +43,8 @@ export interface LaunchAuthenticationSummary {
 
 /** Its base64 plus a sandbox id and the longest endpoint still fit the agent's 64 KiB request limit. */
 const MAX_BUNDLE_BYTES = 46 * 1024;
+/** The longest 0.0.x sandbox token the agent takes (it goes into the workload's environment). */
+const MAX_TOKEN_CHARS = 16384;
 
 function parseOrThrow(bytes: Uint8Array, who: string): LaunchAuthentication {
   if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw invalid(`launch authentication${who} is empty`);
@@ -148,7 +158,7 @@ export class LaunchDelivery {
       launch_authentication: Buffer.from(body.launchAuthentication).toString('base64'),
       ...(body.endpoint ? { endpoint: body.endpoint } : {}),
     });
-    const { status, text } = await this.exchange(ref, 'POST', payload, signal);
+    const { status, text } = await this.exchange(ref, LAUNCH_PATH, 'POST', payload, signal);
     const answer = parseAnswer(text);
     const why = scrub(typeof answer?.error === 'string' ? answer.error : `HTTP ${status}`, secrets);
     switch (status) {
@@ -175,7 +185,7 @@ export class LaunchDelivery {
   /** What the actor's agent holds (never a secret): whether a bundle was accepted, for which sandbox, which epoch. */
   async status(ref: ActorAddress, signal?: AbortSignal): Promise<{ pinned: boolean; sandboxId: string | null; authEpoch: number | null }> {
     const who = checkRef(ref);
-    const { status, text } = await this.exchange(ref, 'GET', undefined, signal);
+    const { status, text } = await this.exchange(ref, LAUNCH_PATH, 'GET', undefined, signal);
     const a = parseAnswer(text);
     if (status !== 200 || !a || typeof a.pinned !== 'boolean') {
       throw new ApiError(Code.FAILED_PRECONDITION, `actor ${who} answers on port ${this.port} but not as the bootstrap agent (HTTP ${status})`);
@@ -187,8 +197,61 @@ export class LaunchDelivery {
     };
   }
 
+  /**
+   * Delivers a 0.0.x sandbox's identity to an actor whose agent holds its workload (identity mode); the agent
+   * starts the workload with it, or confirms it already runs with exactly this one. Throws ApiError:
+   * INVALID_ARGUMENT (malformed), PERMISSION_DENIED (the actor serves another sandbox, or the token names
+   * another one), FAILED_PRECONDITION (the workload already runs with another name or token; nothing on the
+   * port speaks the agent's identity protocol), INTERNAL (the workload could not be started), NOT_FOUND,
+   * DEADLINE_EXCEEDED, CANCELLED as deliver(). No message carries the token.
+   */
+  async deliverIdentity(ref: ActorAddress, id: { sandboxId: string; sandboxName: string; sandboxToken: string }, signal?: AbortSignal): Promise<{ started: boolean }> {
+    const who = checkRef(ref);
+    if (!id.sandboxId) throw invalid(`identity delivery to actor ${who}: sandbox id is empty`);
+    if (id.sandboxToken.length > MAX_TOKEN_CHARS) throw invalid(`identity delivery to actor ${who}: the sandbox token is longer than ${MAX_TOKEN_CHARS} characters`);
+    const claimed = id.sandboxToken ? peekClaims(id.sandboxToken)?.sandbox_id : undefined;
+    if (claimed !== undefined && claimed !== id.sandboxId) {
+      throw invalid(`the sandbox token for actor ${who} was issued for another sandbox than ${JSON.stringify(id.sandboxId)}`);
+    }
+    const payload = JSON.stringify({ sandbox_id: id.sandboxId, sandbox_name: id.sandboxName, ...(id.sandboxToken ? { sandbox_token: id.sandboxToken } : {}) });
+    const { status, text } = await this.exchange(ref, IDENTITY_PATH, 'POST', payload, signal);
+    const answer = parseAnswer(text);
+    const why = scrub(typeof answer?.error === 'string' ? answer.error : `HTTP ${status}`, [id.sandboxToken]);
+    switch (status) {
+      case 200:
+        if (answer?.accepted !== true) throw new ApiError(Code.INTERNAL, `the bootstrap agent of actor ${who} answered 200 without accepting the identity`);
+        return { started: answer.started === true };
+      case 400:
+      case 413:
+        throw new ApiError(Code.INVALID_ARGUMENT, `the bootstrap agent of actor ${who} refused the sandbox identity as malformed: ${why}`);
+      case 403:
+        throw new ApiError(Code.PERMISSION_DENIED, `the bootstrap agent of actor ${who} refused the sandbox identity: ${why}`);
+      case 409:
+        throw new ApiError(Code.FAILED_PRECONDITION, `the bootstrap agent of actor ${who} refused the sandbox identity: ${why}`);
+      case 404:
+      case 405:
+        throw new ApiError(
+          Code.FAILED_PRECONDITION,
+          `actor ${who} answers on port ${this.port} but not as a bootstrap agent holding its workload for an identity (HTTP ${status}); is its template's agent in identity mode (OPENSHELL_SUBSTRATE_DELIVERY=identity)?`,
+        );
+      default:
+        throw new ApiError(Code.INTERNAL, `the bootstrap agent of actor ${who} failed: ${why}`);
+    }
+  }
+
+  /** What an identity-mode agent holds (never a secret): whether it is pinned, to which sandbox, whether the workload runs. */
+  async identityStatus(ref: ActorAddress, signal?: AbortSignal): Promise<{ pinned: boolean; sandboxId: string | null; started: boolean }> {
+    const who = checkRef(ref);
+    const { status, text } = await this.exchange(ref, IDENTITY_PATH, 'GET', undefined, signal);
+    const a = parseAnswer(text);
+    if (status !== 200 || !a || typeof a.pinned !== 'boolean' || typeof a.started !== 'boolean') {
+      throw new ApiError(Code.FAILED_PRECONDITION, `actor ${who} answers on port ${this.port} but not as a bootstrap agent in identity mode (HTTP ${status})`);
+    }
+    return { pinned: a.pinned, sandboxId: typeof a.sandbox_id === 'string' ? a.sandbox_id : null, started: a.started };
+  }
+
   /** One request to the agent, retried while the router or the actor cannot take it yet, until the timeout. */
-  private async exchange(ref: ActorAddress, method: 'GET' | 'POST', payload: string | undefined, signal?: AbortSignal): Promise<{ status: number; text: string }> {
+  private async exchange(ref: ActorAddress, path: string, method: 'GET' | 'POST', payload: string | undefined, signal?: AbortSignal): Promise<{ status: number; text: string }> {
     const who = `${ref.atespace}/${ref.actor}`;
     const deadline = Date.now() + this.timeoutMs;
     let last = 'no attempt finished';
@@ -196,7 +259,7 @@ export class LaunchDelivery {
       if (signal?.aborted) throw new ApiError(Code.CANCELLED, `launch delivery to actor ${who} was cancelled`);
       const left = deadline - Date.now();
       if (left <= 0) break;
-      const r = await this.attempt(ref, method, payload, left, signal);
+      const r = await this.attempt(ref, path, method, payload, left, signal);
       if (r.kind === 'answer') return r;
       last = r.cause;
       if (Date.now() + delay >= deadline) break;
@@ -209,7 +272,7 @@ export class LaunchDelivery {
     );
   }
 
-  private attempt(ref: ActorAddress, method: 'GET' | 'POST', payload: string | undefined, budgetMs: number, signal?: AbortSignal): Promise<Attempt> {
+  private attempt(ref: ActorAddress, path: string, method: 'GET' | 'POST', payload: string | undefined, budgetMs: number, signal?: AbortSignal): Promise<Attempt> {
     const who = `${ref.atespace}/${ref.actor}`;
     return new Promise<Attempt>((resolve, reject) => {
       let done = false;
@@ -260,7 +323,7 @@ export class LaunchDelivery {
           headers['content-type'] = 'application/json';
           headers['content-length'] = Buffer.byteLength(payload);
         }
-        const req = http.request({ createConnection: () => sock, method, path: LAUNCH_PATH, headers });
+        const req = http.request({ createConnection: () => sock, method, path, headers });
         req.on('error', (e: NodeJS.ErrnoException) => finish({ kind: 'retry', cause: `tunnel to port ${this.port}: ${e.code ?? e.message}` }));
         req.on('response', (ans: http.IncomingMessage) => {
           const chunks: Buffer[] = [];
@@ -327,4 +390,29 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** What delivery needs of a sandbox record (src/driver/records.ts). The token and the bundle are secrets. */
+export interface DeliverableSandbox {
+  id: string;
+  name: string;
+  atespace: string;
+  /** The 0.0.x gateway's sandbox token ("" when none was minted). */
+  token: string;
+  /** The latest v0.1 launch authentication, base64; "" for a 0.0.x sandbox. */
+  launch: string;
+}
+
+/**
+ * Hands a running actor what its sandbox needs from the driver: the v0.1 launch authentication when the
+ * sandbox has one, else its 0.0.x identity (id, name, token). The actor is `<atespace>/<sandbox id>`.
+ */
+export async function deliverToSandbox(r: DeliverableSandbox, o: LaunchDeliveryOptions & { endpoint?: string }, signal?: AbortSignal): Promise<void> {
+  const d = new LaunchDelivery(o);
+  const ref = { atespace: r.atespace, actor: r.id };
+  if (r.launch) {
+    await d.deliver(ref, { sandboxId: r.id, launchAuthentication: Buffer.from(r.launch, 'base64'), endpoint: o.endpoint || undefined }, signal);
+    return;
+  }
+  await d.deliverIdentity(ref, { sandboxId: r.id, sandboxName: r.name, sandboxToken: r.token }, signal);
 }

@@ -15,10 +15,15 @@
 //     or name, so every v0.1 sandbox of the same spec shares one template. The agent's status endpoint is the
 //     container's wakeup probe, so the golden snapshot is taken as soon as the agent listens (not after the
 //     ~20 s warm-up).
-//   * OpenShell 0.0.x sandboxes (no launch authentication): nothing delivers anything after restore, so the
-//     sandbox's id and name travel in the environment (OPENSHELL_SANDBOX_ID, OPENSHELL_SANDBOX) and the
-//     template is effectively per sandbox. Its token is NOT put in the template (see README: v0.4 cannot hand
-//     one actor a secret; a 0.0.x supervisor gets no OPENSHELL_SANDBOX_TOKEN on Substrate v0.4).
+//   * OpenShell 0.0.x sandboxes (no launch authentication; the supervisor reads its identity and token from
+//     the environment): the container command is wrapped with the bootstrap agent in identity mode
+//     (OPENSHELL_SUBSTRATE_DELIVERY=identity), which HOLDS the workload until the driver delivers the sandbox's
+//     id, name and token after restore, then starts it with OPENSHELL_SANDBOX_ID, OPENSHELL_SANDBOX and
+//     OPENSHELL_SANDBOX_TOKEN in its environment. The template holds no identity, so every 0.0.x sandbox of the
+//     same spec shares one template too; the golden snapshot holds only the waiting agent. The wakeup probe is
+//     the agent's status endpoint whatever the config says (the workload does not run before delivery).
+//     OPENSHELL_ENDPOINT (driver config) and OPENSHELL_MAIN_PROCESS_SPEC (the spec's command) are the same for
+//     every sandbox of a spec and no secret, so they stay in the template.
 //
 // The gateway's command is forwarded exactly through OPENSHELL_MAIN_PROCESS_SPEC; no idle `sleep` workload.
 import { createHash } from 'node:crypto';
@@ -27,7 +32,14 @@ import { isDnsLabel, labelValueError, qualifiedNameError } from '../common/dns.j
 import type { DriverSandbox } from '../gen/compute_driver.js';
 import * as pb from '../gen/ateapi.js';
 import { parseQuantity } from '../common/quantity.js';
-import { AGENT_IMAGE_PATH, DEFAULT_PORT as AGENT_PORT, LAUNCH_PATH as AGENT_PATH } from '../sandbox/bootstrap-agent.mjs';
+import {
+  AGENT_IMAGE_PATH,
+  DEFAULT_PORT as AGENT_PORT,
+  DELIVERY_ENV,
+  IDENTITY_DELIVERY,
+  IDENTITY_PATH as AGENT_IDENTITY_PATH,
+  LAUNCH_PATH as AGENT_PATH,
+} from '../sandbox/bootstrap-agent.mjs';
 import { LaunchError, parseLaunchAuthentication, type GatewayKey } from '../sandbox/launch-auth.mjs';
 // Upstream's v0.4 CreateActorTemplate rules, as the local Substrate applies them: the image rule and a final
 // check of the whole template, so a sandbox that validates here is not refused by the server.
@@ -73,7 +85,8 @@ export interface LaunchDeliveryTemplateOptions {
 export interface SynthesisOptions {
   /**
    * Launch-delivery mode (OpenShell v0.1). Default: on when `spec.launch_authentication` is non-empty (its
-   * public keys become the trust anchor). `false` forces the 0.0.x mode (identity in env). The gateway sends
+   * public keys become the trust anchor). `false` forces the 0.0.x mode (identity delivered after restore,
+   * through the agent in identity mode). The gateway sends
    * the bundle on Create only, so a re-synthesis later must pass this (with the same keys) explicitly.
    */
   launchDelivery?: LaunchDeliveryTemplateOptions | false;
@@ -118,6 +131,8 @@ export const ENV = {
   GATEWAY_KEYS: 'OPENSHELL_SUBSTRATE_GATEWAY_KEYS',
   /** The bootstrap agent's port; the driver never sets it (the agent's default 17461), users may not. */
   BOOTSTRAP_PORT: 'OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT',
+  /** `identity`: the agent holds the workload until the driver delivers its 0.0.x identity. */
+  DELIVERY: DELIVERY_ENV,
 } as const;
 
 /** Names the driver owns: any user value for them is dropped (and the driver's set, where it has one). */
@@ -228,8 +243,11 @@ function checkConfig(cfg: SynthesisConfig): void {
   if (cfg.wakeupProbe) checkProbe(cfg.wakeupProbe, 'driver config: wakeup probe');
 }
 
-/** How the actor gets its identity and credentials: delivered after restore (v0.1) or identity in env (0.0.x). */
-type Mode = { kind: 'env' } | { kind: 'launch'; gatewayKeys: GatewayKey[] };
+/**
+ * What the driver delivers after restore: v0.1 launch credentials (`launch`), or a 0.0.x identity the agent
+ * puts into the workload's environment before starting it (`identity`).
+ */
+type Mode = { kind: 'identity' } | { kind: 'launch'; gatewayKeys: GatewayKey[] };
 
 function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: Mode, who: string): pb.EnvVar[] {
   const spec = sandbox.spec;
@@ -252,10 +270,7 @@ function buildEnv(sandbox: DriverSandbox, cfg: SynthesisConfig, mode: Mode, who:
   // Sorted so the same spec always yields the same template (its name is its content's hash).
   const env: pb.EnvVar[] = [...merged.keys()].sort().map((name) => ({ name, value: merged.get(name)! }));
   const main = mainProcessOf(sandbox);
-  if (mode.kind === 'env') {
-    env.push({ name: ENV.SANDBOX_ID, value: sandbox.id });
-    env.push({ name: ENV.SANDBOX, value: sandbox.name });
-  }
+  if (mode.kind === 'identity') env.push({ name: ENV.DELIVERY, value: IDENTITY_DELIVERY });
   if (cfg.gatewayEndpoint) env.push({ name: ENV.ENDPOINT, value: cfg.gatewayEndpoint });
   env.push({ name: ENV.LOG_LEVEL, value: spec?.logLevel || 'info' });
   env.push({ name: ENV.MAIN_PROCESS_SPEC, value: mainProcessSpec(main.command, main.tty, spec?.awaitMainProcessAttachment === true) });
@@ -290,7 +305,7 @@ function modeOf(sandbox: DriverSandbox, opts: SynthesisOptions, who: string): Mo
       throw invalidArg(`sandbox ${who}: launch_authentication is invalid: ${e instanceof LaunchError ? e.message : 'it cannot be parsed'}`);
     }
   }
-  if (keys === undefined) return { kind: 'env' };
+  if (keys === undefined) return { kind: 'identity' };
   const seen = new Set<string>();
   for (const k of keys) {
     if (!k || typeof k.key_id !== 'string' || !KEY_ID.test(k.key_id) || seen.has(k.key_id)) {
@@ -385,17 +400,20 @@ export function synthesizeActorTemplate(sandbox: DriverSandbox, cfg: SynthesisCo
   if (!main.command[0]) throw invalidArg(`sandbox ${who}: command[0] is empty; the first element must be the program to run`);
   const mode = modeOf(sandbox, opts, who);
   const inner = cfg.supervisorCommand ? [...cfg.supervisorCommand] : main.command;
-  const command = mode.kind === 'launch' ? [...(cfg.bootstrapAgentCommand ?? BOOTSTRAP_AGENT_COMMAND), ...inner] : inner;
+  // Both modes run the bootstrap agent in front of the command (it takes what the driver delivers).
+  const command = [...(cfg.bootstrapAgentCommand ?? BOOTSTRAP_AGENT_COMMAND), ...inner];
   if (command.length > MAX_COMMAND) {
     throw invalidArg(
-      `sandbox ${who}: command has ${command.length} items${mode.kind === 'launch' ? ` (with the ${command.length - inner.length} of the bootstrap agent)` : ''}; an ActorTemplate container command allows at most ${MAX_COMMAND}`,
+      `sandbox ${who}: command has ${command.length} items (with the ${command.length - inner.length} of the bootstrap agent); an ActorTemplate container command allows at most ${MAX_COMMAND}`,
     );
   }
   const long = command.findIndex((c) => c.length > MAX_ARG);
   if (long >= 0) throw invalidArg(`sandbox ${who}: command item ${long} is ${command[long]!.length} characters long; at most ${MAX_ARG} are allowed`);
   const env = buildEnv(sandbox, cfg, mode, who);
 
-  const probe = cfg.wakeupProbe ?? (mode.kind === 'launch' ? { path: AGENT_PATH, port: AGENT_PORT, timeoutSeconds: 30 } : undefined);
+  // Identity mode: the workload starts only after delivery, so only the agent can answer a probe before it.
+  const probe =
+    mode.kind === 'identity' ? { path: AGENT_IDENTITY_PATH, port: AGENT_PORT, timeoutSeconds: 30 } : (cfg.wakeupProbe ?? { path: AGENT_PATH, port: AGENT_PORT, timeoutSeconds: 30 });
   const container: pb.Container = pb.Container.fromPartial({
     name: CONTAINER_NAME,
     image,
@@ -446,4 +464,10 @@ export function validateSandboxForSynthesis(sandbox: DriverSandbox, cfg: Synthes
 export function runsBootstrapAgent(t: pb.ActorTemplate | undefined): boolean {
   const command = t?.containers?.[0]?.command ?? [];
   return command.some((c) => c === AGENT_IMAGE_PATH || c.endsWith('/bootstrap-agent.mjs'));
+}
+
+/** Whether a template's agent holds the workload for a delivered 0.0.x identity (OPENSHELL_SUBSTRATE_DELIVERY=identity). */
+export function takesIdentityDelivery(t: pb.ActorTemplate | undefined): boolean {
+  const c = t?.containers?.[0];
+  return runsBootstrapAgent(t) && (c?.env ?? []).some((e) => e.name === ENV.DELIVERY && e.value === IDENTITY_DELIVERY);
 }

@@ -1,8 +1,9 @@
 // The bootstrap agent's rules without gVisor (milliseconds): bundle parsing as upstream's serde structs and
 // validate(), JWT verification as upstream's SessionJwtVerifier, the launch state machine (pins, epochs, trust
-// anchor), the files it writes, its HTTP surface, the process wrapper, and the driver's LaunchDelivery through
-// the real actor router (src/local/router.ts) over a stand-in backend. No answer, error or file meant for the
-// workload ever carries token text.
+// anchor), the files it writes, its HTTP surface, the process wrapper, identity mode for 0.0.x sandboxes (the
+// workload held until its identity is delivered, then started with exactly that identity added to its
+// environment), and the driver's LaunchDelivery through the real actor router (src/local/router.ts, v0.4) over a
+// stand-in backend. No answer, error or file meant for the workload ever carries token text.
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -13,12 +14,20 @@ import path from 'node:path';
 import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
-import { LaunchDelivery, parseLaunchAuthentication, scrub } from '../../src/driver/launch.js';
-import type { Actor } from '../../src/gen/june/ateapi.js';
+import { LaunchDelivery, deliverToSandbox, parseLaunchAuthentication, scrub } from '../../src/driver/launch.js';
+import type { Actor } from '../../src/gen/ateapi.js';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { startRouter } from '../../src/local/router.js';
 import { ociConfig } from '../../src/local/runtime/gvisor.js';
-import { FILES, MAX_BODY_BYTES, createAgentServer, createLaunchHandler } from '../../src/sandbox/bootstrap-agent.mjs';
+import {
+  FILES,
+  MAX_BODY_BYTES,
+  createAgentServer,
+  createIdentityHandler,
+  createLaunchHandler,
+  workloadEnv,
+  type SandboxIdentity,
+} from '../../src/sandbox/bootstrap-agent.mjs';
 import { LaunchError, keyRing, parseLaunchAuthentication as parseBundle, verifySessionJwt } from '../../src/sandbox/launch-auth.mjs';
 import { GatewayStandin, secretPartsOf, type Minted } from './launch-helpers.js';
 
@@ -44,12 +53,32 @@ const mint = async (o: Parameters<GatewayStandin['mint']>[0], g = gw) => {
 const body = (m: Minted, over: Record<string, unknown> = {}) => ({ sandbox_id: SID, launch_authentication: m.bytes.toString('base64'), ...over });
 const edit = async (fn: (b: Record<string, any>) => void) => mint({ sandboxId: SID, authEpoch: 1, edit: fn });
 
+/** 0.0.x sandbox tokens minted as that gateway does (typ JWT, EdDSA, exp 0, a sandbox_id claim). */
+const legacyTokens: string[] = [];
+let legacyKey: CryptoKey;
+const legacyToken = async (sandboxId: string): Promise<string> => {
+  const iss = 'openshell-gateway:openshell';
+  // Distinct per mint (the gateway's iat moves on; here several are minted within one second).
+  const iat = Math.floor(Date.now() / 1000) - legacyTokens.length;
+  const t = await new SignJWT({ sub: `spiffe://openshell/sandbox/${sandboxId}`, iss, aud: iss, iat, exp: 0, sandbox_id: sandboxId })
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: 'legacy-1' })
+    .sign(legacyKey);
+  legacyTokens.push(t);
+  return t;
+};
+const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+
 beforeAll(async () => {
   gw = await GatewayStandin.create('gw-unit', 'k1');
+  legacyKey = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
 });
 
 function expectNoSecret(text: string) {
   for (const m of all) for (const s of secretPartsOf(m)) expect(text).not.toContain(s);
+  for (const t of legacyTokens) {
+    expect(text).not.toContain(t);
+    expect(text).not.toContain(t.split('.')[2]!);
+  }
 }
 
 describe('parseLaunchAuthentication (upstream SandboxLaunchAuthentication)', () => {
@@ -336,6 +365,157 @@ describe('the launch state machine and its files', () => {
   });
 });
 
+describe('identity mode (0.0.x): the state machine', () => {
+  /** A handler whose `start` records what it was given (the workload "process"). */
+  const holder = (o: { sandboxId?: string; fail?: boolean } = {}) => {
+    const started: SandboxIdentity[] = [];
+    const h = createIdentityHandler({
+      sandboxId: o.sandboxId,
+      start: async (id) => {
+        if (o.fail) throw Object.assign(new Error('spawn /nope ENOENT'), { code: 'ENOENT' });
+        started.push(id);
+      },
+    });
+    return { h, started };
+  };
+  const ident = (id: string, name: string, token?: string) => ({ sandbox_id: id, sandbox_name: name, ...(token !== undefined ? { sandbox_token: token } : {}) });
+
+  it('holds the workload until the first delivery, then starts it once with exactly that identity', async () => {
+    const { h, started } = holder();
+    expect(h.path).toBe('/v1/identity');
+    expect(h.status()).toEqual({ pinned: false, sandbox_id: null, started: false });
+    expect(started).toEqual([]);
+    const tok = await legacyToken(SID);
+    const r = await h.handle(ident(SID, 'box-a', tok));
+    expect(r).toEqual({ status: 200, body: { accepted: true, started: true } });
+    expect(started).toEqual([{ sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok }]);
+    expect(h.status()).toEqual({ pinned: true, sandbox_id: SID, started: true });
+    // The same delivery again (after a restore of a running workload): accepted, nothing started again.
+    expect(await h.handle(ident(SID, 'box-a', tok))).toEqual({ status: 200, body: { accepted: true, started: true } });
+    expect(started).toHaveLength(1);
+    expectNoSecret(JSON.stringify(r) + JSON.stringify(h.status()));
+  });
+
+  it('the first delivery pins the sandbox: another id 403, another name or token 409; nothing restarts', async () => {
+    const { h, started } = holder();
+    const tok = await legacyToken(SID);
+    expect((await h.handle(ident(SID, 'box-a', tok))).status).toBe(200);
+    const other = await legacyToken('sandbox-b');
+    const r1 = await h.handle(ident('sandbox-b', 'box-b', other));
+    expect(r1).toEqual({ status: 403, body: { accepted: false, error: 'this actor serves another sandbox' } });
+    const r2 = await h.handle(ident(SID, 'box-a', await legacyToken(SID)));
+    expect(r2).toEqual({ status: 409, body: { accepted: false, error: 'the workload already runs with another sandbox name or token; its environment cannot change' } });
+    expect((await h.handle(ident(SID, 'renamed', tok))).status).toBe(409);
+    expect((await h.handle(ident(SID, 'box-a'))).status).toBe(409); // the token dropped
+    expect(started).toHaveLength(1);
+    expect(h.status()).toEqual({ pinned: true, sandbox_id: SID, started: true });
+    expectNoSecret(JSON.stringify([r1, r2]));
+  });
+
+  it('refuses a token whose sandbox_id claim names another sandbox, and malformed requests, with no echo', async () => {
+    const { h, started } = holder();
+    const foreign = await legacyToken('sandbox-b');
+    const r = await h.handle(ident(SID, 'box-a', foreign));
+    expect(r).toEqual({ status: 403, body: { accepted: false, error: 'the token was issued for another sandbox than the one the request names' } });
+    const tok = await legacyToken(SID);
+    const bad = [
+      [null, /request must be a JSON object/],
+      [{ ...ident(SID, 'box-a', tok), token: tok }, /unknown field "token"/],
+      [{ sandbox_id: SID, sandbox_token: tok }, /lacks the field "sandbox_name"/],
+      [ident('', 'box-a', tok), /sandbox_id must be non-empty/],
+      [ident(SID, 'has space', tok), /sandbox_name/],
+      [ident(SID, 'ctl\u0001', tok), /sandbox_name/],
+      [ident(SID, 'box-a', `${tok} `), /sandbox_token must be printable ASCII/],
+      [ident(SID, 'box-a', `${tok}\n`), /sandbox_token/],
+      [{ ...ident(SID, 'box-a'), sandbox_token: 7 }, /sandbox_token/],
+      [{ ...ident(SID, 'box-a', tok), launch_authentication: 'AAAA' }, /unknown field "launch_authentication"/],
+    ] as const;
+    for (const [b, re] of bad) {
+      const a = await h.handle(b);
+      expect(a.status).toBe(400);
+      expect(a.body.error).toMatch(re);
+      expectNoSecret(JSON.stringify(a));
+    }
+    expect(started).toEqual([]);
+    expect(h.status()).toEqual({ pinned: false, sandbox_id: null, started: false });
+    // An empty token is "none minted": accepted; an opaque (non-JWT) token is taken as it is.
+    const { h: h2, started: s2 } = holder();
+    expect((await h2.handle(ident(SID, 'box-a', ''))).status).toBe(200);
+    expect(s2).toEqual([{ sandboxId: SID, sandboxName: 'box-a', sandboxToken: '' }]);
+    const { h: h3, started: s3 } = holder();
+    expect((await h3.handle(ident(SID, '', 'opaque-token-value'))).status).toBe(200);
+    expect(s3[0]!.sandboxToken).toBe('opaque-token-value');
+  });
+
+  it('OPENSHELL_SANDBOX_ID in the template pins the sandbox before any delivery', async () => {
+    const { h, started } = holder({ sandboxId: 'sandbox-b' });
+    expect(h.status()).toEqual({ pinned: false, sandbox_id: 'sandbox-b', started: false });
+    expect((await h.handle(ident(SID, 'box-a', await legacyToken(SID)))).status).toBe(403);
+    expect(started).toEqual([]);
+    expect((await h.handle(ident('sandbox-b', 'box-b', await legacyToken('sandbox-b')))).status).toBe(200);
+  });
+
+  it('two racing deliveries for different sandboxes: exactly one starts the workload', async () => {
+    const { h, started } = holder();
+    const [ra, rb] = await Promise.all([h.handle(ident(SID, 'box-a', await legacyToken(SID))), h.handle(ident('sandbox-b', 'box-b', await legacyToken('sandbox-b')))]);
+    expect([ra.status, rb.status]).toEqual([200, 403]);
+    expect(started.map((x) => x.sandboxId)).toEqual([SID]);
+  });
+
+  it('a workload that cannot start: 500 naming the cause, nothing pinned', async () => {
+    const { h } = holder({ fail: true });
+    const r = await h.handle(ident(SID, 'box-a', await legacyToken(SID)));
+    expect(r).toEqual({ status: 500, body: { accepted: false, error: 'the workload could not be started (ENOENT)' } });
+    expect(h.status()).toEqual({ pinned: false, sandbox_id: null, started: false });
+  });
+
+  it("workloadEnv: the agent's environment without its own settings and stale identity, plus the delivered identity", () => {
+    const base = {
+      PATH: '/usr/bin',
+      KEEP: 'me',
+      OPENSHELL_ENDPOINT: 'http://gw:8080',
+      OPENSHELL_MAIN_PROCESS_SPEC: '{"version":1}',
+      OPENSHELL_SUBSTRATE_DELIVERY: 'identity',
+      OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT: '17461',
+      OPENSHELL_SUBSTRATE_GATEWAY_KEYS: '[]',
+      OPENSHELL_SANDBOX_ID: 'stale',
+      OPENSHELL_SANDBOX: 'stale',
+      OPENSHELL_SANDBOX_TOKEN: 'stale',
+      UNSET: undefined,
+    };
+    const copy = { ...base };
+    expect(workloadEnv(base, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: 'tok' })).toEqual({
+      PATH: '/usr/bin',
+      KEEP: 'me',
+      OPENSHELL_ENDPOINT: 'http://gw:8080',
+      OPENSHELL_MAIN_PROCESS_SPEC: '{"version":1}',
+      OPENSHELL_SANDBOX_ID: SID,
+      OPENSHELL_SANDBOX: 'box-a',
+      OPENSHELL_SANDBOX_TOKEN: 'tok',
+    });
+    expect(base).toEqual(copy);
+    expect(workloadEnv(base, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: '' })).not.toHaveProperty('OPENSHELL_SANDBOX_TOKEN');
+  });
+
+  it('the HTTP surface serves only its own path', async () => {
+    const { h } = holder();
+    const server = createAgentServer(h);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      expect(await fetch(`http://127.0.0.1:${port}/v1/identity`).then((x) => x.json())).toEqual({ pinned: false, sandbox_id: null, started: false });
+      const launch = await fetch(`http://127.0.0.1:${port}/v1/launch`);
+      expect(launch.status).toBe(404);
+      expect(await launch.json()).toEqual({ error: 'not found; the bootstrap agent serves /v1/identity' });
+      const tok = await legacyToken(SID);
+      const r = await fetch(`http://127.0.0.1:${port}/v1/identity`, { method: 'POST', body: JSON.stringify(ident(SID, 'box-a', tok)) });
+      expect([r.status, await r.text()]).toEqual([200, '{"accepted":true,"started":true}']);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
 describe('the HTTP surface', () => {
   let server: http.Server;
   let port: number;
@@ -433,6 +613,93 @@ describe('the process wrapper', () => {
     expect(missing.code).toBe(127);
     expect(missing.err).toMatch(/ENOENT/);
   });
+
+  it('identity mode: holds the workload, starts it on delivery with exactly the identity added, forwards signals', async () => {
+    const port = String(await freePort());
+    const tok = await legacyToken(SID);
+    // The workload prints its environment once and waits; the agent's own settings must not reach it.
+    const script = "console.log('ENV ' + JSON.stringify(process.env)); process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(5); }); setInterval(() => {}, 1000);";
+    let agentPid = 0;
+    let seen: { status: unknown; outBefore: string; agentEnviron: string; agentCmdline: string; post: unknown } | undefined;
+    const r = await run(
+      ['--', process.execPath, '-e', script],
+      { OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT: port, OPENSHELL_SUBSTRATE_DELIVERY: 'identity', OPENSHELL_SUBSTRATE_GATEWAY_KEYS: '[]', KEEP: 'me', OPENSHELL_SANDBOX_TOKEN: 'stale' },
+      (pid, out) => {
+        agentPid = pid;
+        void (async () => {
+          // Wait for the agent to listen (its status endpoint is the template's wakeup probe).
+          let status: unknown;
+          for (let i = 0; i < 200 && status === undefined; i++) {
+            status = await fetch(`http://127.0.0.1:${port}/v1/identity`).then((x) => x.json(), () => undefined);
+            if (status === undefined) await new Promise((res) => setTimeout(res, 25));
+          }
+          const outBefore = out();
+          const post = await fetch(`http://127.0.0.1:${port}/v1/identity`, { method: 'POST', body: JSON.stringify({ sandbox_id: SID, sandbox_name: 'box-a', sandbox_token: tok }) }).then((x) => x.json());
+          for (let i = 0; i < 200 && !out().includes('ENV '); i++) await new Promise((res) => setTimeout(res, 25));
+          seen = {
+            status,
+            outBefore,
+            post,
+            agentEnviron: fs.readFileSync(`/proc/${pid}/environ`, 'latin1'),
+            agentCmdline: fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1'),
+          };
+          process.kill(pid, 'SIGTERM');
+        })();
+      },
+    );
+    expect(agentPid).toBeGreaterThan(0);
+    expect(seen!.status).toEqual({ pinned: false, sandbox_id: null, started: false });
+    expect(seen!.outBefore).toBe(''); // nothing ran before the delivery
+    expect(seen!.post).toEqual({ accepted: true, started: true });
+    const env = JSON.parse(/ENV (.*)/.exec(r.out)![1]!) as Record<string, string>;
+    expect(Object.keys(env).sort()).toEqual(['KEEP', 'OPENSHELL_SANDBOX', 'OPENSHELL_SANDBOX_ID', 'OPENSHELL_SANDBOX_TOKEN', 'PATH']);
+    expect(env).toMatchObject({ KEEP: 'me', OPENSHELL_SANDBOX_ID: SID, OPENSHELL_SANDBOX: 'box-a' });
+    expect(sha(env.OPENSHELL_SANDBOX_TOKEN!)).toBe(sha(tok));
+    // The agent itself never carries the token in its arguments or environment; its log says nothing of it.
+    expect(seen!.agentEnviron).not.toContain(tok);
+    expect(seen!.agentCmdline).not.toContain(tok);
+    expect(r.err).toMatch(/holding the workload until the driver delivers its identity/);
+    expect(r.err).not.toContain(tok);
+    expect(r.out).toContain('got SIGTERM');
+    expect(r.code).toBe(5);
+  });
+
+  it('identity mode: stopped while holding, it exits without ever starting the workload; a bad mode is refused', async () => {
+    const port = String(await freePort());
+    const r = await run(['--', process.execPath, '-e', "console.log('workload ran')"], { OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT: port, OPENSHELL_SUBSTRATE_DELIVERY: 'identity' }, (pid) => {
+      void (async () => {
+        for (let i = 0; i < 200; i++) {
+          if (await fetch(`http://127.0.0.1:${port}/v1/identity`).then(() => true, () => false)) break;
+          await new Promise((res) => setTimeout(res, 25));
+        }
+        process.kill(pid, 'SIGTERM');
+      })();
+    });
+    expect(r.code).toBe(143);
+    expect(r.out).toBe('');
+    const bad = await run(['--', process.execPath, '-e', ''], { OPENSHELL_SUBSTRATE_DELIVERY: 'env' });
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/OPENSHELL_SUBSTRATE_DELIVERY must be "identity"/);
+  });
+
+  it('identity mode: a workload that does not exist answers the delivery 500, then the agent exits 127', async () => {
+    const port = String(await freePort());
+    let answer: unknown;
+    const r = await run(['--', '/nonexistent/prog'], { OPENSHELL_SUBSTRATE_BOOTSTRAP_PORT: port, OPENSHELL_SUBSTRATE_DELIVERY: 'identity' }, () => {
+      void (async () => {
+        for (let i = 0; i < 200 && answer === undefined; i++) {
+          answer = await fetch(`http://127.0.0.1:${port}/v1/identity`, { method: 'POST', body: JSON.stringify({ sandbox_id: SID, sandbox_name: 'box-a' }) }).then(
+            (x) => x.json(),
+            () => undefined,
+          );
+          if (answer === undefined) await new Promise((res) => setTimeout(res, 25));
+        }
+      })();
+    });
+    expect(answer).toEqual({ accepted: false, error: 'the workload could not be started (ENOENT)' });
+    expect(r.code).toBe(127);
+    expect(r.err).toMatch(/ENOENT/);
+  });
 });
 
 describe('LaunchDelivery through the actor router', () => {
@@ -440,7 +707,11 @@ describe('LaunchDelivery through the actor router', () => {
   let agentPort = 0;
   let router: { url: string; close(): Promise<void> };
   let root: string;
-  const actors = new Set(['demo/a']);
+  /** demo/i: an agent in identity mode (its own server); what its workload was started with. */
+  let identityServer: http.Server;
+  let identityPort = 0;
+  const identityStarts: SandboxIdentity[] = [];
+  const actors = new Set(['demo/a', 'demo/i']);
   beforeAll(async () => {
     agentPort = await new Promise<number>((resolve) => {
       const s = net.createServer();
@@ -449,16 +720,19 @@ describe('LaunchDelivery through the actor router', () => {
         s.close(() => resolve(p));
       });
     });
+    identityServer = createAgentServer(createIdentityHandler({ start: async (id) => void identityStarts.push(id) }));
+    await new Promise<void>((r) => identityServer.listen(0, '127.0.0.1', () => r()));
+    identityPort = (identityServer.address() as AddressInfo).port;
     router = await startRouter(
       {
-        resume: async (atespace, name) => {
+        resume: async (atespace: string, name: string, _signal: AbortSignal) => {
           if (!actors.has(`${atespace}/${name}`)) throw new ApiError(Code.NOT_FOUND, `actor ${atespace}/${name} not found`);
           return {} as Actor;
         },
-        // Every actor's agent port is the one local agent server (when it listens).
-        connect: (_a, _n, port) =>
+        // The agent port of demo/i is the identity agent; every other actor's is the one launch agent server.
+        connect: (_a, n, port) =>
           new Promise((resolve, reject) => {
-            const s = net.connect(port === 17461 ? agentPort : 1, '127.0.0.1');
+            const s = net.connect(port === 17461 ? (n === 'i' ? identityPort : agentPort) : 1, '127.0.0.1');
             s.once('connect', () => resolve(s));
             s.once('error', reject);
           }),
@@ -469,6 +743,7 @@ describe('LaunchDelivery through the actor router', () => {
   afterAll(async () => {
     await router?.close();
     await new Promise<void>((r) => (agentServer ? agentServer.close(() => r()) : r()));
+    await new Promise<void>((r) => (identityServer ? identityServer.close(() => r()) : r()));
   });
   const startAgent = async () => {
     root = tmp();
@@ -529,6 +804,65 @@ describe('LaunchDelivery through the actor router', () => {
     const ac = new AbortController();
     ac.abort();
     expect((await codeOf(wrongPort.deliver({ atespace: 'demo', actor: 'a' }, { sandboxId: SID, launchAuthentication: newer.bytes }, ac.signal))).code).toBe(Code.CANCELLED);
+  });
+
+  it('delivers a 0.0.x identity through the same CONNECT path; pins, idempotent, refusals mapped, no token in any message', async () => {
+    const d = new LaunchDelivery({ routerUrl: router.url, timeoutMs: 2_000 });
+    const to = { atespace: 'demo', actor: 'i' };
+    const messages: string[] = [];
+    const codeOf = async (p: Promise<unknown>) => {
+      try {
+        await p;
+      } catch (e) {
+        expect(e).toBeInstanceOf(ApiError);
+        messages.push((e as ApiError).message);
+        return (e as ApiError).code;
+      }
+      throw new Error('expected a refusal');
+    };
+    expect(await d.identityStatus(to)).toEqual({ pinned: false, sandboxId: null, started: false });
+    const tok = await legacyToken(SID);
+    // A token naming another sandbox is refused before anything is sent.
+    expect(await codeOf(d.deliverIdentity(to, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: await legacyToken('sandbox-b') }))).toBe(Code.INVALID_ARGUMENT);
+    expect(identityStarts).toEqual([]);
+    expect(await d.deliverIdentity(to, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok })).toEqual({ started: true });
+    expect(identityStarts).toEqual([{ sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok }]);
+    expect(await d.identityStatus(to)).toEqual({ pinned: true, sandboxId: SID, started: true });
+    expect(await d.deliverIdentity(to, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok })).toEqual({ started: true });
+    expect(identityStarts).toHaveLength(1);
+    expect(await codeOf(d.deliverIdentity(to, { sandboxId: 'sandbox-b', sandboxName: 'box-b', sandboxToken: await legacyToken('sandbox-b') }))).toBe(Code.PERMISSION_DENIED);
+    expect(await codeOf(d.deliverIdentity(to, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: await legacyToken(SID) }))).toBe(Code.FAILED_PRECONDITION);
+    expect(messages.at(-1)).toMatch(/^the bootstrap agent of actor demo\/i refused the sandbox identity: the workload already runs with another/);
+    // The wrong protocol for the actor's agent, either way round: said plainly.
+    const m = await mint({ sandboxId: SID, authEpoch: 1 });
+    expect(await codeOf(d.deliver(to, { sandboxId: SID, launchAuthentication: m.bytes }))).toBe(Code.FAILED_PRECONDITION);
+    expect(await codeOf(d.deliverIdentity({ atespace: 'demo', actor: 'a' }, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok }))).toBe(Code.FAILED_PRECONDITION);
+    expect(messages.at(-1)).toMatch(/OPENSHELL_SUBSTRATE_DELIVERY=identity/);
+    expect(await codeOf(d.deliverIdentity({ atespace: 'demo', actor: 'zz' }, { sandboxId: SID, sandboxName: 'box-a', sandboxToken: tok }))).toBe(Code.NOT_FOUND);
+    for (const msg of messages) expectNoSecret(msg);
+  });
+
+  it('deliverToSandbox: launch authentication when the record has one, else the 0.0.x identity', async () => {
+    const before = identityStarts.length;
+    // demo/i is pinned to SID by the test above: a record for sandbox "i" goes the identity way and is refused.
+    await deliverToSandbox({ id: 'i', name: 'box-a', atespace: 'demo', token: '', launch: '' }, { routerUrl: router.url, timeoutMs: 2_000 }).then(
+      () => {
+        throw new Error('expected a refusal: the actor is pinned to another sandbox id');
+      },
+      (e: ApiError) => expect(e.code).toBe(Code.PERMISSION_DENIED),
+    );
+    expect(identityStarts.length).toBe(before);
+    const m = await mint({ sandboxId: 'a', authEpoch: 9 });
+    await deliverToSandbox({ id: 'a', name: 'x', atespace: 'demo', token: '', launch: m.bytes.toString('base64') }, { routerUrl: router.url, timeoutMs: 2_000 }).then(
+      () => {
+        throw new Error('expected a refusal: the launch agent serves sandbox-a');
+      },
+      (e: ApiError) => {
+        // It reached the launch agent (which is pinned to SID), so it went the v0.1 way.
+        expect(e.code).toBe(Code.PERMISSION_DENIED);
+        expect(e.message).toMatch(/refused the launch authentication/);
+      },
+    );
   });
 });
 

@@ -120,14 +120,23 @@ describe('content naming (templates shared by spec)', () => {
     expect(synth(v01(ID, m1), cfg({ workerSelector: { pool: 'big' } })).template.metadata!.name).not.toBe(base);
   });
 
-  it('0.0.x sandboxes (nothing delivered after restore) carry their identity in env, so their templates are their own', () => {
-    const a = synth(sandbox({ id: ID, name: 'one' }));
-    const b = synth(sandbox({ id: ID2, name: 'two' }));
-    expect(a.template.metadata!.name).not.toBe(b.template.metadata!.name);
-    expect(valueOf(envOf(a.template), 'OPENSHELL_SANDBOX_ID')).toBe(ID);
-    expect(valueOf(envOf(a.template), 'OPENSHELL_SANDBOX')).toBe('one');
-    // Deterministic all the same.
-    expect(synth(sandbox({ id: ID, name: 'one' })).hash).toBe(a.hash);
+  it('0.0.x sandboxes share too: their identity and token are delivered after restore to the agent holding the workload', () => {
+    const a = synth(sandbox({ id: ID, name: 'one', spec: { sandboxToken: TOKEN } }));
+    const b = synth(sandbox({ id: ID2, name: 'two', spec: { sandboxToken: `${TOKEN}x` } }));
+    expect(a.template.metadata!.name).toBe(b.template.metadata!.name);
+    expect(a.hash).toBe(b.hash);
+    const c = a.template.containers[0]!;
+    expect(c.command).toEqual([...BOOTSTRAP_AGENT_COMMAND, '/bin/bash', '-l']);
+    expect(valueOf(c.env, 'OPENSHELL_SUBSTRATE_DELIVERY')).toBe('identity');
+    for (const name of ['OPENSHELL_SANDBOX_ID', 'OPENSHELL_SANDBOX', 'OPENSHELL_SANDBOX_TOKEN']) expect(valueOf(c.env, name)).toBeUndefined();
+    // Not the same spec: another template.
+    expect(synth(sandbox({ id: ID2, spec: { command: ['node'] } })).template.metadata!.name).not.toBe(a.template.metadata!.name);
+    // The agent's status endpoint is the wakeup probe, whatever the config says (the workload starts only
+    // after delivery, so nothing else could answer before it).
+    expect(c.wakeupProbe).toEqual({ httpGet: { path: '/v1/identity', port: 17461 }, timeoutSeconds: 30 });
+    expect(synth(sandbox(), cfg({ wakeupProbe: { path: '/readyz', port: 80 } })).template.containers[0]!.wakeupProbe).toEqual(c.wakeupProbe);
+    expect(wireText(a.template)).not.toContain(ID);
+    expect(wireText(a.template)).not.toContain(TOKEN);
   });
 
   it('the hash survives the wire: a template read back from the server has the same content', () => {
@@ -210,8 +219,8 @@ describe('the v0.4 template', () => {
   it('has one container, a FULL snapshot config at snapshots_location, the gvisor-default SandboxConfig', () => {
     const { template: t } = synth(sandbox({ spec: { command: ['python3', 'app.py'], tty: false } }));
     expect(t.containers).toHaveLength(1);
-    expect(t.containers[0]).toMatchObject({ name: 'sandbox', image: IMAGE, command: ['python3', 'app.py'], args: [] });
-    expect(t.containers[0]!.wakeupProbe).toBeUndefined();
+    expect(t.containers[0]).toMatchObject({ name: 'sandbox', image: IMAGE, command: [...BOOTSTRAP_AGENT_COMMAND, 'python3', 'app.py'], args: [] });
+    expect(t.containers[0]!.wakeupProbe).toEqual({ httpGet: { path: '/v1/identity', port: 17461 }, timeoutSeconds: 30 });
     expect(t.snapshotConfig).toEqual({ onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://snapshots/openshell/' });
     expect(t.sandboxConfig).toEqual({ sandboxClass: pb.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' });
     expect(t.status).toBeUndefined();
@@ -233,8 +242,8 @@ describe('the v0.4 template', () => {
     expectCode(() => synth(sandbox({ template: { resources: { cpuLimit: '1000', memoryLimit: '', cpuRequest: '', memoryRequest: '' } as never } })), Code.INVALID_ARGUMENT, /less than 1000 cores/);
   });
 
-  it('carries the worker selector and a wakeup probe from config', () => {
-    const { template: t } = synth(sandbox(), cfg({ workerSelector: { pool: 'big' }, wakeupProbe: { path: '/readyz', port: 80 } }));
+  it('carries the worker selector and a wakeup probe from config (v0.1: the workload runs before delivery)', () => {
+    const { template: t } = synth(sandbox(), cfg({ workerSelector: { pool: 'big' }, wakeupProbe: { path: '/readyz', port: 80 } }), { launchDelivery: {} });
     expect(t.workerSelector).toEqual({ matchLabels: { pool: 'big' } });
     expect(t.containers[0]!.wakeupProbe).toEqual({ httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 });
     expectCode(() => synth(sandbox(), cfg({ wakeupProbe: { path: 'readyz', port: 80 } })), Code.FAILED_PRECONDITION, /absolute URL path/);
@@ -256,7 +265,7 @@ describe('the v0.4 template', () => {
       { name: 'B', value: 'spec' },
       { name: 'C', value: 'c' },
     ]);
-    expect(env.filter((e) => e.name === 'OPENSHELL_SANDBOX_ID')).toEqual([{ name: 'OPENSHELL_SANDBOX_ID', value: ID }]);
+    expect(env.filter((e) => e.name === 'OPENSHELL_SANDBOX_ID')).toEqual([]);
     expect(valueOf(env, 'OPENSHELL_ENDPOINT')).toBe('http://127.0.0.1:8080');
     expect(valueOf(env, 'OPENSHELL_LOG_LEVEL')).toBe('info');
     expect(valueOf(envOf(synth(sandbox(), cfg({ gatewayEndpoint: '' })).template), 'OPENSHELL_ENDPOINT')).toBeUndefined();
@@ -267,17 +276,21 @@ describe('the v0.4 template', () => {
     expect(valueOf(envOf(synth(sandbox({ spec: { awaitMainProcessAttachment: true } })).template), 'OPENSHELL_MAIN_PROCESS_SPEC')).toBe(
       '{"version":1,"command":["/bin/bash","-l"],"tty":true,"await_main_process_attachment":true}',
     );
-    expect(synth(sandbox({ spec: { command: ['sleep', 'x'] } }), cfg({ supervisorCommand: ['/usr/local/bin/openshell-sandbox'] })).template.containers[0]!.command).toEqual(['/usr/local/bin/openshell-sandbox']);
+    expect(synth(sandbox({ spec: { command: ['sleep', 'x'] } }), cfg({ supervisorCommand: ['/usr/local/bin/openshell-sandbox'] })).template.containers[0]!.command).toEqual([
+      ...BOOTSTRAP_AGENT_COMMAND,
+      '/usr/local/bin/openshell-sandbox',
+    ]);
   });
 
   it('enforces the v0.4 limits: 32 env entries, env names, 64 command items (the agent argv counted at validation)', () => {
-    const max = Object.fromEntries(Array.from({ length: 27 }, (_, i) => [`V${i}`, 'x']));
+    const max = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`V${i}`, 'x']));
     expect(envOf(synth(sandbox({ spec: { environment: max } })).template)).toHaveLength(32);
     expectCode(() => synth(sandbox({ spec: { environment: { ...max, ONE_MORE: 'x' } } })), Code.INVALID_ARGUMENT, /needs 33 environment variables .* remove at least 1/);
     expectCode(() => synth(sandbox({ spec: { environment: { 'A=B': 'x' } } })), Code.INVALID_ARGUMENT, /names must be 1\.\.256 printable ASCII/);
     expectCode(() => synth(sandbox({ spec: { environment: { BIG: 'x'.repeat(32769) } } })), Code.INVALID_ARGUMENT, /at most 32768/);
-    expect(synth(sandbox({ spec: { command: Array(64).fill('a') } })).template.containers[0]!.command).toHaveLength(64);
-    expectCode(() => synth(sandbox({ spec: { command: Array(65).fill('a') } })), Code.INVALID_ARGUMENT, /65 items/);
+    // Both generations run the agent in front of the command: 61 items of the gateway's, 3 of the agent's.
+    expect(synth(sandbox({ spec: { command: Array(61).fill('a') } })).template.containers[0]!.command).toHaveLength(64);
+    expectCode(() => synth(sandbox({ spec: { command: Array(62).fill('a') } })), Code.INVALID_ARGUMENT, /65 items/);
     // Validate carries no bundle (the gateway sends it on Create only): 62 items must already be refused.
     expect(validateSandboxForSynthesis(sandbox({ spec: { command: Array(62).fill('a') } }), cfg())).toMatch(/65 items \(with the 3 of the bootstrap agent\)/);
     expect(validateSandboxForSynthesis(sandbox(), cfg())).toBeNull();

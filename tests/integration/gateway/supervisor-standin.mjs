@@ -16,6 +16,9 @@
 //   GET /workload-view  what a workload process can see of the workload half: bootstrap.json's content, and
 //                        each credential file's mode (who besides its owner could read it)
 //   GET /processes      argv and environment of every process in the sandbox (to prove no token is there)
+//   GET /env            what a 0.0.x supervisor reads from its environment: {id, name, endpoint, spec,
+//                        tokenSha} (OPENSHELL_SANDBOX_ID, OPENSHELL_SANDBOX, OPENSHELL_ENDPOINT,
+//                        OPENSHELL_MAIN_PROCESS_SPEC, sha256 of OPENSHELL_SANDBOX_TOKEN or null; never the token)
 //   GET /readyz         200 once listening (the template's readiness; says nothing about credentials)
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import fs from 'node:fs';
@@ -217,6 +220,17 @@ http
       return json(200, { bootstrap, files: [AUTH, BOOTSTRAP, TOKEN_FILE, ENDPOINT_FILE].map(fileView), uid: process.getuid() });
     }
     if (req.url === '/processes') return json(200, processes());
+    if (req.url === '/env') {
+      const e = process.env;
+      const tok = e.OPENSHELL_SANDBOX_TOKEN;
+      return json(200, {
+        id: e.OPENSHELL_SANDBOX_ID ?? null,
+        name: e.OPENSHELL_SANDBOX ?? null,
+        endpoint: e.OPENSHELL_ENDPOINT ?? null,
+        spec: e.OPENSHELL_MAIN_PROCESS_SPEC ?? null,
+        tokenSha: tok ? sha256(tok) : null,
+      });
+    }
     json(404, { error: 'not found' });
   })
   .listen(PORT, '0.0.0.0');
