@@ -56,12 +56,14 @@ export interface TestEnv {
   close(): Promise<void>;
 }
 
-export async function startEnv(opts: { flags?: Record<string, string | boolean>; watchBufferLimit?: number } = {}): Promise<TestEnv> {
+export async function startEnv(
+  opts: { flags?: Record<string, string | boolean>; watchBufferLimit?: number; /** the local Substrate's golden warm-up (default: upstream's 20 s) */ goldenWarmupMs?: number } = {},
+): Promise<TestEnv> {
   setLogLevel((process.env.TEST_LOG_LEVEL as 'debug') ?? 'error');
   const dir = mkdtempSync(join(tmpdir(), 'drv-contract-'));
   let local: LocalSubstrateHandle | undefined;
   try {
-    local = await startLocalSubstrate({ stateDir: dir, workers: 2, routerListen: '127.0.0.1:0' });
+    local = await startLocalSubstrate({ stateDir: dir, workers: 2, routerListen: '127.0.0.1:0', goldenWarmupMs: opts.goldenWarmupMs });
     const image = (await ensureDefaultImage(dir)).ref;
     const endpoints: LocalEndpoints = { apiEndpoint: `unix:${local.socketPath}`, apiTls: false, stateDir: dir, defaultImage: image, routerUrl: local.routerUrl };
     const cfg = loadConfig({ env: {}, flags: { state_dir: dir, poll_interval_ms: '200', ...opts.flags } });
@@ -135,12 +137,17 @@ export function sandboxOf(o: {
   };
 }
 
-/** GET through the local Substrate's router (which resumes the actor on demand, as upstream's does). */
-export function routerGet(routerUrl: string, actor: string, atespace: string, path: string): Promise<{ status: number; body: string }> {
+/**
+ * GET through the local Substrate's router (which resumes the actor on demand, as upstream's does). The actor
+ * is named by v0.4's `ate-target-actor: <atespace>/<actor>` header; `{ host: true }` uses the local router's
+ * Host-name convenience form instead.
+ */
+export function routerGet(routerUrl: string, actor: string, atespace: string, path: string, opts: { host?: boolean } = {}): Promise<{ status: number; body: string }> {
   const u = new URL(routerUrl);
+  const headers: Record<string, string> = opts.host ? { host: `${actor}.${atespace}.${ROUTER_SUFFIX}` } : { 'ate-target-actor': `${atespace}/${actor}` };
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: u.hostname, port: u.port, path, method: 'GET', headers: { host: `${actor}.${atespace}.${ROUTER_SUFFIX}` }, timeout: 60_000 },
+      { host: u.hostname, port: u.port, path, method: 'GET', headers, timeout: 60_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -246,15 +253,19 @@ export async function expectGrpcError(p: Promise<unknown>, code: number, message
  * probe so its golden snapshot is immediate. Sandboxes may attach to it when the driver's `template_labels`
  * give it the attachable label (see attachableFlags).
  */
-export function operatorTemplate(name: string, image: string, opts: { readyz?: boolean; atespace?: string } = {}): pb.ActorTemplate {
+export function operatorTemplate(
+  name: string,
+  image: string,
+  opts: { readyz?: boolean; atespace?: string; command?: string[]; probeTimeoutSeconds?: number } = {},
+): pb.ActorTemplate {
   return pb.ActorTemplate.fromPartial({
     metadata: { atespace: opts.atespace ?? 'default', name },
     containers: [
       {
         name: 'app',
         image,
-        command: ['/usr/bin/node', '-e', COUNTER_JS],
-        ...(opts.readyz === false ? {} : { wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 } }),
+        command: opts.command ?? ['/usr/bin/node', '-e', COUNTER_JS],
+        ...(opts.readyz === false ? {} : { wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: opts.probeTimeoutSeconds ?? 30 } }),
       },
     ],
     snapshotConfig: { onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://local-tests/operator' },
@@ -271,18 +282,41 @@ export function attachableFlags(...refs: string[]): Record<string, string> {
 
 /** Creates an operator template through the ateapi (its atespace too) and waits for its golden tag. */
 export async function provisionTemplate(env: TestEnv, t: pb.ActorTemplate, timeoutMs = 120_000): Promise<pb.ActorTemplate> {
+  return provisionTemplateVia(env.ateapi, t, timeoutMs);
+}
+
+/** provisionTemplate through any ateapi client (e.g. one dialing a `serve --local` child's socket). */
+export async function provisionTemplateVia(ateapi: SubstrateClient, t: pb.ActorTemplate, timeoutMs = 120_000): Promise<pb.ActorTemplate> {
   const atespace = t.metadata!.atespace;
-  await env.ateapi.createAtespace(atespace).catch((e: { code?: number }) => {
+  await ateapi.createAtespace(atespace).catch((e: { code?: number }) => {
     if (e.code !== 6) throw e;
   });
-  await env.ateapi.createActorTemplate(t);
+  await ateapi.createActorTemplate(t);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const got = await env.ateapi.getActorTemplate({ atespace, name: t.metadata!.name });
+    const got = await ateapi.getActorTemplate({ atespace, name: t.metadata!.name });
     const g = got.status?.goldenSnapshotStatus;
     if (g?.errorMessage) throw new Error(`template ${atespace}/${t.metadata!.name} failed: ${g.errorMessage}`);
     if (g?.goldenTag?.name) return got;
     if (Date.now() > deadline) throw new Error(`template ${atespace}/${t.metadata!.name}: no golden tag`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The template a sandbox's record names (its synthesized `sbx-tpl-<hash>` one, or the pre-provisioned one). */
+export function templateRefOf(env: TestEnv, sandboxId: string): pb.ObjectRef & { owned: boolean } {
+  const r = env.driver.driver.records.get(sandboxId);
+  if (!r) throw new Error(`no record for sandbox ${sandboxId}`);
+  return { atespace: r.templateAtespace, name: r.template, owned: r.owned };
+}
+
+/** Polls `fn` until it returns a value other than undefined (conditions, not sleeps). */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

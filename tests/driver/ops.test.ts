@@ -4,12 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status } from '../../src/gen/june/ateapi.js';
+import { ActorState } from '../../src/gen/ateapi.js';
 import type { WatchSandboxesEvent } from '../../src/gen/compute_driver.js';
 import { derivePhase } from '../../src/driver/conditions.js';
 import { main as actorsMain } from '../../src/cli/actors.js';
 import { main as sandboxesMain } from '../../src/cli/sandboxes.js';
-import { operatorTemplate, readyOf, sandboxOf, startEnv, suspendedOf, waitSandbox, type TestEnv } from './helpers.js';
+import { attachableFlags, operatorTemplate, provisionTemplate, readyOf, sandboxOf, startEnv, suspendedOf, waitSandbox, type TestEnv } from './helpers.js';
 
 async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
   const ow = process.stdout.write.bind(process.stdout);
@@ -31,13 +31,12 @@ describe('driver operations against the local Substrate', () => {
   const id = randomUUID();
 
   beforeAll(async () => {
-    env = await startEnv({ flags: { stop_mode: 'pause', metrics_listen: '127.0.0.1:0' }, watchBufferLimit: 8 });
-    await env.store.apply(operatorTemplate('ops-fast', env.image) as never);
-    await env.store.waitReady('default', 'ops-fast', 120_000);
+    env = await startEnv({ flags: { stop_mode: 'pause', metrics_listen: '127.0.0.1:0', ...attachableFlags('ops-fast') }, watchBufferLimit: 8 });
+    await provisionTemplate(env, operatorTemplate('ops-fast', env.image));
     const sb = sandboxOf({ image: env.image, id, name: 'opsbox', driverConfig: { actor_template: 'ops-fast' } });
     await env.client.createSandbox(sb);
     await waitSandbox(env.client, id, (x) => readyOf(x)?.status === 'True');
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await env?.close();
@@ -45,7 +44,7 @@ describe('driver operations against the local Substrate', () => {
 
   it('stop_mode = pause: StopSandbox pauses (node-local snapshot), reads STOPPED, and Start resumes', async () => {
     await env.client.stopSandbox(id, 'opsbox');
-    expect((await env.ateapi.getActor({ atespace: 'default', name: id })).status).toBe(Actor_Status.STATUS_PAUSED);
+    expect((await env.ateapi.getActor({ atespace: 'default', name: id })).status?.state).toBe(ActorState.ACTOR_STATE_PAUSED);
     const sb = await env.client.getSandbox(id, 'opsbox');
     expect(suspendedOf(sb)).toMatchObject({ status: 'True', reason: 'ActorPaused' });
     expect(derivePhase(sb.status!.conditions)).toBe('STOPPED');
@@ -87,9 +86,9 @@ describe('driver operations against the local Substrate', () => {
   it('actors CLI: finds the local Substrate through local.json; list, get, migrate with old and new worker', async () => {
     const list = await capture(() => actorsMain(['list', '--state-dir', env.dir]));
     expect(list.code).toBe(0);
-    expect(list.out).toMatch(new RegExp(`default\\s+${id}\\s+RUNNING`));
+    expect(list.out).toMatch(new RegExp(`default\\s+${id}\\s+default/ops-fast\\s+RUNNING`));
     const get = await capture(() => actorsMain(['get', id, '--json', '--state-dir', env.dir]));
-    expect(JSON.parse(get.out)).toMatchObject({ actorId: id, atespace: 'default', status: 'STATUS_RUNNING' });
+    expect(JSON.parse(get.out)).toMatchObject({ metadata: { atespace: 'default', name: id }, actorTemplate: { atespace: 'default', name: 'ops-fast' }, status: { state: 'ACTOR_STATE_RUNNING' } });
     const mig = await capture(() => actorsMain(['migrate', id, '--selector', 'ate.dev/worker-pool=default', '--json', '--state-dir', env.dir]));
     expect(mig.err).toBe('');
     expect(mig.code).toBe(0);
@@ -104,7 +103,8 @@ describe('driver operations against the local Substrate', () => {
     expect(text.out).toMatch(new RegExp(`migrated default/${id}: \\S+ \\(node [^)]+\\) -> \\S+ \\(node [^)]+\\) in \\d+ ms`));
     const bad = await capture(() => actorsMain(['get', 'nobody', '--state-dir', env.dir]));
     expect(bad.code).toBe(1);
-    expect(bad.err).toMatch(/not found \(NOT_FOUND\)/);
+    expect(bad.err).toMatch(/NOT_FOUND/);
+    expect(bad.err).toMatch(/default\/nobody not found/);
   });
 
   it('ends the stream of a consumer that falls behind with ABORTED, and a reopened stream resynchronizes', async () => {
@@ -147,10 +147,11 @@ describe('driver operations against the local Substrate', () => {
 
   it('deletes a paused sandbox (resume, suspend, delete)', async () => {
     await env.client.stopSandbox(id, 'opsbox');
-    expect((await env.ateapi.getActor({ atespace: 'default', name: id })).status).toBe(Actor_Status.STATUS_PAUSED);
+    expect((await env.ateapi.getActor({ atespace: 'default', name: id })).status?.state).toBe(ActorState.ACTOR_STATE_PAUSED);
     expect(await env.client.deleteSandbox(id, 'opsbox')).toBe(true);
     expect(await env.ateapi.findActor({ atespace: 'default', name: id })).toBeUndefined();
-    expect(await env.store.get('default', 'ops-fast')).not.toBeNull();
+    // The operator's template is not the driver's to delete.
+    expect(await env.ateapi.findActorTemplate({ atespace: 'default', name: 'ops-fast' })).toBeDefined();
     const del = await capture(() => sandboxesMain(['delete', id, '--state-dir', env.dir]));
     expect(del.code).toBe(1); // gone: neither an id nor a name any more
   });

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureDefaultImage } from '../../src/local/images.js';
-import { kubeConfigFor, kubeTemplateStore } from '../../src/template/store.js';
-import { kubeAccessOf, type LocalJson } from '../../src/local/index.js';
-import { operatorTemplate } from './helpers.js';
+import type { LocalJson } from '../../src/local/index.js';
+import { SubstrateClient } from '../../src/substrate/client.js';
+import { attachableFlags, operatorTemplate, provisionTemplateVia } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'substrate-driver.js');
 
@@ -35,7 +35,10 @@ describe('substrate-driver serve --local', () => {
   it('serves, answers the CLI, and shuts down cleanly on SIGTERM', async () => {
     child = spawn(
       process.execPath,
-      [BIN, 'serve', '--local', '--state-dir', dir, '--metrics-listen', '127.0.0.1:0', '--router-url', 'http://127.0.0.1:0', '--log-level', 'warn'],
+      [
+        BIN, 'serve', '--local', '--state-dir', dir, '--metrics-listen', '127.0.0.1:0', '--router-url', 'http://127.0.0.1:0', '--log-level', 'warn',
+        '--template-labels', attachableFlags('cli-tpl').template_labels!,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
@@ -62,19 +65,29 @@ describe('substrate-driver serve --local', () => {
     expect(JSON.parse(list.out)).toEqual([]);
     const actors = await run(['actors', 'list', '--all', '--state-dir', dir]);
     expect(actors.code).toBe(0);
-    expect(actors.out).toMatch(/^ATESPACE\s+NAME\s+STATUS/);
+    expect(actors.out).toMatch(/^ATESPACE\s+NAME\s+TEMPLATE\s+STATE/);
 
     // `sandboxes watch` streams what `sandboxes create` and `sandboxes delete` do. The sandbox uses an
-    // operator's pre-provisioned template, applied to the local Substrate's resource API found in local.json.
+    // operator's pre-provisioned template, created through the ateapi on the owner-only socket named in
+    // local.json (made attachable by the --template-labels the driver was started with).
     const lj = JSON.parse(readFileSync(join(dir, 'local.json'), 'utf8')) as LocalJson;
     const image = (await ensureDefaultImage(dir)).ref;
-    const store = kubeTemplateStore(kubeConfigFor(kubeAccessOf(lj)));
-    await store.apply(operatorTemplate('cli-tpl', image) as never);
-    await store.waitReady('default', 'cli-tpl', 120_000);
+    const ateapi = new SubstrateClient({ endpoint: `unix:${lj.socket_path}`, plaintext: true });
+    try {
+      await provisionTemplateVia(ateapi, operatorTemplate('cli-tpl', image));
+    } finally {
+      ateapi.close();
+    }
     const watcher = spawn(process.execPath, [BIN, 'sandboxes', 'watch', '--json', '--state-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let wout = '';
     watcher.stdout!.on('data', (d) => (wout += d));
-    await new Promise((r) => setTimeout(r, 1500));
+    // Wait until its stream is open (the driver's watch-stream gauge), so it sees everything from here on.
+    for (let i = 0; ; i++) {
+      const m = await (await fetch(`http://${info.metrics}/metrics`)).text();
+      if (/^substrate_driver_watch_streams 1$/m.test(m)) break;
+      if (i > 300 || watcher.exitCode !== null) throw new Error(`sandboxes watch did not open a stream: ${m.match(/^substrate_driver_watch_streams.*$/m)?.[0]}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const created = await run(['sandboxes', 'create', '--name', 'cli-box', '--actor-template', 'cli-tpl', '--wait', '--json', '--state-dir', dir]);
     expect(created.err).toBe('');
     expect(created.code).toBe(0);

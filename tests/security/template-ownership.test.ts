@@ -2,11 +2,13 @@
 //
 // A sandbox may name a pre-provisioned ActorTemplate (template.driver_config.actor_template or the platform
 // annotation substrate_actor_template), which hands it that template's golden snapshot, identity and
-// environment. It may name only templates meant to be shared: never one the driver synthesized for another
-// sandbox (`oss-<id>`, carrying the driver's owner annotation), and a pre-provisioned one only when the
-// operator labelled it `openshell.ai/sandbox-attachable: "true"` (and, with
-// `openshell.ai/sandbox-attachable-workspace`, only from that workspace). ValidateSandboxCreate and
-// CreateSandbox both refuse with FAILED_PRECONDITION, and a refused CreateSandbox leaves no sandbox behind.
+// environment. It may name only templates meant to be shared: never one the driver synthesized (content-named
+// `sbx-tpl-<hash>` on Substrate v0.4, shared only by sandboxes of the same spec), and a pre-provisioned one only
+// when the operator labelled it `openshell.ai/sandbox-attachable: "true"` (and, with
+// `openshell.ai/sandbox-attachable-workspace`, only from that workspace). v0.4 templates carry no labels, so the
+// operator's labels come from the driver's `template_labels` config, never from the template or the caller.
+// ValidateSandboxCreate and CreateSandbox both refuse with FAILED_PRECONDITION, and a refused CreateSandbox leaves
+// no sandbox behind.
 //
 // The driver tests' harness: the real local Substrate (gVisor), the driver on a real Unix socket, the
 // generated ComputeDriverClient.
@@ -19,114 +21,127 @@ import {
   attachRefusal,
   DEFAULT_ADMISSION_LABELS,
 } from '../../src/driver/admission.js';
-import { defaultAdmissionConfig } from '../../src/driver/admission-policy.js';
+import { defaultAdmissionConfig, type TemplateLabels } from '../../src/driver/admission-policy.js';
 import { Code } from '../../src/common/errors.js';
-import { OWNER_ANNOTATION, OWNER_VALUE, templateNameFor, synthesizeActorTemplate } from '../../src/template/synthesize.js';
-import type { ActorTemplate } from '../../src/template/types.js';
-import { validateActorTemplate } from '../../src/template/validate.js';
-import { expectGrpcError, operatorTemplate, readyOf, sandboxOf, startEnv, waitSandbox, type TestEnv } from '../driver/helpers.js';
+import { labelValueError, qualifiedNameError } from '../../src/common/dns.js';
+import { synthesizeActorTemplate } from '../../src/template/synthesize.js';
+import {
+  eventually,
+  expectGrpcError,
+  operatorTemplate,
+  provisionTemplate,
+  readyOf,
+  sandboxOf,
+  startEnv,
+  templateRefOf,
+  waitSandbox,
+  type TestEnv,
+} from '../driver/helpers.js';
 
-const SYNTHESIZED = /^ActorTemplate default\/oss-[^ ]+ was synthesized by the driver for another sandbox and cannot be attached: a sandbox may name only pre-provisioned templates marked attachable/;
+const SYNTHESIZED = /^ActorTemplate default\/sbx-tpl-[0-9a-f]{20} was synthesized by the driver for other sandboxes and cannot be attached: a sandbox may name only pre-provisioned templates marked attachable/;
 const UNLABELLED = (name: string) =>
   new RegExp(`^external resource not admitted by required labels: ActorTemplate default/${name} needs label openshell\\.ai/sandbox-attachable="true"`);
-const OTHER_WORKSPACE = /^external resource not admitted by required labels: ActorTemplate default\/shared-x has label openshell\.ai\/sandbox-attachable-workspace="team-x".*workspace "team-x".*this sandbox is in workspace "team-y"/;
-
-/** An operator template with the given labels (operatorTemplate's own attachable label replaced). */
-function labelled(name: string, image: string, labels: Record<string, string>) {
-  const t = operatorTemplate(name, image);
-  return { ...t, metadata: { ...t.metadata, labels } };
-}
+const OTHER_WORKSPACE = /^external resource not admitted by required labels: ActorTemplate team-x\/shared-x has label openshell\.ai\/sandbox-attachable-workspace="team-x".*workspace "team-x".*this sandbox is in workspace "team-y"/;
 
 describe('template ownership: the admission rule itself', () => {
-  // The operator's policy (upstream default: both labels required) and template_labels (none).
+  // The operator's policy (upstream default: both labels required); template_labels give the template `ns/t` its labels.
   const POLICY = defaultAdmissionConfig();
-  const NO_TL = {};
-  const base = (labels?: Record<string, string>, annotations?: Record<string, string>): ActorTemplate =>
-    ({ ...operatorTemplate('t', 'local/x@sha256:' + '1'.repeat(64)), metadata: { name: 't', namespace: 'ns', labels, annotations } }) as ActorTemplate;
+  const tl = (labels?: Record<string, string>): TemplateLabels => (labels === undefined ? {} : { 'ns/t': labels });
 
   it('uses the label names of OpenShell v0.1 resource admission, and they are valid Kubernetes labels', () => {
     expect(ATTACHABLE_LABEL).toBe('openshell.ai/sandbox-attachable');
     expect(ATTACHABLE_WORKSPACE_LABEL).toBe('openshell.ai/sandbox-attachable-workspace');
     expect(DEFAULT_ADMISSION_LABELS).toEqual({ attachable: ATTACHABLE_LABEL, workspace: ATTACHABLE_WORKSPACE_LABEL });
-    expect(validateActorTemplate(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' }))).toEqual([]);
+    for (const k of [ATTACHABLE_LABEL, ATTACHABLE_WORKSPACE_LABEL]) expect(qualifiedNameError(k)).toBeNull();
+    for (const v of ['true', 'team-x']) expect(labelValueError(v)).toBeNull();
   });
 
-  it('refuses a driver-synthesized template even when it carries the attachable label', () => {
-    // A sandbox's own template labels are copied onto its synthesized template: it can label itself attachable.
+  it('refuses a driver-synthesized template even when the operator (or the sandbox) marks it attachable', () => {
+    // The sandbox asks for the attachable label on its template; v0.4 templates carry no labels, so it is not there.
     const victim = sandboxOf({ image: 'local/x@sha256:' + '1'.repeat(64), id: 'victim' });
     victim.spec!.template!.labels = { [ATTACHABLE_LABEL]: 'true' };
-    const cfg = { namespace: 'default', pauseImage: 'p@sha256:' + '2'.repeat(64), snapshotsLocation: 'file:///s/', sandboxClass: 'gvisor' as const, gatewayEndpoint: '' };
-    const t = synthesizeActorTemplate(victim, cfg);
-    expect(t.metadata.labels?.[ATTACHABLE_LABEL]).toBe('true');
-    expect(t.metadata.annotations?.[OWNER_ANNOTATION]).toBe(OWNER_VALUE);
-    const e = attachRefusal(t, 'default', t.metadata.name!, 'default', POLICY, NO_TL);
-    expect(e?.code).toBe(Code.FAILED_PRECONDITION);
-    expect(e?.message).toMatch(SYNTHESIZED);
+    const cfg = { snapshotsLocation: 'gs://bucket/s/', sandboxClass: 'gvisor' as const, gatewayEndpoint: '' };
+    const { template: t } = synthesizeActorTemplate(victim, cfg);
+    const name = t.metadata!.name;
+    expect(name).toMatch(/^sbx-tpl-[0-9a-f]{20}$/);
+    expect(JSON.stringify(t)).not.toContain(ATTACHABLE_LABEL);
+    // Even an operator's template_labels entry for it does not make it attachable: ownership wins over labels.
+    const marked: TemplateLabels = { [`default/${name}`]: { [ATTACHABLE_LABEL]: 'true' } };
+    for (const labels of [{}, marked]) {
+      const e = attachRefusal('default', name, 'default', POLICY, labels);
+      expect(e?.code).toBe(Code.FAILED_PRECONDITION);
+      expect(e?.message).toMatch(SYNTHESIZED);
+    }
   });
 
   it('requires attachable="true" exactly', () => {
     const cases: Array<Record<string, string> | undefined> = [undefined, {}, { [ATTACHABLE_LABEL]: 'false' }, { [ATTACHABLE_LABEL]: 'True' }, { [ATTACHABLE_LABEL]: '' }];
     for (const labels of cases) {
-      const e = attachRefusal(base(labels), 'ns', 't', 'default', POLICY, NO_TL);
+      const e = attachRefusal('ns', 't', 'default', POLICY, tl(labels));
       expect(e?.code, JSON.stringify(labels)).toBe(Code.FAILED_PRECONDITION);
       expect(e?.message).toMatch(/^external resource not admitted by required labels: ActorTemplate ns\/t needs label openshell\.ai\/sandbox-attachable="true"/);
     }
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'default' }), 'ns', 't', 'default', POLICY, NO_TL)).toBeNull();
+    expect(attachRefusal('ns', 't', 'default', POLICY, tl({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'default' }))).toBeNull();
+    // Labels of another template do not count.
+    expect(attachRefusal('ns', 't', 'default', POLICY, { 'ns/other': { [ATTACHABLE_LABEL]: 'true' } })?.code).toBe(Code.FAILED_PRECONDITION);
   });
 
   it('scopes by the workspace label: without it the template is shared (attachable label only), with it only that workspace may attach', () => {
     // Shared operator infrastructure (upstream admit_shared): the fixed approval label alone admits, from any workspace.
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default', POLICY, NO_TL)).toBeNull();
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'team-y', POLICY, NO_TL)).toBeNull();
-    const x = base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' });
-    expect(attachRefusal(x, 'ns', 't', 'team-x', POLICY, NO_TL)).toBeNull();
-    const e = attachRefusal(x, 'ns', 't', 'team-y', POLICY, NO_TL);
+    expect(attachRefusal('ns', 't', 'default', POLICY, tl({ [ATTACHABLE_LABEL]: 'true' }))).toBeNull();
+    expect(attachRefusal('ns', 't', 'team-y', POLICY, tl({ [ATTACHABLE_LABEL]: 'true' }))).toBeNull();
+    const x = tl({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' });
+    expect(attachRefusal('ns', 't', 'team-x', POLICY, x)).toBeNull();
+    const e = attachRefusal('ns', 't', 'team-y', POLICY, x);
     expect(e?.code).toBe(Code.FAILED_PRECONDITION);
     expect(e?.message).toContain(ATTACHABLE_WORKSPACE_LABEL);
     expect(e?.message).toContain('"team-x"');
     expect(e?.message).toContain('"team-y"');
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: '' }), 'ns', 't', 'default', POLICY, NO_TL)?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(attachRefusal('ns', 't', 'default', POLICY, tl({ [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: '' }))?.code).toBe(Code.FAILED_PRECONDITION);
   });
 
-  it('reads only own label properties (an inherited one does not admit)', () => {
+  it('reads only own properties (an inherited template entry or label does not admit)', () => {
     const labels = Object.create({ [ATTACHABLE_LABEL]: 'true' }) as Record<string, string>;
-    expect(attachRefusal(base(labels), 'ns', 't', 'default', POLICY, NO_TL)?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(attachRefusal('ns', 't', 'default', POLICY, tl(labels))?.code).toBe(Code.FAILED_PRECONDITION);
+    const inherited = Object.create({ 'ns/t': { [ATTACHABLE_LABEL]: 'true' } }) as TemplateLabels;
+    expect(attachRefusal('ns', 't', 'default', POLICY, inherited)?.code).toBe(Code.FAILED_PRECONDITION);
   });
 
   it("evaluates the operator's policy (required_labels replace the defaults)", () => {
     const custom = { allowDriverConfig: false, resourceAdmission: { enabled: true, requiredLabels: { 'example.com/shared': 'true' } } };
-    expect(attachRefusal(base({ 'example.com/shared': 'true' }), 'ns', 't', 'default', custom, NO_TL)).toBeNull();
-    expect(attachRefusal(base({ [ATTACHABLE_LABEL]: 'true' }), 'ns', 't', 'default', custom, NO_TL)?.message).toMatch(/needs label example\.com\/shared="true"/);
+    expect(attachRefusal('ns', 't', 'default', custom, tl({ 'example.com/shared': 'true' }))).toBeNull();
+    expect(attachRefusal('ns', 't', 'default', custom, tl({ [ATTACHABLE_LABEL]: 'true' }))?.message).toMatch(/needs label example\.com\/shared="true"/);
   });
 });
 
 describe('template ownership through the driver (ValidateSandboxCreate and CreateSandbox)', () => {
   let env: TestEnv;
-  /** Sandbox A: created normally, so the driver synthesizes its template `oss-<A's id>`. */
+  /** Sandbox A: created normally, so the driver synthesizes its (content-named) template. */
   let a: DriverSandbox;
   let aTemplate: string;
 
   beforeAll(async () => {
-    env = await startEnv();
-    await env.store.apply(operatorTemplate('shared-any', env.image) as never);
-    await env.store.apply(labelled('shared-x', env.image, { [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' }) as never);
-    await env.store.apply(labelled('unlabelled', env.image, {}) as never);
-    await env.store.apply(labelled('not-true', env.image, { [ATTACHABLE_LABEL]: 'yes' }) as never);
+    // The operator's labels, in the driver's template_labels: `unlabelled` has no entry at all.
+    const labels: TemplateLabels = {
+      'default/shared-any': { [ATTACHABLE_LABEL]: 'true' },
+      'team-x/shared-x': { [ATTACHABLE_LABEL]: 'true', [ATTACHABLE_WORKSPACE_LABEL]: 'team-x' },
+      'default/not-true': { [ATTACHABLE_LABEL]: 'yes' },
+    };
+    env = await startEnv({ flags: { template_labels: JSON.stringify(labels) } });
+    for (const name of ['shared-any', 'unlabelled', 'not-true']) await provisionTemplate(env, operatorTemplate(name, env.image));
+    // The workspace-scoped one lives in its workspace's atespace (the local Substrate lets an actor use only templates
+    // of its own atespace; see the report), named "team-x/shared-x".
+    await provisionTemplate(env, operatorTemplate('shared-x', env.image, { atespace: 'team-x' }));
 
     a = sandboxOf({ image: env.image, name: 'victim', token: 'victim-token-secret' });
-    // A labels its own template attachable (sandbox template labels are copied onto the synthesized template):
-    // ownership must win over labels.
+    // A asks for the attachable label on its own template: v0.4 templates carry no labels, and ownership wins anyway.
     a.spec!.template!.labels = { [ATTACHABLE_LABEL]: 'true' };
     await env.client.validateSandboxCreate(a);
     await env.client.createSandbox(a);
-    aTemplate = templateNameFor(a.id);
-    // Provisioning applies A's template in the background; the attack needs only that it exists.
-    const deadline = Date.now() + 60_000;
-    while (!(await env.store.get('default', aTemplate))) {
-      if (Date.now() > deadline) throw new Error(`the driver did not apply ${aTemplate}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  });
+    aTemplate = templateRefOf(env, a.id).name;
+    // Provisioning creates A's template in the background; the attack needs only that it exists.
+    await eventually(`the driver to create ${aTemplate}`, () => env.ateapi.findActorTemplate({ atespace: 'default', name: aTemplate }));
+  }, 300_000);
 
   afterAll(async () => {
     await env?.close();
@@ -141,9 +156,8 @@ describe('template ownership through the driver (ValidateSandboxCreate and Creat
   }
 
   it("refuses a sandbox naming another sandbox's synthesized template, by name, ns/name or annotation", async () => {
-    const t = await env.store.get('default', aTemplate);
-    expect(t?.metadata.annotations?.[OWNER_ANNOTATION]).toBe(OWNER_VALUE);
-    expect(t?.metadata.labels?.[ATTACHABLE_LABEL]).toBe('true');
+    expect(aTemplate).toMatch(/^sbx-tpl-[0-9a-f]{20}$/);
+    expect(templateRefOf(env, a.id).owned).toBe(true);
     await refused(sandboxOf({ image: env.image, name: 'thief-1', driverConfig: { actor_template: aTemplate } }), SYNTHESIZED);
     await refused(sandboxOf({ image: env.image, name: 'thief-2', driverConfig: { actor_template: `default/${aTemplate}` } }), SYNTHESIZED);
     await refused(
@@ -180,19 +194,19 @@ describe('template ownership through the driver (ValidateSandboxCreate and Creat
   });
 
   it('honours the workspace restriction: refused from another workspace, accepted (and created) from its own', async () => {
-    await refused(sandboxOf({ image: env.image, name: 'wrong-ws', workspace: 'team-y', driverConfig: { actor_template: 'shared-x' } }), OTHER_WORKSPACE);
+    await refused(sandboxOf({ image: env.image, name: 'wrong-ws', workspace: 'team-y', driverConfig: { actor_template: 'team-x/shared-x' } }), OTHER_WORKSPACE);
     // No workspace means "default", which is not team-x either.
-    await refused(sandboxOf({ image: env.image, name: 'default-ws', workspace: '', driverConfig: { actor_template: 'shared-x' } }), /not admitted by required labels.*this sandbox is in workspace "default"/);
+    await refused(sandboxOf({ image: env.image, name: 'default-ws', workspace: '', driverConfig: { actor_template: 'team-x/shared-x' } }), /not admitted by required labels.*this sandbox is in workspace "default"/);
 
-    const ok = sandboxOf({ image: env.image, name: 'right-ws', workspace: 'team-x', driverConfig: { actor_template: 'shared-x' } });
+    const ok = sandboxOf({ image: env.image, name: 'right-ws', workspace: 'team-x', driverConfig: { actor_template: 'team-x/shared-x' } });
     await env.client.validateSandboxCreate(ok);
-    // The local Substrate here has 2 workers, and each template's golden actor holds one until its golden
-    // snapshot is taken: wait for all of them, so the sandbox finds a free worker.
-    for (const t of ['shared-any', 'shared-x', 'unlabelled', 'not-true', aTemplate]) await env.store.waitReady('default', t, 120_000);
+    // The local Substrate here has 2 workers, and a template's golden actor holds one until its golden snapshot is
+    // taken: wait for A's (the operator templates were provisioned with theirs), so the sandbox finds a free worker.
+    await eventually(`the golden snapshot of ${aTemplate}`, async () => (await env.ateapi.getActorTemplate({ atespace: 'default', name: aTemplate })).status?.goldenSnapshotStatus?.goldenTag, 120_000, 200);
     await env.client.createSandbox(ok);
     const sb = await waitSandbox(env.client, ok.id, (x) => readyOf(x)?.status === 'True' || readyOf(x)?.status === 'False');
-    expect(readyOf(sb)?.status).toBe('True');
-    expect((await env.ateapi.getActor({ atespace: 'team-x', name: ok.id })).actorTemplateName).toBe('shared-x');
+    expect(readyOf(sb), readyOf(sb)?.message).toMatchObject({ status: 'True' });
+    expect((await env.ateapi.getActor({ atespace: 'team-x', name: ok.id })).actorTemplate).toEqual({ atespace: 'team-x', name: 'shared-x' });
     expect(await env.client.deleteSandbox(ok.id, ok.name)).toBe(true);
   });
 

@@ -1,12 +1,13 @@
 // The phase rules of both gateway generations over EVERY condition set the driver can emit: src/driver/conditions.ts
-// conditionsFor over all actor states × desired state × in-flight operation (× provisioned, missing, failed, no actor).
+// conditionsFor over all Substrate v0.4 actor states (ACTOR_STATE_*, CRASHED/REVERTING/DELETING included) × desired
+// state × in-flight operation (recovery included) × a failed crash recovery (× provisioned, missing, failed, no actor).
 // 0.0.x lets Suspended=True win (compute-driver.md §3.1); v0.1 lets Ready=True win (openshell-v0.1.md §4.4 step 3). The
 // driver never emits both together, so each condition set must derive the same phase under both rule sets. Checked with
 // the driver's own derivePhase(…, 'v0.1' | 'v0.0') AND the gateway stand-in's independent derive_phase (harness.ts), and
 // through both wire encodings (src/driver/generations.ts): v0.1's Timestamps pass the stand-in's §4.1 validation, 0.0.x's
 // RFC 3339 strings parse to the same instant.
 import { describe, expect, it } from 'vitest';
-import { Actor, Actor_Status } from '../../../src/gen/june/ateapi.js';
+import { Actor, ActorState } from '../../../src/gen/ateapi.js';
 import { WatchSandboxesEvent, type DriverSandbox } from '../../../src/gen/compute_driver.js';
 import * as v0 from '../../../src/gen/v0/compute_driver.js';
 import { conditionsFor, derivePhase as driverPhase, stampTransitions, type Op, type StatusInput } from '../../../src/driver/conditions.js';
@@ -14,9 +15,11 @@ import { dualServiceDefinition } from '../../../src/driver/generations.js';
 import type { Desired } from '../../../src/driver/records.js';
 import { derivePhase as gatewayPhase, nextPhase, watchEventTimestampProblems, type Phase } from './harness.js';
 
-const STATES = Object.values(Actor_Status).filter((v): v is Actor_Status => typeof v === 'number' && v !== Actor_Status.UNRECOGNIZED);
+const STATES = Object.values(ActorState).filter((v): v is ActorState => typeof v === 'number' && v !== ActorState.UNRECOGNIZED);
 const DESIRED: Desired[] = ['running', 'stopped'];
-const OPS: Array<Op | undefined> = [undefined, 'provisioning', 'starting', 'stopping', 'deleting'];
+const OPS: Array<Op | undefined> = [undefined, 'provisioning', 'starting', 'stopping', 'deleting', 'recovering'];
+/** Why the last crash recovery failed (undefined: none failed). */
+const RECOVERY_FAILURES: Array<string | undefined> = [undefined, 'no Substrate worker has room for the actor now'];
 
 interface Case {
   label: string;
@@ -27,10 +30,22 @@ function cases(): Case[] {
   const out: Case[] = [];
   for (const desired of DESIRED) {
     for (const op of OPS) {
-      for (const status of STATES) {
+      for (const state of STATES) {
         for (const worker of ['', 'w3']) {
-          const actor = Actor.fromPartial({ actorId: 'a', atespace: 'default', status, ateomPodName: worker });
-          out.push({ label: `${Actor_Status[status]} desired=${desired} op=${op ?? '-'} worker=${worker || '-'}`, input: { actor, desired, op, provisioned: true } });
+          for (const recoveryFailure of RECOVERY_FAILURES) {
+            const actor = Actor.fromPartial({
+              metadata: { atespace: 'default', name: 'a' },
+              status: {
+                state,
+                workerAssignment: worker ? { worker: { atespace: '', name: worker } } : undefined,
+                crash: state === ActorState.ACTOR_STATE_CRASHED ? { message: 'worker pod went away while hosting the actor' } : undefined,
+              },
+            });
+            out.push({
+              label: `${ActorState[state]} desired=${desired} op=${op ?? '-'} worker=${worker || '-'}${recoveryFailure ? ' recoveryFailed=yes' : ''}`,
+              input: { actor, desired, op, provisioned: true, recoveryFailure },
+            });
+          }
         }
       }
       for (const provisioned of [false, true]) {
@@ -61,8 +76,8 @@ function sandboxOf(c: Case): DriverSandbox {
 
 describe('every condition set the driver can emit', () => {
   it(`covers ${ALL.length} inputs: all ${STATES.length} actor states × desired × op, plus the actor-less and failed ones`, () => {
-    expect(STATES).toHaveLength(7);
-    expect(ALL.length).toBe(2 * 5 * (7 * 2 + 8 + 1));
+    expect(STATES).toHaveLength(10);
+    expect(ALL.length).toBe(2 * 6 * (10 * 2 * 2 + 8 + 1));
   });
 
   it('never carries Ready=True together with Suspended=True, and never Ready=True while the gateway wants it stopped', () => {
@@ -105,14 +120,27 @@ describe('every condition set the driver can emit', () => {
     expect([...seen.get('stopped')!].sort()).toEqual(['ERROR', 'PROVISIONING', 'STOPPED']);
   });
 
-  it('only a real failure (or a vanished actor) derives ERROR; a suspended-outside-the-gateway actor never does', () => {
+  it('only a real failure (a failed provisioning or crash recovery, a vanished actor) derives ERROR; a suspended-outside-the-gateway actor never does', () => {
     const errors = ALL.filter((c) => gatewayPhase(sandboxOf(c).status, 'v0.1') === ('ERROR' as Phase)).map((c) => c.label);
-    for (const l of errors) expect(l).toMatch(/^failed |missing=true/);
+    for (const l of errors) expect(l).toMatch(/^failed |missing=true|recoveryFailed=yes/);
+    const stateOf = (c: Case) => c.input.actor?.status?.state;
     const outOfBand = ALL.filter(
-      (c) => c.input.desired === 'running' && !c.input.op && c.input.actor && [Actor_Status.STATUS_SUSPENDED, Actor_Status.STATUS_PAUSED].includes(c.input.actor.status),
+      (c) => c.input.desired === 'running' && !c.input.op && !c.input.recoveryFailure && [ActorState.ACTOR_STATE_SUSPENDED, ActorState.ACTOR_STATE_PAUSED].includes(stateOf(c)!),
     );
     expect(outOfBand.length).toBeGreaterThan(0);
     for (const c of outOfBand) expect(gatewayPhase(sandboxOf(c).status, 'v0.1')).toBe('PROVISIONING');
+    // v0.4: a crashed actor the gateway wants running is being recovered by the driver (RevertActor → ResumeActor):
+    // transient (Ready=Unknown Recovering, PROVISIONING) until a recovery attempt fails; never STOPPED.
+    const crashed = ALL.filter(
+      (c) => c.input.desired === 'running' && !c.input.recoveryFailure && [ActorState.ACTOR_STATE_CRASHED, ActorState.ACTOR_STATE_REVERTING].includes(stateOf(c)!),
+    );
+    expect(crashed.length).toBeGreaterThan(0);
+    for (const c of crashed) {
+      expect(gatewayPhase(sandboxOf(c).status, 'v0.1'), c.label).toBe('PROVISIONING');
+      expect(conditionsFor(c.input).find((x) => x.type === 'Ready'), c.label).toMatchObject({ status: 'Unknown', reason: 'Recovering' });
+    }
+    const crashedFailed = ALL.filter((c) => c.input.desired === 'running' && c.input.op !== 'recovering' && c.input.recoveryFailure && stateOf(c) === ActorState.ACTOR_STATE_CRASHED);
+    for (const c of crashedFailed) expect(conditionsFor(c.input).find((x) => x.type === 'Ready'), c.label).toMatchObject({ status: 'False', reason: 'RecoveryFailed' });
   });
 
   it('encodes valid times for each generation: v0.1 Timestamps pass §4.1, 0.0.x RFC 3339 strings name the same instant', () => {

@@ -15,8 +15,7 @@ import { DriverClient } from '../../../src/driver/client.js';
 import { AUTHENTICATE_UNIMPLEMENTED } from '../../../src/driver/driver.js';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
 import type * as v0 from '../../../src/gen/v0/compute_driver.js';
-import { kubeAccessOf } from '../../../src/local/index.js';
-import { gatewaySandbox, LocalSubstrateProcess, operatorTemplate } from './fixtures.js';
+import { gatewaySandbox, LocalSubstrateProcess, operatorTemplate, TEMPLATE_LABEL_ARGS } from './fixtures.js';
 import {
   ADMISSION_CHANGED,
   DriverProcess,
@@ -45,7 +44,7 @@ describe('ComputeDriver contract over the real socket, v0.1 and 0.0.x gateways',
   const v01Times = new Map<string, number>();
   const gateways: Gateway[] = [];
 
-  const startDriver = (extra: string[] = []) => DriverProcess.start({ socketPath, stateDir, local: false, extraArgs: ['--log-level', 'warn', ...extra] });
+  const startDriver = (extra: string[] = []) => DriverProcess.start({ socketPath, stateDir, local: false, extraArgs: ['--log-level', 'warn', ...TEMPLATE_LABEL_ARGS, ...extra] });
   const restartDriver = async (extra: string[] = []) => {
     await driver.stop();
     driver = await startDriver(extra);
@@ -70,7 +69,7 @@ describe('ComputeDriver contract over the real socket, v0.1 and 0.0.x gateways',
     await probe.start();
     image = probe.capabilities!.defaultImage;
     await probe.stop();
-    await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
+    await operatorTemplate(stateDir, image);
   }, 300_000);
 
   afterAll(async () => {

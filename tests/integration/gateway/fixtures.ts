@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { expect } from 'vitest';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
-import { kubeConfigFor, kubeTemplateStore, type KubeAccess } from '../../../src/template/store.js';
+import * as pb from '../../../src/gen/ateapi.js';
+import { SubstrateClient } from '../../../src/substrate/client.js';
 import { DRIVER_BIN, readLocalJson, routerRequest, type GatewayGeneration, type GatewayRow } from './harness.js';
 
 /** A workload keeping a request counter in memory; /env reports the supervisor environment (the token only hashed). */
@@ -24,8 +25,14 @@ http.createServer((q, s) => {
   s.end('hello');
 }).listen(80);
 `;
-export const PAUSE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
 export const TEMPLATE = 'gw-counter';
+/** The labels the operator gives the pre-provisioned template: attachable by workspace "default" (default policy). */
+export const TEMPLATE_LABELS = { 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': 'default' };
+/**
+ * `serve` flags that give the operator's template its labels: Substrate v0.4 templates carry none, so the driver's
+ * template_labels config is where an operator marks one attachable.
+ */
+export const TEMPLATE_LABEL_ARGS: readonly string[] = ['--template-labels', JSON.stringify({ [`default/${TEMPLATE}`]: TEMPLATE_LABELS })];
 /** The template annotation a v0.1 user names a pre-provisioned ActorTemplate with (src/driver/driver.ts TEMPLATE_ANNOTATION). */
 export const TEMPLATE_ANNOTATION = 'substrate_actor_template';
 export const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -64,24 +71,39 @@ export function gatewaySandbox(o: { name: string; image: string; generation: Gat
   };
 }
 
-/** The operator's pre-provisioned template, attachable by workspace "default" under the default admission policy. */
-export async function operatorTemplate(kube: KubeAccess, image: string): Promise<void> {
-  const store = kubeTemplateStore(kubeConfigFor(kube));
-  await store.apply({
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: {
-      name: TEMPLATE,
-      namespace: 'default',
-      labels: { 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': 'default' },
-    },
-    spec: {
-      pauseImage: PAUSE,
-      containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  } as never);
-  await store.waitReady('default', TEMPLATE, 120_000);
+/** An ateapi client on the local Substrate's owner-only Unix socket (named in <state-dir>/local.json; no token). */
+export function ateapiFor(stateDir: string): SubstrateClient {
+  return new SubstrateClient({ endpoint: `unix:${readLocalJson(stateDir).socket_path}`, plaintext: true });
+}
+
+/**
+ * The operator's pre-provisioned template (an ActorTemplate created through the ateapi, with a wakeup probe so its
+ * golden snapshot is immediate), attachable by workspace "default" once the driver runs with TEMPLATE_LABEL_ARGS.
+ * Resolves when its golden tag exists.
+ */
+export async function operatorTemplate(stateDir: string, image: string): Promise<void> {
+  const api = ateapiFor(stateDir);
+  try {
+    await api.ensureAtespace('default');
+    await api.createActorTemplate(
+      pb.ActorTemplate.fromPartial({
+        metadata: { atespace: 'default', name: TEMPLATE },
+        containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', COUNTER_JS], wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 } }],
+        snapshotConfig: { onCommit: pb.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://local-tests/operator' },
+        sandboxConfig: { sandboxClass: pb.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
+      }),
+    );
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const g = (await api.getActorTemplate({ atespace: 'default', name: TEMPLATE })).status?.goldenSnapshotStatus;
+      if (g?.errorMessage) throw new Error(`operator template ${TEMPLATE}: golden snapshot failed: ${g.errorMessage}`);
+      if (g?.goldenTag?.name) return;
+      if (Date.now() > deadline) throw new Error(`operator template ${TEMPLATE}: no golden tag after 120 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    api.close();
+  }
 }
 
 /** The workload's in-memory counter, incremented by this request. */

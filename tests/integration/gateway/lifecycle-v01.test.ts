@@ -47,10 +47,8 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
-import { Actor_Status } from '../../../src/gen/june/ateapi.js';
-import { kubeAccessOf } from '../../../src/local/index.js';
-import { SubstrateClient } from '../../../src/substrate/client.js';
-import { count, gatewaySandbox, operatorTemplate, TEMPLATE } from './fixtures.js';
+import { ActorState } from '../../../src/gen/ateapi.js';
+import { ateapiFor, count, gatewaySandbox, operatorTemplate, TEMPLATE, TEMPLATE_LABEL_ARGS } from './fixtures.js';
 import {
   DRIVER_CONFIG_DISABLED,
   DriverProcess,
@@ -74,9 +72,9 @@ describe('OpenShell v0.1 gateway stand-in driving `substrate-driver serve --loca
   let driver: DriverProcess;
   let gw: Gateway;
   let image: string;
-  const serveArgs = ['--router-listen', '127.0.0.1:0', '--log-level', 'warn'];
+  const serveArgs = ['--router-listen', '127.0.0.1:0', '--log-level', 'warn', ...TEMPLATE_LABEL_ARGS];
   const startDriver = () => DriverProcess.start({ socketPath, stateDir, local: true, extraArgs: serveArgs });
-  const ateapi = () => new SubstrateClient({ endpoint: readLocalJson(stateDir).api_endpoint, plaintext: true });
+  const ateapi = () => ateapiFor(stateDir);
   const removedHistories = new Map<string, string[]>();
   let b: GatewayRow;
   let c: GatewayRow;
@@ -99,7 +97,7 @@ describe('OpenShell v0.1 gateway stand-in driving `substrate-driver serve --loca
     gw = new Gateway({ socketPath, generation: 'v0.1', reconcileIntervalMs: 2000, orphanGraceMs: 15_000 });
     await gw.start();
     image = gw.capabilities!.defaultImage;
-    await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
+    await operatorTemplate(stateDir, image);
     c = await gw.createSandbox(gatewaySandbox({ name: 'charlie', image, generation: 'v0.1' }));
   }, 300_000);
 
@@ -224,7 +222,7 @@ describe('OpenShell v0.1 gateway stand-in driving `substrate-driver serve --loca
     const api = ateapi();
     try {
       const actor = await api.findActor({ atespace: 'default', name: sb.id });
-      expect(actor?.actorTemplateName).toBe(TEMPLATE);
+      expect(actor?.actorTemplate).toEqual({ atespace: 'default', name: TEMPLATE });
     } finally {
       api.close();
     }
@@ -252,7 +250,7 @@ describe('OpenShell v0.1 gateway stand-in driving `substrate-driver serve --loca
       );
       await gw.waitFor('Suspended=True again', () => b.snapshots.at(-1)?.backend === 'STOPPED' && b.snapshots.length > snapsAtStop, 30_000);
       const actor = await api.findActor({ atespace: 'default', name: b.id });
-      expect(actor?.status).toBe(Actor_Status.STATUS_SUSPENDED);
+      expect(actor?.status?.state).toBe(ActorState.ACTOR_STATE_SUSPENDED);
     } finally {
       api.close();
     }

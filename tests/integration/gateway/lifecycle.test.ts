@@ -17,8 +17,6 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriverClient } from '../../../src/driver/client.js';
 import type { DriverSandbox } from '../../../src/gen/compute_driver.js';
-import { SubstrateClient } from '../../../src/substrate/client.js';
-import { kubeAccessOf } from '../../../src/local/index.js';
 import {
   DriverProcess,
   Gateway,
@@ -29,8 +27,8 @@ import {
   targetActorRequest,
   type GatewayRow,
 } from './harness.js';
-import { Actor_Status } from '../../../src/gen/june/ateapi.js';
-import { count, gatewaySandbox as fixtureSandbox, operatorTemplate, sha } from './fixtures.js';
+import { ActorState } from '../../../src/gen/ateapi.js';
+import { ateapiFor, count, gatewaySandbox as fixtureSandbox, operatorTemplate, sha, TEMPLATE_LABEL_ARGS } from './fixtures.js';
 import type * as v0 from '../../../src/gen/v0/compute_driver.js';
 
 /** A DriverSandbox as a 0.0.x gateway's driver_sandbox_from_public builds it (§2.2). */
@@ -49,9 +47,9 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
   let driver: DriverProcess;
   let gw: Gateway;
   let image: string;
-  const serveArgs = ['--router-url', 'http://127.0.0.1:0', '--log-level', 'warn'];
+  const serveArgs = ['--router-url', 'http://127.0.0.1:0', '--log-level', 'warn', ...TEMPLATE_LABEL_ARGS];
   const startDriver = () => DriverProcess.start({ socketPath, stateDir, local: true, extraArgs: serveArgs });
-  const ateapi = () => new SubstrateClient({ endpoint: readLocalJson(stateDir).api_endpoint, plaintext: true });
+  const ateapi = () => ateapiFor(stateDir);
   /** Full phase histories of rows that left the store. */
   const removedHistories = new Map<string, string[]>();
   let b: GatewayRow;
@@ -69,7 +67,7 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     gw = new Gateway({ socketPath, generation: 'v0.0', reconcileIntervalMs: 2000, orphanGraceMs: 15_000, supervisor: routerSupervisor(stateDir) });
     await gw.start();
     image = gw.capabilities!.defaultImage;
-    await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
+    await operatorTemplate(stateDir, image);
     // charlie gets a driver-synthesized template (so the driver wires its environment and token); its golden
     // snapshot is taken while the first tests run.
     c = await gw.createSandbox(gatewaySandbox({ name: 'charlie', image, token: tokenC }));
@@ -193,7 +191,7 @@ describe('gateway stand-in driving `substrate-driver serve --local`', () => {
     await gw.waitFor('Suspended=True again', () => b.snapshots.length > snapsAtStop && b.snapshots.at(-1)!.backend === 'STOPPED', 30_000);
     const api = ateapi();
     try {
-      expect((await api.findActor({ atespace: 'default', name: b.id }))?.status).toBe(Actor_Status.STATUS_SUSPENDED);
+      expect((await api.findActor({ atespace: 'default', name: b.id }))?.status?.state).toBe(ActorState.ACTOR_STATE_SUSPENDED);
     } finally {
       api.close();
     }

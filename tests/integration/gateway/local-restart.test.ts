@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kubeAccessOf } from '../../../src/local/index.js';
-import { count, gatewaySandbox, LocalSubstrateProcess, operatorTemplate } from './fixtures.js';
-import { DriverProcess, Gateway, GatewayError, decodeLaunch, readLocalJson, routerSupervisor, type GatewayGeneration, type GatewayRow } from './harness.js';
+import { count, gatewaySandbox, LocalSubstrateProcess, operatorTemplate, TEMPLATE_LABEL_ARGS } from './fixtures.js';
+import { DriverProcess, Gateway, GatewayError, decodeLaunch, routerSupervisor, type GatewayGeneration, type GatewayRow } from './harness.js';
 
 describe.each(['v0.0', 'v0.1'] as GatewayGeneration[])('%s gateway stand-in with a separately run local Substrate that restarts under the driver', (generation) => {
   let dir: string;
@@ -33,7 +32,7 @@ describe.each(['v0.0', 'v0.1'] as GatewayGeneration[])('%s gateway stand-in with
     local = new LocalSubstrateProcess(stateDir);
     await local.start();
     // No --local and no --api-endpoint: the driver finds the local Substrate through <state-dir>/local.json.
-    driver = await DriverProcess.start({ socketPath, stateDir, local: false, extraArgs: ['--log-level', 'warn'] });
+    driver = await DriverProcess.start({ socketPath, stateDir, local: false, extraArgs: ['--log-level', 'warn', ...TEMPLATE_LABEL_ARGS] });
     // 0.0.x: the workload answering /readyz stands for the supervisor session; v0.1: the default probe.
     gw = new Gateway({
       socketPath,
@@ -44,7 +43,7 @@ describe.each(['v0.0', 'v0.1'] as GatewayGeneration[])('%s gateway stand-in with
     });
     await gw.start();
     const image = gw.capabilities!.defaultImage;
-    await operatorTemplate(kubeAccessOf(readLocalJson(stateDir)), image);
+    await operatorTemplate(stateDir, image);
     x = await gw.createSandbox(gatewaySandbox({ name: 'xray', image, generation, preProvisioned: true }));
     await gw.waitPhase(x.id, 'READY', 60_000);
   }, 300_000);
