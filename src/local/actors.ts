@@ -266,9 +266,8 @@ export class Actors {
     const tref = refOf('actor.actor_template', given.actorTemplate);
     const workerSelector = selectorOf('actor.worker_selector', given.workerSelector);
     const sref = given.sourceTag && (given.sourceTag.atespace || given.sourceTag.name) ? refOf('actor.source_tag', given.sourceTag) : undefined;
-    if (tref.atespace !== atespace && atespace !== GOLDEN_ATESPACE) {
-      throw invalidValue('actor.actor_template.atespace', tref.atespace, `must be the actor's atespace ("${atespace}"); only golden actors in "${GOLDEN_ATESPACE}" use templates of other atespaces`);
-    }
+    // A template of another atespace is allowed, as upstream's CreateActor allows it (no such check in v0.4.0's
+    // controlapi); golden actors in ate-golden always use one.
     await this.opts.api.getAtespace({ atespace: { atespace: '', name: atespace } });
     if (this.table.get(atespace, name)) throw alreadyExists(`Actor ${keyOf(atespace, name)} already exists`);
     const tpl = await this.opts.api.getActorTemplate({ actorTemplate: tref });
@@ -356,10 +355,6 @@ export class Actors {
     const st = stateOf(a);
     if (st !== S.ACTOR_STATE_SUSPENDED) {
       throw failedPrecondition(`actor must be ${stateName(S.ACTOR_STATE_SUSPENDED)} to change its actor template (got: ${stateName(st)})`);
-    }
-    const atespace = a.metadata!.atespace;
-    if (tref.atespace !== atespace && atespace !== GOLDEN_ATESPACE) {
-      throw invalidValue('actor.actor_template.atespace', tref.atespace, `must be the actor's atespace ("${atespace}")`);
     }
     const next = await this.opts.api.getActorTemplate({ actorTemplate: tref });
     let cur: pb.ActorTemplate | undefined;

@@ -172,8 +172,11 @@ describe('actors on gVisor', () => {
     expect([tooMany.code, tooMany.message]).toEqual([status.INVALID_ARGUMENT, 'actor.worker_selector.match_labels: Too many: 11: must have at most 10 items']);
     expect((await bad({ metadata: { atespace: 'nope', name: 'x' }, actorTemplate: { atespace: 'nope', name: 'counter' } })).code).toBe(status.NOT_FOUND);
     expect((await bad({ metadata: { atespace: 'demo', name: 'x' }, actorTemplate: { atespace: 'demo', name: 'missing' } })).code).toBe(status.NOT_FOUND);
-    // A template of another atespace: golden actors only.
-    expect((await bad({ metadata: { atespace: 'demo', name: 'x' }, actorTemplate: { atespace: 'other', name: 'counter' } })).code).toBe(status.INVALID_ARGUMENT);
+    // A template of another atespace is looked up there, as upstream's CreateActor does.
+    expect((await bad({ metadata: { atespace: 'demo', name: 'x' }, actorTemplate: { atespace: 'other', name: 'missing' } })).code).toBe(status.NOT_FOUND);
+    const cross = await actors.createActor({ actor: pb.Actor.fromPartial({ metadata: { atespace: 'demo', name: 'cross' }, actorTemplate: { atespace: 'other', name: 'counter' } }) });
+    expect(cross.actorTemplate).toEqual({ atespace: 'other', name: 'counter' });
+    await actors.deleteActor({ actor: { atespace: 'demo', name: 'cross' }, anyState: false });
     // A tag from another template's sandbox.
     si.tags.set('demo/foreign', {
       metadata: { atespace: 'demo', name: 'foreign', uid: 'tag-uid-f', version: 1 },
