@@ -65,6 +65,11 @@ export interface StatusInput {
   progress?: string;
   /** The last attempt to recover a CRASHED actor failed (why); cleared when one succeeds. */
   recoveryFailure?: string;
+  /**
+   * That failure is one a retry can fix (no worker has room, the backend unavailable or busy, a deadline):
+   * the recovery goes on with backoff and stays transient, since a gateway keeps an ERROR row for good.
+   */
+  recoveryRetrying?: boolean;
 }
 
 type Cond = Omit<DriverCondition, 'transitionTime'>;
@@ -161,6 +166,9 @@ export function conditionsFor(i: StatusInput): Cond[] {
       return [ready('Unknown', REASON.starting, `resuming${where(a)}`)];
     case ActorState.ACTOR_STATE_CRASHED:
     case ActorState.ACTOR_STATE_REVERTING:
+      if (i.recoveryFailure && i.op !== 'recovering' && i.recoveryRetrying) {
+        return [ready('Unknown', REASON.recovering, `the actor crashed${crashText(a)}; recovering it failed for now (${i.recoveryFailure}); retrying`)];
+      }
       if (i.recoveryFailure && i.op !== 'recovering') {
         return [ready('False', REASON.recoveryFailed, `the actor crashed${crashText(a)}; recovering it (RevertActor, ResumeActor) failed: ${i.recoveryFailure}`)];
       }
@@ -179,6 +187,9 @@ export function conditionsFor(i: StatusInput): Cond[] {
     case ActorState.ACTOR_STATE_PAUSING:
       if (i.op === 'recovering') {
         return [ready('Unknown', REASON.recovering, 'recovering: resuming the actor from its last snapshot after a crash')];
+      }
+      if (i.recoveryFailure && i.recoveryRetrying && (s === ActorState.ACTOR_STATE_SUSPENDED || s === ActorState.ACTOR_STATE_PAUSED)) {
+        return [ready('Unknown', REASON.recovering, `the actor crashed and was reverted to its last snapshot; resuming it failed for now (${i.recoveryFailure}); retrying`)];
       }
       if (i.recoveryFailure && (s === ActorState.ACTOR_STATE_SUSPENDED || s === ActorState.ACTOR_STATE_PAUSED)) {
         // Reverted after a crash, but the resume failed: still a failed recovery (retried with backoff).

@@ -124,6 +124,8 @@ interface Plan {
 
 /** How long a failed crash recovery waits before the next attempt (doubling up to the cap). */
 const RECOVERY_BACKOFF_MS = 2_000;
+/** Recovery failures a later attempt can fix: reported as transient while the driver retries. */
+const RETRYABLE_RECOVERY = new Set<number>([Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE, Code.ABORTED, Code.DEADLINE_EXCEEDED]);
 const RECOVERY_BACKOFF_MAX_MS = 300_000;
 
 interface Live {
@@ -149,6 +151,8 @@ interface Live {
   recovering?: Promise<void>;
   /** Why the last crash recovery failed ('' / undefined: none failed); when the next may start. */
   recoveryFailure?: string;
+  /** The failure is retryable (capacity, availability, contention, a deadline): still transient. */
+  recoveryRetrying?: boolean;
   recoveryAttempts: number;
   recoveryNextAt?: number;
   /** A background re-delivery in flight. */
@@ -309,6 +313,7 @@ export class SubstrateDriver {
     const inputs = [
       a ? `${a.metadata?.uid}/${versionOf(a)}/${stateOf(a)}/${workerOf(a)}/${l.resumes}` : '-',
       l.recoveryFailure ?? '',
+      l.recoveryRetrying ? 1 : 0,
       l.actorMissing ? 1 : 0,
       r.desired,
       l.op ?? '',
@@ -328,6 +333,7 @@ export class SubstrateDriver {
       failure: r.failureReason ? { reason: r.failureReason, message: r.failureMessage ?? '' } : undefined,
       progress: l.progress,
       recoveryFailure: l.recoveryFailure,
+      recoveryRetrying: l.recoveryRetrying,
     });
     l.conds = stampTransitions(l.conds, conds, new Date());
     const running = isRunning(l.actor);
@@ -511,6 +517,7 @@ export class SubstrateDriver {
       const m = capacityError(e, 'resume after a crash') ?? mapBackendError(e);
       l.recoveryAttempts++;
       l.recoveryFailure = m.message;
+      l.recoveryRetrying = RETRYABLE_RECOVERY.has(m.code);
       l.recoveryNextAt = Date.now() + Math.min(RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MS * 2 ** (l.recoveryAttempts - 1));
       const now = await this.o.control.findActor(ref).catch(() => undefined);
       if (now) this.seeActor(l, now);

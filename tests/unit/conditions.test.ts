@@ -176,14 +176,25 @@ describe('v0.4 states: CRASHED, REVERTING, DELETING', () => {
     expect(phaseOf(c)).toBe('PROVISIONING');
   });
 
+  it('a recovery that failed for a reason a retry can fix (no room, unavailable, busy) stays transient while the driver retries', () => {
+    const why = 'ateapi RESOURCE_EXHAUSTED: no worker has room for the actor';
+    const crashed = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: why, recoveryRetrying: true });
+    expect(crashed[0]).toMatchObject({ status: 'Unknown', reason: REASON.recovering });
+    expect(crashed[0]!.message).toContain(`failed for now (${why}); retrying`);
+    expect(phaseOf(crashed)).toBe('PROVISIONING');
+    const reverted = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_SUSPENDED), desired: 'running', provisioned: true, recoveryFailure: why, recoveryRetrying: true });
+    expect(reverted[0]).toMatchObject({ status: 'Unknown', reason: REASON.recovering });
+    expect(phaseOf(reverted)).toBe('PROVISIONING');
+  });
+
   it('a failed recovery is an error condition (Ready=False RecoveryFailed → ERROR), until one succeeds', () => {
-    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: 'ateapi RESOURCE_EXHAUSTED: no worker has room for the actor' });
+    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: 'ateapi FAILED_PRECONDITION: the actor's external snapshot is gone' });
     expect(c).toEqual([
       {
         type: 'Ready',
         status: 'False',
         reason: REASON.recoveryFailed,
-        message: 'the actor crashed: worker restarted while hosting the actor; recovering it (RevertActor, ResumeActor) failed: ateapi RESOURCE_EXHAUSTED: no worker has room for the actor',
+        message: 'the actor crashed: worker restarted while hosting the actor; recovering it (RevertActor, ResumeActor) failed: ateapi FAILED_PRECONDITION: the actor's external snapshot is gone',
       },
     ]);
     expect(TRANSIENT_REASONS as readonly string[]).not.toContain(REASON.recoveryFailed);
