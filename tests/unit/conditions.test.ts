@@ -188,13 +188,13 @@ describe('v0.4 states: CRASHED, REVERTING, DELETING', () => {
   });
 
   it('a failed recovery is an error condition (Ready=False RecoveryFailed → ERROR), until one succeeds', () => {
-    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: 'ateapi FAILED_PRECONDITION: the actor's external snapshot is gone' });
+    const c = conditionsFor({ actor: actor(ActorState.ACTOR_STATE_CRASHED, '', 'worker restarted while hosting the actor'), desired: 'running', provisioned: true, recoveryFailure: 'ateapi FAILED_PRECONDITION: the external snapshot is gone' });
     expect(c).toEqual([
       {
         type: 'Ready',
         status: 'False',
         reason: REASON.recoveryFailed,
-        message: 'the actor crashed: worker restarted while hosting the actor; recovering it (RevertActor, ResumeActor) failed: ateapi FAILED_PRECONDITION: the actor's external snapshot is gone',
+        message: 'the actor crashed: worker restarted while hosting the actor; recovering it (RevertActor, ResumeActor) failed: ateapi FAILED_PRECONDITION: the external snapshot is gone',
       },
     ]);
     expect(TRANSIENT_REASONS as readonly string[]).not.toContain(REASON.recoveryFailed);
