@@ -54,3 +54,30 @@ export function labelValueError(v: string): string | null {
   }
   return null;
 }
+
+const DNS_LABEL_SRC = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DNS_SUBDOMAIN_SRC = '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*';
+
+/** apimachinery IsDNS1123Label messages (what upstream's k8s-short-name format reports). */
+export function dnsLabelMessages(v: string): string[] {
+  const out: string[] = [];
+  if (v.length > 63) out.push('must be no more than 63 characters');
+  if (!DNS1123_LABEL.test(v)) {
+    out.push(
+      `a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '${DNS_LABEL_SRC}')`,
+    );
+  }
+  return out;
+}
+
+/** apimachinery IsDNS1123Subdomain messages (k8s-long-name). */
+export function dnsSubdomainMessages(v: string): string[] {
+  const out: string[] = [];
+  if (v.length > 253) out.push('must be no more than 253 characters');
+  if (!DNS1123_SUBDOMAIN.test(v)) {
+    out.push(
+      `a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '${DNS_SUBDOMAIN_SRC}')`,
+    );
+  }
+  return out;
+}

@@ -16,7 +16,7 @@ import type { ControlApi } from './api.js';
 import { bumped, checkDeleteOptions, checkUpdatePreconditions, decodePageToken, newMetadata, pageSizeOf } from './meta.js';
 import type { SnapshotStore } from './snapshots.js';
 import { ResourceTable } from './table.js';
-import { dnsLabelMessages } from '../template/validate.js';
+import { dnsLabelMessages } from '../common/dns.js';
 
 const log = logger('local.tags');
 

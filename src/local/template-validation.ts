@@ -10,9 +10,8 @@
 // Messages never print an env value (only `Too long`, which omits the value, can concern one).
 import * as pb from '../gen/ateapi.js';
 import { failedPrecondition, invalid } from '../common/errors.js';
-import { labelValueError, qualifiedNameError } from '../common/dns.js';
 import { parseQuantity } from '../common/quantity.js';
-import { dnsLabelMessages, dnsSubdomainMessages } from '../template/validate.js';
+import { dnsLabelMessages, dnsSubdomainMessages, labelValueError, qualifiedNameError } from '../common/dns.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Field errors (k8s.io/apimachinery/pkg/util/validation/field)

@@ -39,7 +39,7 @@ import { bumped, checkDeleteOptions, decodePageToken, newMetadata, pageSizeOf } 
 import { ResourceTable } from './table.js';
 import { applyTemplateDefaults, everyContainerProbed, validateActorTemplate } from './template-validation.js';
 import { listImages, resolveImage } from './images.js';
-import { dnsLabelMessages, dnsSubdomainMessages } from '../template/validate.js';
+import { dnsLabelMessages, dnsSubdomainMessages } from '../common/dns.js';
 
 const log = logger('local.templates');
 
