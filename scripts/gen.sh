@@ -29,13 +29,4 @@ protoc \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,useOptionals=messages,oneof=unions-value,env=node \
   -I proto/v0 -I /usr/include \
   proto/v0/compute_driver.proto
-# Until the local Substrate and the driver move to the released v0.4 wire, the June API they speak today is
-# generated from proto/june/ into src/gen/june/ (same package and service name, so its own run).
-mkdir -p src/gen/june
-protoc \
-  --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
-  --ts_proto_out=src/gen/june \
-  --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,forceLong=number,useOptionals=messages,oneof=unions-value,env=node \
-  -I proto/june -I /usr/include \
-  proto/june/ateapi.proto
 echo "gen: wrote $(find src/gen -name '*.ts' | wc -l) files under src/gen"
