@@ -17,7 +17,8 @@
 //     The table of known fields comes from the descriptors protoc compiled (ts-proto `outputSchema=true`,
 //     scripts/gen.sh), so it cannot drift from the generated decoders.
 //  3. the handler; coded errors keep code and message, anything else is INTERNAL "internal server error: ..."
-//     (src/common/errors.ts toServiceError). Every answer carries the trailer `x-server-elapsed-us`.
+//     (src/common/errors.ts toServiceError); a message is clipped to MAX_DETAILS_BYTES (it may quote a request
+//     value of up to 4 MiB). Every answer carries the trailer `x-server-elapsed-us`.
 //
 // Listening rules (as the June server): plaintext only on a Unix socket or a loopback address, TLS anywhere
 // else; a TCP listener needs a bearer-JWT verifier or client-certificate auth, except on loopback with the
@@ -452,11 +453,27 @@ function handlerFor(
         cb(null, res, trailer());
       } catch (e) {
         const se = toServiceError(e);
-        if (se.code === Code.INTERNAL) log.warn('rpc failed', { method: rpc, error: se.details });
-        cb({ code: se.code, details: se.details, metadata: trailer() } as grpc.ServiceError);
+        if (se.code === Code.INTERNAL) log.warn('rpc failed', { method: rpc, error: clipDetails(se.details) });
+        cb({ code: se.code, details: clipDetails(se.details), metadata: trailer() } as grpc.ServiceError);
       }
     })();
   };
+}
+
+/** The most of an error message sent back (UTF-8 bytes, before grpc-message's percent-encoding). */
+export const MAX_DETAILS_BYTES = 8 * 1024;
+
+/**
+ * An error message as it may travel in grpc-message: at most MAX_DETAILS_BYTES. Validation messages quote the
+ * offending value, and a value can be as large as a request (4 MiB); sent whole, it would be a trailer larger
+ * than a client accepts, which stalls the connection (the call never ends, and neither do the others sharing it).
+ */
+export function clipDetails(details: string): string {
+  const b = Buffer.from(details, 'utf8');
+  if (b.length <= MAX_DETAILS_BYTES) return details;
+  const note = ` ... (${b.length} bytes, truncated)`;
+  // Cut on a character boundary: a cut multi-byte sequence decodes to U+FFFD, which is dropped.
+  return b.subarray(0, MAX_DETAILS_BYTES - note.length).toString('utf8').replace(/\uFFFD+$/, '') + note;
 }
 
 function unimplemented(message: string): Impl {

@@ -298,9 +298,11 @@ export class Workers implements WorkerPoolRegistry {
       const pools = this.pools();
       const wanted = new Set(pools.map((p) => poolKey(p.namespace, p.name)));
       for (const w of this.rows()) if (!wanted.has(poolKey(w.poolNamespace, w.pool)) && !w.actorName) this.deleteSlot(w.idx);
+      // Indexes in use, kept as slots come and go below (reading every row per new slot would be quadratic).
+      const used = new Set(this.rows().map((w) => w.idx));
       for (const p of pools) {
         const mine = this.rows().filter((w) => w.poolNamespace === p.namespace && w.pool === p.name);
-        const room = this.cap - this.rows().length;
+        const room = this.cap - used.size;
         const want = Math.min(p.replicas, mine.length + Math.max(0, room));
         if (want < p.replicas) {
           log.warn('worker pool asks for more workers than the local Substrate holds; it gets what fits', {
@@ -310,30 +312,30 @@ export class Workers implements WorkerPoolRegistry {
             limit: this.cap,
           });
         }
+        const insert = this.db.prepare(
+          `INSERT INTO worker_slots (idx, pool_namespace, pool, node, ip, uid, pod_uid, create_time, update_time)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
+        let next = 0;
         for (let i = mine.length; i < want; i++) {
-          const idx = this.freeIndex();
+          while (used.has(next)) next++;
+          const idx = next;
+          used.add(idx);
           const node = `local-node-${idx % this.nodes}`;
           const slot = this.opts.slotOf(idx, node);
-          this.db
-            .prepare(
-              `INSERT INTO worker_slots (idx, pool_namespace, pool, node, ip, uid, pod_uid, create_time, update_time)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-            )
-            .run(idx, p.namespace, p.name, node, slot.ip, randomUUID(), randomUUID(), now, now);
+          insert.run(idx, p.namespace, p.name, node, slot.ip, randomUUID(), randomUUID(), now, now);
         }
         // Scale down free slots only (highest index first); a bound slot goes when its actor leaves it.
         const extra = mine.length - p.replicas;
         if (extra > 0) {
-          for (const w of mine.filter((x) => !x.actorName).reverse().slice(0, extra)) this.deleteSlot(w.idx);
+          for (const w of mine.filter((x) => !x.actorName).reverse().slice(0, extra)) {
+            this.deleteSlot(w.idx);
+            used.delete(w.idx);
+          }
         }
       }
     })();
     if (this.started) await this.prepareAll();
-  }
-
-  private freeIndex(): number {
-    const used = new Set(this.rows().map((w) => w.idx));
-    for (let i = 0; ; i++) if (!used.has(i)) return i;
   }
 
   private deleteSlot(idx: number): void {

@@ -289,6 +289,8 @@ export class GvisorRuntime implements Runtime {
       for (const name of (await fsp.readdir(tmp)).sort()) {
         const st = await fsp.stat(path.join(tmp, name));
         if (!st.isFile()) continue;
+        // runsc writes the image with its umask (0644): it is the workload's memory, so owner-only.
+        await fsp.chmod(path.join(tmp, name), 0o600);
         files[name] = st.size;
         bytes += st.size;
       }
