@@ -1,17 +1,18 @@
 // The router on Substrate v0.4's addressing: the ate-target-actor header (and CONNECT for other ports), the
-// local Host form, upstream's status bodies, waiting for a cold-booted actor's port, and a client that leaves;
-// and, on the same port, gRPC (h2c) routed by ate-target-actor metadata to an actor's gRPC server, with the
-// router's refusals as gRPC statuses. A real local Substrate; the last cases use a router over a backend that
-// stands in for a slow or failing resume.
+// local Host form, upstream's status bodies (404 "invalid actor reference", 404 not found, 503 for a resume the
+// API refuses, e.g. of a CRASHED actor, with the API's message), waiting for a cold-booted actor's port, and a
+// client that leaves; and, on the same port, gRPC (h2c) routed by ate-target-actor metadata to an actor's gRPC
+// server, with the router's refusals as gRPC statuses. A real local Substrate (v0.4 ActorTemplates with their
+// golden snapshots); the last cases use a router over a backend that stands in for a slow or failing resume.
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, Code } from '../../src/common/errors.js';
-import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
+import { ActorState, type Actor, type ActorTemplate, type RevertActorResponse } from '../../src/gen/ateapi.js';
 import { startRouter, TARGET_ACTOR_HEADER } from '../../src/local/router.js';
-import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, waitTemplateReady, type TestSubstrate } from './helpers.js';
+import { counterTemplate, defaultImageRef, ensureAtespace, startTestSubstrate, waitGolden, type TestSubstrate } from './helpers.js';
 
 /** Two listeners: the counter on 80, and 9090 answering "port 9090". The second template starts listening 2 s late. */
 const TWO_PORTS_JS = `
@@ -136,28 +137,36 @@ function connectGet(url: string, target: string, hostPort: string): Promise<{ st
 
 describe('router', () => {
   let s: TestSubstrate;
+  /** A counter-shaped template in atespace `rt` running `js`, probed on `probePort` (none when 0). */
+  const template = (image: string, name: string, js: string, probePort: number, env: Array<{ name: string; value: string }> = []): ActorTemplate => {
+    const t = counterTemplate('rt', name, image, { probe: probePort !== 0 });
+    t.containers[0]!.command = ['/usr/bin/node', '-e', js];
+    t.containers[0]!.env = env;
+    if (probePort) t.containers[0]!.wakeupProbe = { httpGet: { path: '/readyz', port: probePort }, timeoutSeconds: 30 };
+    return t;
+  };
+  const create = (name: string, tpl: string) => s.rpc<Actor>('createActor', { actor: { metadata: { atespace: 'rt', name }, actorTemplate: { atespace: 'rt', name: tpl } } });
+  const state = async (name: string) => (await s.rpc<Actor>('getActor', { actor: { atespace: 'rt', name } })).status?.state;
+
   beforeAll(async () => {
     s = await startTestSubstrate({ workers: 4 });
     const image = await defaultImageRef(s.stateDir);
-    const two = counterTemplate('two', image);
-    two.spec.containers[0]!.command = ['/usr/bin/node', '-e', TWO_PORTS_JS];
-    const grpcTpl = counterTemplate('grpc', image);
-    grpcTpl.spec.containers[0]!.command = ['/usr/bin/node', '-e', GRPC_JS];
-    grpcTpl.spec.containers[0]!.readyz = { httpGet: { path: '/readyz', port: 8080 } };
-    for (const t of [two, grpcTpl]) expect((await applyObject(s.h.kube, t as never)).status).toBeLessThan(300);
-    await Promise.all([waitTemplateReady(s.h.kube, 'default', 'two'), waitTemplateReady(s.h.kube, 'default', 'grpc')]);
-    await s.rpc('createAtespace', { name: 'rt' });
-    await s.rpc('createActor', { actorRef: { atespace: 'rt', name: 'a1' }, actorTemplateNamespace: 'default', actorTemplateName: 'two' });
-    await s.rpc('createActor', { actorRef: { atespace: 'rt', name: 'g1' }, actorTemplateNamespace: 'default', actorTemplateName: 'grpc' });
+    await ensureAtespace(s.rpc, 'rt');
+    for (const t of [template(image, 'two', TWO_PORTS_JS, 80), template(image, 'grpc', GRPC_JS, 8080)]) await s.rpc('createActorTemplate', { actorTemplate: t });
+    await Promise.all([waitGolden(s.rpc, 'rt', 'two'), waitGolden(s.rpc, 'rt', 'grpc')]);
+    await create('a1', 'two');
+    await create('g1', 'grpc');
   });
   afterAll(async () => {
     await s?.close();
   });
 
   it('routes by ate-target-actor (resuming on demand), which wins over Host, and rewrites it for the actor', async () => {
+    expect(await state('a1')).toBe(ActorState.ACTOR_STATE_SUSPENDED);
     const r = await get(s.h.routerUrl, { host: 'app.example', [TARGET_ACTOR_HEADER]: 'rt/a1' });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ n: 1, target: 'rt/a1' });
+    expect(await state('a1')).toBe(ActorState.ACTOR_STATE_RUNNING);
     const both = await get(s.h.routerUrl, { host: 'other.nowhere.actors.resources.substrate.ate.dev', [TARGET_ACTOR_HEADER]: ' rt/a1 ' });
     expect(JSON.parse(both.body).n).toBe(2);
     // The local Host form still works.
@@ -171,7 +180,7 @@ describe('router', () => {
       expect(r.body).toBe('invalid actor reference\n');
     }
     const missing = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/nobody' });
-    expect(missing).toEqual({ status: 404, body: expect.stringMatching(/^actor rt\/nobody not found/) });
+    expect(missing).toEqual({ status: 404, body: 'actor rt/nobody not found\n' });
   });
 
   it('CONNECT with the header on the outer request reaches another port of the actor', async () => {
@@ -180,21 +189,52 @@ describe('router', () => {
     expect(r.tunnelled).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(r.tunnelled).toMatch(/port 9090$/);
     expect((await connectGet(s.h.routerUrl, 'nope', 'actor-upstream:9090')).status).toBe(404);
+    expect((await connectGet(s.h.routerUrl, 'rt/nobody', 'actor-upstream:9090')).status).toBe(404);
+  });
+
+  it('a CRASHED actor is not resumed: 503 with the API\'s refusal, until RevertActor puts it back on its snapshot', async () => {
+    await create('c1', 'two');
+    expect(JSON.parse((await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/c1' })).body).n).toBe(1);
+    // The worker's sandbox dies under the running actor.
+    const h = s.h.actors.sandboxOf('rt', 'c1');
+    expect(h).not.toBeNull();
+    process.kill(h!.pid, 'SIGKILL');
+    const r = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/c1' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.body).toBe(
+      'actor rt/c1 unavailable: AssignWorker prerequisite not met for Actor: rt/c1 (got: ACTOR_STATE_CRASHED, want ACTOR_STATE_SUSPENDED or ACTOR_STATE_PAUSED)\n',
+    );
+    const crashed = await s.rpc<Actor>('getActor', { actor: { atespace: 'rt', name: 'c1' } });
+    expect(crashed.status?.state).toBe(ActorState.ACTOR_STATE_CRASHED);
+    expect(crashed.status?.crash?.message).toBe('worker pod went away while hosting the actor');
+    // gRPC callers get the same refusal as UNAVAILABLE.
+    const g = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/c1' });
+    expect(g.code).toBe(grpc.status.UNAVAILABLE);
+    expect(g.details).toMatch(/^actor rt\/c1 unavailable: AssignWorker prerequisite not met .*ACTOR_STATE_CRASHED/);
+    // Still refused on the next request: a crash is recovered by RevertActor, never by routing.
+    expect((await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/c1' })).status).toBe(503);
+    const rev = await s.rpc<RevertActorResponse>('revertActor', { actor: { atespace: 'rt', name: 'c1' } });
+    expect(rev.actor?.status?.state).toBe(ActorState.ACTOR_STATE_SUSPENDED);
+    expect(rev.actor?.status?.crash).toBeUndefined();
+    // Back from its last snapshot (the golden one: the request before the crash lived only in memory).
+    const back = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/c1' });
+    expect(back.status, back.body).toBe(200);
+    expect(JSON.parse(back.body).n).toBe(1);
+    await s.rpc('suspendActor', { actor: { atespace: 'rt', name: 'c1' } }); // its worker for the tests below
   });
 
   it('routes gRPC by ate-target-actor metadata to the actor\'s gRPC server on port 80, resuming it when suspended', async () => {
-    const g1 = { actorRef: { atespace: 'rt', name: 'g1' } };
-    const status = async () => (await s.rpc<{ actor: Actor }>('getActor', g1)).actor.status;
-    expect(await status()).toBe(Actor_Status.STATUS_SUSPENDED);
+    const g1 = { actor: { atespace: 'rt', name: 'g1' } };
+    expect(await state('g1')).toBe(ActorState.ACTOR_STATE_SUSPENDED);
     const first = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/g1' }, 'hello');
     expect(first, first.details).toMatchObject({ code: grpc.status.OK, value: { n: 1, said: 'hello', target: 'rt/g1' } });
     // The actor's trailers reach the client (grpc-status among them, or grpc-js would not report OK).
     expect(first.trailers['x-served-by']).toBe('grpc-actor');
-    expect(await status()).toBe(Actor_Status.STATUS_RUNNING);
+    expect(await state('g1')).toBe(ActorState.ACTOR_STATE_RUNNING);
 
     // Suspended again: the next call resumes it (its counter comes back with it) on a new connection.
     await s.rpc('suspendActor', g1);
-    expect(await status()).toBe(Actor_Status.STATUS_SUSPENDED);
+    expect(await state('g1')).toBe(ActorState.ACTOR_STATE_SUSPENDED);
     const again = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/g1' }, 'again');
     expect(again, again.details).toMatchObject({ code: grpc.status.OK, value: { n: 2, said: 'again', target: 'rt/g1' } });
 
@@ -224,20 +264,18 @@ describe('router', () => {
       expect({ code: r.code, details: r.details }, JSON.stringify(c)).toEqual({ code: grpc.status.NOT_FOUND, details: 'invalid actor reference' });
     }
     const unknown = await unary(s.h.routerUrl, '/test.Echo/Say', { [TARGET_ACTOR_HEADER]: 'rt/nobody' });
-    expect(unknown.code, unknown.details).toBe(grpc.status.NOT_FOUND);
-    expect(unknown.details).toMatch(/^actor rt\/nobody not found/);
+    expect({ code: unknown.code, details: unknown.details }).toEqual({ code: grpc.status.NOT_FOUND, details: 'actor rt/nobody not found' });
     // A plain HTTP/2 request (not gRPC) gets the HTTP answer instead.
     expect(await h2get(s.h.routerUrl, { [TARGET_ACTOR_HEADER]: 'rt' })).toEqual({ status: 404, type: 'text/plain', body: 'invalid actor reference\n' });
   });
 
   it("waits for a cold-booted actor's port instead of answering 502 ECONNREFUSED", async () => {
-    // A template applied without waiting for its golden snapshot (taken 20 s after its golden actor starts,
-    // as it has no readyz): the first request boots the actor cold, and its server listens only 2 s after start.
-    const late = counterTemplate('late', await defaultImageRef(s.stateDir), { readyz: false });
-    late.spec.containers[0]!.command = ['/usr/bin/node', '-e', TWO_PORTS_JS];
-    late.spec.containers[0]!.env = [{ name: 'LISTEN_AFTER_MS', value: '2000' }];
-    expect((await applyObject(s.h.kube, late as never)).status).toBeLessThan(300);
-    await s.rpc('createActor', { actorRef: { atespace: 'rt', name: 'cold' }, actorTemplateNamespace: 'default', actorTemplateName: 'late' });
+    // A template created without waiting for its golden snapshot (it has no wakeup probe): an actor created at
+    // once has no snapshot, so the first request boots it cold, and its server listens only 2 s after start.
+    const late = template(await defaultImageRef(s.stateDir), 'late', TWO_PORTS_JS, 0, [{ name: 'LISTEN_AFTER_MS', value: '2000' }]);
+    await s.rpc('createActorTemplate', { actorTemplate: late });
+    const cold = await create('cold', 'late');
+    expect(cold.status?.externalSnapshot).toBeUndefined();
     const t0 = Date.now();
     const r = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/cold' });
     expect(r.status, r.body).toBe(200);
@@ -283,7 +321,7 @@ describe('router: gRPC statuses for failures before the actor', () => {
     // resumes but its port cannot be reached.
     const backend = {
       resume: (_a: string, name: string) =>
-        name === 'slow' ? new Promise<never>(() => undefined) : name === 'full' ? Promise.reject(new ApiError(Code.RESOURCE_EXHAUSTED, 'no free worker')) : Promise.resolve({ version: 1 } as Actor),
+        name === 'slow' ? new Promise<never>(() => undefined) : name === 'full' ? Promise.reject(new ApiError(Code.RESOURCE_EXHAUSTED, 'no free worker')) : Promise.resolve({ metadata: { version: 1 } } as Actor),
       connect: () => Promise.reject(new Error('connect EHOSTUNREACH')),
     };
     const router = await startRouter(backend, { listen: { host: '127.0.0.1', port: 0 }, resumeBudgetMs: 300 });
@@ -298,4 +336,46 @@ describe('router: gRPC statuses for failures before the actor', () => {
       await router.close();
     }
   });
+});
+
+describe('router: HTTP statuses for failures before the actor', () => {
+  it('maps the API\'s refusals to 404/503/504, retries ABORTED, and answers 502 for a port that does not answer', async () => {
+    // STAND-IN for ResumeActor and the actor's port, one behaviour per actor name.
+    let abortedCalls = 0;
+    const backend = {
+      resume: (_a: string, name: string): Promise<Actor> => {
+        switch (name) {
+          case 'gone':
+            return Promise.reject(new ApiError(Code.NOT_FOUND, 'Actor x/gone not found'));
+          case 'full':
+            return Promise.reject(new ApiError(Code.RESOURCE_EXHAUSTED, 'no worker has room for the actor'));
+          case 'busy':
+            abortedCalls++;
+            return Promise.reject(new ApiError(Code.ABORTED, 'another operation is in progress for this actor'));
+          case 'slow':
+            return new Promise<never>(() => undefined);
+          default:
+            return Promise.resolve({ metadata: { version: 1 } } as Actor);
+        }
+      },
+      connect: () => Promise.reject(new Error('connect EHOSTUNREACH')),
+    };
+    const router = await startRouter(backend, { listen: { host: '127.0.0.1', port: 0 }, resumeBudgetMs: 20_000 });
+    try {
+      const at = (name: string) => get(router.url, { host: 'x', [TARGET_ACTOR_HEADER]: `x/${name}` });
+      expect(await at('gone')).toEqual({ status: 404, body: 'actor x/gone not found\n' });
+      expect(await at('full')).toEqual({ status: 503, body: 'actor x/full unavailable: no worker has room for the actor\n' });
+      expect(await at('busy')).toEqual({ status: 503, body: 'actor x/busy unavailable: another operation is in progress for this actor\n' });
+      expect(abortedCalls).toBeGreaterThan(1); // ABORTED is retried (with backoff) before the router gives up
+      expect(await at('down')).toEqual({ status: 502, body: 'actor x/down is not accepting connections on port 80: connect EHOSTUNREACH\n' });
+    } finally {
+      await router.close();
+    }
+    const quick = await startRouter(backend, { listen: { host: '127.0.0.1', port: 0 }, resumeBudgetMs: 300 });
+    try {
+      expect(await get(quick.url, { host: 'x', [TARGET_ACTOR_HEADER]: 'x/slow' })).toEqual({ status: 504, body: 'actor x/slow request timed out (no answer on port 80 within 300 ms)\n' });
+    } finally {
+      await quick.close();
+    }
+  }, 60_000);
 });

@@ -1,16 +1,21 @@
 // Issue 7, item 2: every listener of the local Substrate authenticates or is private. A real local Substrate
-// (gVisor runtime, SQLite catalog, gRPC and HTTP listeners) in a temporary state directory.
+// (gVisor runtime, SQLite state, gRPC and HTTP listeners) in a temporary state directory.
+//
+// Substrate v0.4: the Kubernetes-shaped resource API (its bearer token, kube.token, kube_url) is gone. What a
+// local Substrate listens on is now: its owner-only Unix socket (ateapi.Control and the LocalAdmin service, no
+// token: mode 0600 in the 0700 state directory), the runtime's egress socket (0600, same directory), the router
+// on loopback, and, only when asked for, ateapi on TCP, which requires a JWT verifier or a client CA
+// (allowUnauthenticatedLoopback only on loopback). The listeners are read from /proc (this process's sockets in
+// LISTEN state), so a listener nobody meant to open would show.
 import http from 'node:http';
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier } from '../../src/local/auth.js';
-import { serveControl } from '../../src/local/grpc.js';
-import { kubeAccessOf, readLocalJson } from '../../src/local/index.js';
+import { readLocalJson, startLocalSubstrate, type LocalSubstrateHandle } from '../../src/local/index.js';
+import { instancePaths } from '../../src/local/runtime/index.js';
 import { startRouter } from '../../src/local/router.js';
 import { ConfigError, loadConfig } from '../../src/common/config.js';
 import { DriverMetrics, serveMetrics } from '../../src/driver/metrics.js';
@@ -30,91 +35,152 @@ function raw(url: string, opts: { method?: string; headers?: Record<string, stri
   });
 }
 
-describe('the resource API (while it exists)', () => {
+/** The sockets this process listens on: TCP as "address:port" (hex address as /proc has it), Unix by path. */
+function listening(): { tcp: Array<{ loopback: boolean; port: number }>; unix: string[] } {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const tcp: Array<{ loopback: boolean; port: number }> = [];
+  for (const f of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').trim().split('\n').slice(1)) {
+      const c = line.trim().split(/\s+/);
+      if (c[3] !== '0A' || !inodes.has(c[9]!)) continue;
+      const [addr, port] = c[1]!.split(':') as [string, string];
+      // 0100007F is 127.0.0.1; ::1 is 00000000000000000000000001000000.
+      const loopback = addr.endsWith('7F') || addr === '00000000000000000000000001000000';
+      tcp.push({ loopback, port: parseInt(port, 16) });
+    }
+  }
+  const unix: string[] = [];
+  for (const line of readFileSync('/proc/self/net/unix', 'utf8').trim().split('\n').slice(1)) {
+    const c = line.trim().split(/\s+/);
+    // Flags 00010000: __SO_ACCEPTCON (listening).
+    if (c[3] === '00010000' && inodes.has(c[6]!) && c[7]) unix.push(c[7]);
+  }
+  return { tcp, unix };
+}
+
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+describe('what a local Substrate listens on', () => {
   let s: TestSubstrate;
-  let host: string;
-  let auth: string;
+  let before: ReturnType<typeof listening>;
   beforeAll(async () => {
+    before = listening();
     s = await startTestSubstrate({ workers: 1 });
-    host = new URL(s.h.kube.url).host;
-    auth = `Bearer ${s.h.kube.token}`;
   });
   afterAll(async () => {
     await s?.close();
   });
 
-  it('refuses a token read without the bearer token, and with a wrong one', async () => {
-    const anon = await raw(s.h.kube.url, { path: '/api/v1/secrets', headers: { host } });
-    expect(anon.status).toBe(401);
-    expect(anon.body).not.toContain(s.h.kube.token);
-    const wrong = await raw(s.h.kube.url, { path: '/api/v1/secrets', headers: { host, authorization: `Bearer ${'x'.repeat(s.h.kube.token.length)}` } });
-    expect(wrong.status).toBe(401);
-    const ok = await raw(s.h.kube.url, { path: '/api/v1/secrets', headers: { host, authorization: auth } });
-    expect(ok.status).toBe(200);
-  });
-
-  it('refuses cross-site requests: a foreign Host (DNS rebinding), an Origin, and "simple" content types', async () => {
-    const rebound = await raw(s.h.kube.url, { path: '/api/v1/secrets', headers: { host: `attacker.example:${new URL(s.h.kube.url).port}`, authorization: auth } });
-    expect(rebound.status).toBe(403);
-    const fromPage = await raw(s.h.kube.url, { path: '/api/v1/secrets', headers: { host, origin: 'http://attacker.example', authorization: auth } });
-    expect(fromPage.status).toBe(403);
-    const ns = JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'simple' } });
-    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data', '']) {
-      const headers: Record<string, string> = { host, authorization: auth };
-      if (type) headers['content-type'] = type;
-      const r = await raw(s.h.kube.url, { method: 'POST', path: '/api/v1/namespaces', headers, body: ns });
-      expect(r.status, `content type "${type}"`).toBe(415);
+  it('one loopback TCP port, the router; Unix sockets only 0600 in its 0700 state directory', async () => {
+    const now = listening();
+    const newTcp = now.tcp.filter((t) => !before.tcp.some((b) => b.port === t.port));
+    expect(newTcp).toEqual([{ loopback: true, port: Number(new URL(s.h.routerUrl).port) }]);
+    const newUnix = now.unix.filter((u) => !before.unix.includes(u)).sort();
+    expect(newUnix).toEqual([s.h.socketPath, instancePaths(s.stateDir).egressSock].sort());
+    for (const p of newUnix) {
+      expect(mode(p), p).toBe(0o600);
+      // Every directory from the socket up to the state directory is private.
+      for (let d = dirname(p); d.startsWith(s.stateDir); d = dirname(d)) expect(mode(d) & 0o077, d).toBe(0);
     }
-    const json = await raw(s.h.kube.url, { method: 'POST', path: '/api/v1/namespaces', headers: { host, authorization: auth, 'content-type': 'application/json' }, body: ns });
-    expect(json.status).toBe(201);
+    expect(mode(s.stateDir)).toBe(0o700);
   });
 
-  it('advertises the token only through a 0600 file named in local.json, with a per-start nonce', async () => {
-    const lj = readLocalJson(s.stateDir)!;
-    expect(lj.nonce).toMatch(/^[0-9a-f]{32}$/);
-    expect(lj.nonce).toBe(s.h.nonce);
-    expect(JSON.stringify(lj)).not.toContain(s.h.kube.token);
-    expect(statSync(lj.kube_token_path).mode & 0o777).toBe(0o600);
-    expect(kubeAccessOf(lj)).toEqual(s.h.kube);
-    const before = lj.nonce;
-    await s.restart();
-    const after = readLocalJson(s.stateDir)!;
-    expect(after.nonce).not.toBe(before);
-    expect(readFileSync(after.kube_token_path, 'utf8').trim()).toBe(s.h.kube.token);
-  });
-
-  it('keeps DebugClear off unless enabled', async () => {
-    await expectCode(s.rpc('debugClear', {}), grpc.status.PERMISSION_DENIED, /--enable-debug-clear/);
-    await s.rpc('createAtespace', { name: 'kept' });
-    expect((await s.rpc<{ atespace: { name: string } }>('getAtespace', { name: 'kept' })).atespace.name).toBe('kept');
-  });
-
-  it('the instance Unix socket is 0600 and needs no token', async () => {
-    const sock = s.h.apiEndpoint.replace(/^unix:/, '');
-    expect(statSync(sock).mode & 0o777).toBe(0o600);
+  it('the Unix socket needs no token and serves the admin service; the API endpoint is that socket', async () => {
+    expect(s.h.apiEndpoint).toBe(`unix:${s.h.socketPath}`);
+    expect(s.h.apiTls).toBe(false);
     expect(Array.isArray((await s.rpc<{ atespaces: unknown[] }>('listAtespaces', {})).atespaces)).toBe(true);
   });
 
-  it('ateapi on loopback TCP: refused without JWT auth configured; anonymous calls UNAUTHENTICATED', async () => {
-    await expect(serveControl(s.h.control, { address: '127.0.0.1:0' })).rejects.toThrow(/requires bearer-JWT auth/);
-    const dir = mkdtempSync(join(tmpdir(), 'sec-jwt-'));
+  it('local.json names the socket and router with a per-start nonce, and no resource API or token', async () => {
+    const lj = readLocalJson(s.stateDir)!;
+    expect(lj.nonce).toMatch(/^[0-9a-f]{32}$/);
+    expect(lj.nonce).toBe(s.h.nonce);
+    expect(lj.socket_path).toBe(s.h.socketPath);
+    expect(lj.router_url).toBe(s.h.routerUrl);
+    expect(Object.keys(lj).sort()).toEqual(['api_endpoint', 'api_tls', 'nonce', 'pid', 'router_url', 'socket_path', 'started_at', 'state_dir']);
+    expect(mode(join(s.stateDir, 'local.json'))).toBe(0o600);
+    expect(existsSync(join(s.stateDir, 'kube.token'))).toBe(false);
+    const first = lj.nonce;
+    await s.restart();
+    const after = readLocalJson(s.stateDir)!;
+    expect(after.nonce).not.toBe(first);
+    expect(after.nonce).toBe(s.h.nonce);
+  });
+});
+
+describe('ateapi on TCP', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('does not start without authentication (not even on loopback), nor plaintext or unauthenticated off loopback; nothing is left listening', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'sec-tcp-'));
+    dirs.push(stateDir);
+    const before = listening();
+    const base = { stateDir, workers: 1, routerListen: '127.0.0.1:0' };
+    await expect(startLocalSubstrate({ ...base, listen: '127.0.0.1:0' })).rejects.toThrow(/requires authentication/);
+    await expect(startLocalSubstrate({ ...base, listen: '0.0.0.0:0', allowUnauthenticatedLoopback: true })).rejects.toThrow(/not loopback.*requires TLS/);
+    await expect(
+      startLocalSubstrate({ ...base, listen: '0.0.0.0:0', allowUnauthenticatedLoopback: true, tls: { certPath: join(stateDir, 'none.pem'), keyPath: join(stateDir, 'none.key') } }),
+    ).rejects.toThrow(/allowUnauthenticatedLoopback applies to loopback addresses only/);
+    // Each refused start released everything: no listener, no local.json, and the state directory starts again.
+    const after = listening();
+    expect(after.tcp.filter((t) => !before.tcp.some((b) => b.port === t.port))).toEqual([]);
+    expect(after.unix.filter((u) => !before.unix.includes(u))).toEqual([]);
+    expect(existsSync(join(stateDir, 'local.json'))).toBe(false);
+  });
+
+  it('with a JWT verifier: anonymous and forged calls UNAUTHENTICATED, a valid token served, the admin service absent', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'sec-tcp-'));
+    dirs.push(stateDir);
+    const keys = await generateKeyPair('EdDSA', { extractable: true });
+    const other = await generateKeyPair('EdDSA', { extractable: true });
+    writeFileSync(join(stateDir, 'k.pem'), await exportSPKI(keys.publicKey));
+    const h: LocalSubstrateHandle = await startLocalSubstrate({
+      stateDir,
+      workers: 1,
+      routerListen: '127.0.0.1:0',
+      listen: '127.0.0.1:0',
+      auth: { publicKeyPath: join(stateDir, 'k.pem'), issuer: 'iss', audience: 'aud' },
+    });
+    const c = controlClient(h.apiEndpoint);
     try {
-      const keys = await generateKeyPair('EdDSA', { extractable: true });
-      writeFileSync(join(dir, 'k.pem'), await exportSPKI(keys.publicKey));
-      const verifier = await createVerifier({ publicKeyPath: join(dir, 'k.pem'), issuer: 'iss', audience: 'aud' });
-      const srv = await serveControl(s.h.control, { address: '127.0.0.1:0', verifier });
-      const c = controlClient(srv.target);
+      expect(h.apiEndpoint).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(readLocalJson(stateDir)!.api_endpoint).toBe(h.apiEndpoint);
+      await expectCode(c.rpc('listAtespaces', {}), grpc.status.UNAUTHENTICATED, 'missing bearer token');
+      const token = (k: CryptoKey) => new SignJWT({}).setProtectedHeader({ alg: 'EdDSA' }).setIssuer('iss').setAudience('aud').setIssuedAt().setExpirationTime('5m').sign(k);
+      const forged = new grpc.Metadata();
+      forged.set('authorization', `Bearer ${await token(other.privateKey)}`);
+      const e = await expectCode(c.rpc('listAtespaces', {}, forged), grpc.status.UNAUTHENTICATED, 'invalid bearer token');
+      expect(e.details).not.toContain('eyJ');
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${await token(keys.privateKey)}`);
+      expect(Array.isArray((await c.rpc<{ atespaces: unknown[] }>('listAtespaces', {}, md)).atespaces)).toBe(true);
+      // The admin service (WorkerPools, SandboxConfigs) exists only on the Unix socket, token or not.
+      const admin = await new Promise<grpc.ServiceError | null>((resolve) =>
+        c.client.makeUnaryRequest('/substrate.local.v1.LocalAdmin/ListWorkerPools', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), md, (err) => resolve(err)),
+      );
+      expect(admin?.code).toBe(grpc.status.UNIMPLEMENTED);
+      // The instance's own Unix socket is still there for local tools, without a token.
+      const local = controlClient(`unix:${h.socketPath}`);
       try {
-        await expectCode(c.rpc('listAtespaces', {}), grpc.status.UNAUTHENTICATED, 'missing bearer token');
-        const md = new grpc.Metadata();
-        md.set('authorization', `Bearer ${await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA' }).setIssuer('iss').setAudience('aud').setIssuedAt().setExpirationTime('5m').sign(keys.privateKey)}`);
-        expect(Array.isArray((await c.rpc<{ atespaces: unknown[] }>('listAtespaces', {}, md)).atespaces)).toBe(true);
+        expect(Array.isArray((await local.rpc<{ atespaces: unknown[] }>('listAtespaces', {})).atespaces)).toBe(true);
       } finally {
-        c.close();
-        await srv.close();
+        local.close();
       }
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      c.close();
+      await h.stop();
     }
   });
 });
@@ -149,11 +215,18 @@ describe("the driver's metrics listener", () => {
 });
 
 describe('the router', () => {
-  it('refuses a non-loopback bind unless explicitly allowed', async () => {
+  it('refuses a non-loopback bind unless explicitly allowed, and so does a local Substrate asked for one', async () => {
     const backend = { resume: async () => ({}) as never, connect: async () => { throw new Error('unused'); } };
     await expect(startRouter(backend, { listen: { host: '0.0.0.0', port: 0 } })).rejects.toThrow(/not loopback.*--router-allow-remote/);
     const r = await startRouter(backend, { listen: { host: '0.0.0.0', port: 0 }, allowRemote: true });
     await r.close();
+    const stateDir = mkdtempSync(join(tmpdir(), 'sec-router-'));
+    try {
+      await expect(startLocalSubstrate({ stateDir, workers: 1, routerListen: '0.0.0.0:0' })).rejects.toThrow(/not loopback.*--router-allow-remote/);
+      expect(existsSync(join(stateDir, 'local.json'))).toBe(false);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('answers 504 when a resume outlasts the per-request budget', async () => {

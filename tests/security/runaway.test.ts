@@ -1,12 +1,17 @@
 // Issue 7, item 5: a runaway workload is contained by its limits (cgroups for memory, CPU and tasks; a sized
 // tmpfs /tmp; a rotated log), and the host and a neighbouring actor keep answering meanwhile. A real local
 // Substrate with small limits; the neighbour's latency is sampled through the router during every storm.
+//
+// Substrate v0.4: limits come from an ActorTemplate's resources.limits (cpu, memory), lowered to fit the
+// instance's own ceilings. A sandbox killed at its limits is a worker gone away: its actor is CRASHED
+// ("worker pod went away while hosting the actor") and refused by the router (503) until RevertActor puts it
+// back on its last snapshot (before v0.4 it fell back to SUSPENDED by itself and resumed on the next request).
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Actor_Status, type Actor } from '../../src/gen/june/ateapi.js';
+import { ActorState, type Actor, type ActorTemplate, type RevertActorResponse } from '../../src/gen/ateapi.js';
 import { instancePaths } from '../../src/local/runtime/index.js';
-import { applyObject, counterTemplate, defaultImageRef, startTestSubstrate, viaRouter, waitTemplateReady, type TestSubstrate } from '../local/helpers.js';
+import { counterTemplate, defaultImageRef, ensureAtespace, startTestSubstrate, viaRouter, waitGolden, type TestSubstrate } from '../local/helpers.js';
 
 const RUNAWAY_JS = `
 const http = require('http'), fs = require('fs'), cp = require('child_process');
@@ -41,11 +46,11 @@ http.createServer(async (q, s) => {
 }).listen(80);
 `;
 
-function runawayTemplate(image: string) {
-  const t = counterTemplate('runaway', image);
-  t.spec.containers[0]!.command = ['/usr/bin/node', '-e', RUNAWAY_JS];
+function runawayTemplate(image: string): ActorTemplate {
+  const t = counterTemplate('storm', 'runaway', image);
+  t.containers[0]!.command = ['/usr/bin/node', '-e', RUNAWAY_JS];
   // Asks for more than the instance allows: the instance's limits are ceilings.
-  (t.spec as Record<string, unknown>).resources = { limits: [{ name: 'memory', quantity: '2Gi' }, { name: 'cpu', quantity: '4' }] };
+  t.resources = { limits: [{ name: 'memory', quantity: '2Gi' }, { name: 'cpu', quantity: '4' }] };
   return t;
 }
 
@@ -53,10 +58,22 @@ const MiB = 1024 * 1024;
 
 describe('runaway workloads are contained', () => {
   let s: TestSubstrate;
-  const rref = { actorRef: { atespace: 'storm', name: 'r1' } };
-  const nref = { actorRef: { atespace: 'storm', name: 'n1' } };
+  const rref = { actor: { atespace: 'storm', name: 'r1' } };
+  const nref = { actor: { atespace: 'storm', name: 'n1' } };
   const get = (name: string, path: string) => viaRouter(s.h.routerUrl, 'storm', name, path);
-  const actor = async (ref: typeof rref) => (await s.rpc<{ actor: Actor }>('getActor', ref)).actor;
+  const actor = async (ref: typeof rref) => s.rpc<Actor>('getActor', ref);
+  const state = async (ref: typeof rref) => (await actor(ref)).status?.state;
+  /** The runaway's sandbox killed at its limits: CRASHED, refused until reverted, then back from its snapshot. */
+  async function killedAndReverted(what: string): Promise<void> {
+    for (let i = 0; i < 100 && (await state(rref)) === ActorState.ACTOR_STATE_RUNNING; i++) await new Promise((r) => setTimeout(r, 100));
+    const a = await actor(rref);
+    expect(a.status?.state, `${what}: the runaway's actor`).toBe(ActorState.ACTOR_STATE_CRASHED);
+    expect(a.status?.crash?.message).toBe('worker pod went away while hosting the actor');
+    const refused = await get('r1', '/hello');
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatch(/ACTOR_STATE_CRASHED/);
+    expect((await s.rpc<RevertActorResponse>('revertActor', rref)).actor?.status?.state).toBe(ActorState.ACTOR_STATE_SUSPENDED);
+  }
 
   /** Runs `storm` while sampling the neighbour every 100 ms; every sample must answer 200. */
   async function duringStorm<T>(what: string, storm: () => Promise<T>): Promise<T> {
@@ -80,23 +97,23 @@ describe('runaway workloads are contained', () => {
       const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!.toFixed(1);
       console.info(`[runaway] ${what}: neighbour answered ${lat.length}/${lat.length}, latency p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${q(1)} ms`);
       expect(lat.length).toBeGreaterThan(0);
-      expect((await actor(nref)).status, `${what}: the neighbour keeps running`).toBe(Actor_Status.STATUS_RUNNING);
+      expect(await state(nref), `${what}: the neighbour keeps running`).toBe(ActorState.ACTOR_STATE_RUNNING);
     }
   }
 
   beforeAll(async () => {
     s = await startTestSubstrate({ workers: 3, limits: { memoryBytes: 256 * MiB, cpuMillis: 500, pids: 64, tmpBytes: 32 * MiB, logBytes: MiB } });
     const image = await defaultImageRef(s.stateDir);
-    expect((await applyObject(s.h.kube, runawayTemplate(image) as never)).status).toBeLessThan(300);
-    // The neighbour's template sets its own limits (Substrate v0.4's spec.resources.limits).
-    const counter = { ...counterTemplate('counter', image) };
-    (counter.spec as Record<string, unknown>).resources = { limits: [{ name: 'cpu', quantity: '250m' }, { name: 'memory', quantity: '192Mi' }] };
-    expect((await applyObject(s.h.kube, counter as never)).status).toBeLessThan(300);
-    await waitTemplateReady(s.h.kube, 'default', 'runaway');
-    await waitTemplateReady(s.h.kube, 'default', 'counter');
-    await s.rpc('createAtespace', { name: 'storm' });
-    await s.rpc('createActor', { ...rref, actorTemplateNamespace: 'default', actorTemplateName: 'runaway' });
-    await s.rpc('createActor', { ...nref, actorTemplateNamespace: 'default', actorTemplateName: 'counter' });
+    await ensureAtespace(s.rpc, 'storm');
+    await s.rpc('createActorTemplate', { actorTemplate: runawayTemplate(image) });
+    // The neighbour's template sets its own, lower limits (Substrate v0.4's resources.limits).
+    const counter = counterTemplate('storm', 'counter', image);
+    counter.resources = { limits: [{ name: 'cpu', quantity: '250m' }, { name: 'memory', quantity: '192Mi' }] };
+    await s.rpc('createActorTemplate', { actorTemplate: counter });
+    await waitGolden(s.rpc, 'storm', 'runaway');
+    await waitGolden(s.rpc, 'storm', 'counter');
+    await s.rpc('createActor', { actor: { metadata: { atespace: 'storm', name: 'r1' }, actorTemplate: { atespace: 'storm', name: 'runaway' } } });
+    await s.rpc('createActor', { actor: { metadata: { atespace: 'storm', name: 'n1' }, actorTemplate: { atespace: 'storm', name: 'counter' } } });
     await s.rpc('resumeActor', rref);
     await s.rpc('resumeActor', nref);
   });
@@ -108,7 +125,7 @@ describe('runaway workloads are contained', () => {
     const r = await duringStorm('fill /tmp', async () => JSON.parse((await get('r1', '/fill?n=200')).body) as { written: number; error: string | null });
     expect(r.error).toBe('ENOSPC');
     expect(r.written).toBeLessThanOrEqual(32);
-    expect((await actor(rref)).status).toBe(Actor_Status.STATUS_RUNNING);
+    expect(await state(rref)).toBe(ActorState.ACTOR_STATE_RUNNING);
   });
 
   it('a log flood is rotated: the log stays near its limit, one previous file kept', async () => {
@@ -125,7 +142,7 @@ describe('runaway workloads are contained', () => {
 
   /** The sandbox's cgroup directory for a v1 controller, as /proc/<sandbox pid>/cgroup names it. */
   function cgroupOf(name: string, controller: 'cpu' | 'memory'): string {
-    const h = s.h.control.sandboxOf('storm', name)!;
+    const h = s.h.actors.sandboxOf('storm', name)!;
     const line = readFileSync(`/proc/${h.pid}/cgroup`, 'utf8')
       .split('\n')
       .find((l) => l.split(':')[1]?.split(',').includes(controller));
@@ -162,22 +179,21 @@ describe('runaway workloads are contained', () => {
       expect(r.spawned).toBeLessThan(64);
       outcome = `${r.spawned} children, then ${r.error}`;
     } else {
-      for (let i = 0; i < 100 && (await actor(rref)).status === Actor_Status.STATUS_RUNNING; i++) await new Promise((r) => setTimeout(r, 100));
-      expect((await actor(rref)).status).toBe(Actor_Status.STATUS_SUSPENDED);
-      outcome = `sandbox killed (HTTP ${res.status}), actor back on its last snapshot`;
+      await killedAndReverted('fork bomb');
+      outcome = `sandbox killed (HTTP ${res.status}), actor CRASHED, reverted to its last snapshot`;
     }
     console.info(`[runaway] fork bomb: ${outcome}`);
-    expect((await actor(nref)).status).toBe(Actor_Status.STATUS_RUNNING);
+    expect(await state(nref)).toBe(ActorState.ACTOR_STATE_RUNNING);
     expect((await get('r1', '/hello')).body).toBe('hello'); // back on request
   });
 
-  it('allocating past the memory limit OOM-kills only that sandbox; it falls back to its last snapshot', async () => {
+  it('allocating past the memory limit OOM-kills only that sandbox; CRASHED, it is reverted to its last snapshot', async () => {
     await duringStorm('allocate 600 MiB', async () => {
       await get('r1', '/alloc?n=600').catch(() => undefined);
-      for (let i = 0; i < 100 && (await actor(rref)).status === Actor_Status.STATUS_RUNNING; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 100 && (await state(rref)) === ActorState.ACTOR_STATE_RUNNING; i++) await new Promise((r) => setTimeout(r, 100));
     });
-    expect((await actor(rref)).status).toBe(Actor_Status.STATUS_SUSPENDED);
-    expect((await actor(nref)).status).toBe(Actor_Status.STATUS_RUNNING);
+    await killedAndReverted('allocate 600 MiB');
+    expect(await state(nref)).toBe(ActorState.ACTOR_STATE_RUNNING);
     // It comes back on request, from its last snapshot, within its limits again.
     expect((await get('r1', '/hello')).body).toBe('hello');
   });
