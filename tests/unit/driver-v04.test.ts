@@ -285,20 +285,22 @@ describe('SubstrateDriver on the v0.4 wire (fake Control)', () => {
     expect(await readyPhase('s1')).toBe('READY');
   });
 
-  it('recovers a CRASHED actor the gateway wants running (RevertActor → ResumeActor, credentials again), reported as transient; a failed recovery is an error', async () => {
+  it('recovers a CRASHED actor the gateway wants running (RevertActor → ResumeActor, credentials again), reported as transient, also while a retryable failure is retried', async () => {
     await driver.create(await v01('s1'));
     await until(() => driver.records.get('s1')?.provisioned && fake.actors.get('default/s1')?.status?.state === S.ACTOR_STATE_RUNNING);
     fake.noCapacity = true;
     fake.crash({ atespace: 'default', name: 's1' }, 'worker pod went away while hosting the actor');
     await driver.pollOnce();
-    // The recovery runs and fails (no capacity): Ready=False RecoveryFailed → ERROR, with both causes.
+    // The recovery runs and fails for want of capacity, which a retry can fix: it stays transient
+    // (Ready=Unknown Recovering, PROVISIONING), never ERROR, and says why it is waiting.
     const failed = await until(() => {
       const sb = (driver as unknown as { project(r: unknown): DriverSandbox }).project(driver.records.get('s1'));
       const r = sb.status!.conditions.find((c) => c.type === 'Ready');
-      return r?.reason === REASON.recoveryFailed ? r : undefined;
+      return r?.reason === REASON.recovering && /retrying/.test(r.message) ? r : undefined;
     });
-    expect(failed.status).toBe('False');
+    expect(failed.status).toBe('Unknown');
     expect(failed.message).toMatch(/no Substrate worker has room/);
+    expect(await readyPhase('s1')).toBe('PROVISIONING');
     expect(fake.calls).toContain('RevertActor default/s1');
     expect(fake.actors.get('default/s1')!.status!.state).toBe(S.ACTOR_STATE_SUSPENDED);
     // Capacity back: a StartSandbox (or the next recovery) brings it back to READY.
