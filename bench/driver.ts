@@ -17,15 +17,15 @@
 //      provisioning runs behind later calls and nothing is left. Every GetCapabilities states its generation,
 //      and the driver is put back to 0.0.x (the generation the other parts are measured in) afterwards.
 //
-// Three processes, each the real thing: the local Substrate (`substrate-driver local serve`: ateapi.Control on
-// real gVisor, its resource API, its router), the driver (`substrate-driver serve`, finding that Substrate through
-// <state-dir>/local.json, so the driver's RSS is its own), and this process as the gateway-side client. The N
-// sandboxes are NOT created through CreateSandbox (that would resume N gVisor actors): the backend is populated
-// the way the driver's own state looks after N creates whose actors are now suspended (ateapi CreateActor →
-// SUSPENDED actors of one pre-provisioned template, plus the driver's per-sandbox record Secrets written through
-// the driver's own RecordStore and TemplateStore wiring), and the driver is started AFTER that, so it loads them
-// as it does after a restart. Everything lives in a temporary directory and is removed afterwards, on failure
-// and on Ctrl-C too.
+// Three processes, each the real thing: the local Substrate (`substrate-driver local serve`: Substrate v0.4's
+// ateapi.Control on real gVisor, on the instance's Unix socket, its router), the driver (`substrate-driver serve`,
+// finding that Substrate through <state-dir>/local.json, so the driver's RSS is its own), and this process as the
+// gateway-side client. The N sandboxes are NOT created through CreateSandbox (that would resume N gVisor actors):
+// the backend is populated the way the driver's own state looks after N creates whose actors are now suspended
+// (ateapi CreateActor → SUSPENDED actors of one pre-provisioned template, borrowing its golden snapshot, plus the
+// driver's per-sandbox records written through the driver's own RecordStore into its SQLite file
+// <state-dir>/driver.db), while the driver is stopped; it is started AFTER that, so it loads them as it does after
+// a restart. Everything lives in a temporary directory and is removed afterwards, on failure and on Ctrl-C too.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { childEnv, spawnOptions } from '../src/common/child-env.mjs';
@@ -36,7 +36,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadConfig } from '../src/common/config.js';
 import { setLogLevel } from '../src/common/log.js';
-import { Actor_Status, ControlClient, type Actor, type ListActorsResponse } from '../src/gen/june/ateapi.js';
+import * as ateapiPb from '../src/gen/ateapi.js';
+import { ActorState, ActorTemplate, ControlClient, SandboxClass, SnapshotContentScope, type Actor, type ListActorsResponse } from '../src/gen/ateapi.js';
 import {
   ComputeDriverClient,
   ListSandboxesResponse,
@@ -47,17 +48,14 @@ import {
 import type { PeerMetadata } from '../src/gen/extension.js';
 import { TEMPLATE_ANNOTATION } from '../src/driver/driver.js';
 import type { Generation } from '../src/driver/generations.js';
-import { storePort, templatePort } from '../src/driver/adapters.js';
 import { derivePhase } from '../src/driver/conditions.js';
-import { synthesisConfigOf } from '../src/driver/index.js';
 import { RecordStore, stripToken, type SandboxRecord } from '../src/driver/records.js';
-import { kubeAccessOf, readLocalJson, type LocalJson } from '../src/local/index.js';
+import { SqliteRecordBackend } from '../src/driver/record-backends.js';
+import { readLocalJson, type LocalJson } from '../src/local/index.js';
 import { ensureDefaultImage } from '../src/local/images.js';
 import { removeInstanceLeftovers, runscPidsOf } from '../src/local/runtime/gvisor.js';
 import { listNetns } from '../src/local/runtime/netns.js';
 import { instancePaths } from '../src/local/runtime/paths.js';
-import { kubeConfigFor, kubeTemplateStore } from '../src/template/store.js';
-import type { ActorTemplate } from '../src/template/types.js';
 import {
   type BenchOptions,
   type SuiteOption,
@@ -88,10 +86,13 @@ export const options: SuiteOption[] = [
 ];
 
 const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'substrate-driver.js');
-/** Workspace of every sandbox (= the atespace of its actor). */
+/** Workspace of every sandbox (= the atespace of its actor, and of the template: v0.4 keeps both in one atespace). */
 const WORKSPACE = 'bench';
 /** The operator's pre-provisioned ActorTemplate every sandbox names through driver_config.actor_template. */
 const TEMPLATE = 'bench-drv';
+const TEMPLATE_REF = `${WORKSPACE}/${TEMPLATE}`;
+/** v0.4 templates carry no labels: the operator makes the template attachable in the driver's config. */
+const TEMPLATE_LABELS = JSON.stringify({ [TEMPLATE_REF]: { 'openshell.ai/sandbox-attachable': 'true' } });
 /** Sandboxes of the small population (parts 1 and 3 before the big one): one running, the rest suspended. */
 const FEW = 5;
 const BLOCK = 100;
@@ -112,16 +113,12 @@ http.createServer((q, s) => {
 `;
 
 function operatorTemplate(image: string): ActorTemplate {
-  return {
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: { name: TEMPLATE, namespace: 'default', labels: { 'openshell.ai/sandbox-attachable': 'true' } },
-    spec: {
-      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
-      containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', SERVER_JS], readyz: { httpGet: { path: '/readyz', port: 80 } } }],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  } as ActorTemplate;
+  return ActorTemplate.fromPartial({
+    metadata: { atespace: WORKSPACE, name: TEMPLATE },
+    containers: [{ name: 'app', image, command: ['/usr/bin/node', '-e', SERVER_JS], wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 } }],
+    snapshotConfig: { onCommit: SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://bench/driver' },
+    sandboxConfig: { sandboxClass: SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
+  });
 }
 
 /**
@@ -160,7 +157,7 @@ function gatewaySandbox(id: string, name: string, image: string, token: string):
         agentSocketPath: '',
         labels: { 'openshell.ai/bench': 'driver' },
         environment: {},
-        driverConfig: { actor_template: TEMPLATE },
+        driverConfig: { actor_template: TEMPLATE_REF },
         platformConfig: undefined,
       },
       resourceRequirements: undefined,
@@ -184,7 +181,7 @@ function v01Sandbox(id: string, name: string, image: string, token: string): Dri
     ...sb,
     spec: {
       ...sb.spec!,
-      template: { ...sb.spec!.template!, driverConfig: undefined, platformConfig: { annotations: { [TEMPLATE_ANNOTATION]: TEMPLATE } } },
+      template: { ...sb.spec!.template!, driverConfig: undefined, platformConfig: { annotations: { [TEMPLATE_ANNOTATION]: TEMPLATE_REF } } },
       workloadIdentity: { user: '', group: '' },
     },
   };
@@ -354,11 +351,17 @@ const HEAP_USED = 'substrate_driver_nodejs_heap_size_used_bytes';
 
 type Unary = <Res>(method: string, req: object, deadlineMs?: number) => Promise<Res>;
 
-function unaryOf(client: grpc.Client): Unary {
+/**
+ * Promise form of a generated client's unary methods. With `messages` (a generated module), each request is
+ * completed with its `<Method>Request.fromPartial` first, as a generated client's caller must (unset int64 and
+ * nested fields get their defaults).
+ */
+function unaryOf(client: grpc.Client, messages?: object): Unary {
   return (method, req, deadlineMs = 60_000) =>
     new Promise((resolve, reject) => {
       const fn = (client as unknown as Record<string, Function>)[method]!;
-      fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (e: grpc.ServiceError | null, r: unknown) =>
+      const type = messages ? (messages as Record<string, { fromPartial(o: object): object }>)[`${method[0]!.toUpperCase()}${method.slice(1)}Request`] : undefined;
+      fn.call(client, type ? type.fromPartial(req) : req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (e: grpc.ServiceError | null, r: unknown) =>
         e ? reject(Object.assign(new Error(`${method}: ${grpc.status[e.code]} ${e.details}`), { code: e.code })) : resolve(r as never),
       );
     });
@@ -434,7 +437,6 @@ interface Ctx {
   lj: LocalJson;
   image: string;
   c: Clients;
-  records: RecordStore;
   /** Every sandbox the driver should know: id → name. */
   expected: Map<string, string>;
   /** The one running sandbox (created through CreateSandbox). */
@@ -452,7 +454,7 @@ interface Ctx {
 
 /** Starts `substrate-driver serve` against the local Substrate; returns the time until its socket was ready. */
 async function startDriver(ctx: Ctx): Promise<number> {
-  const args = ['serve', '--state-dir', ctx.subDir, '--socket', ctx.socket, '--log-level', 'warn', '--metrics-listen', '127.0.0.1:0'];
+  const args = ['serve', '--state-dir', ctx.subDir, '--socket', ctx.socket, '--log-level', 'warn', '--metrics-listen', '127.0.0.1:0', '--template-labels', TEMPLATE_LABELS];
   if (ctx.pollFlag !== undefined) args.push('--poll-interval-ms', String(ctx.pollFlag));
   const t0 = performance.now();
   ctx.gen = undefined;
@@ -488,10 +490,22 @@ async function stopDriver(ctx: Ctx): Promise<void> {
 
 /**
  * Adds sandboxes the way the driver's state looks after CreateSandbox of a sandbox naming a pre-provisioned
- * template, once provisioning is done and its actor is suspended: a SUSPENDED actor (ateapi CreateActor) and the
- * record Secret (desired running, provisioned) written by the driver's own RecordStore.
+ * template, once provisioning is done and its actor is suspended: a SUSPENDED actor (ateapi CreateActor, from the
+ * template's golden tag) and the record (desired running, provisioned) written by the driver's own RecordStore
+ * into its SQLite file. Only while the driver is stopped (the file has one writer).
  */
 async function populate(ctx: Ctx, count: number, concurrency = 32): Promise<number> {
+  if (ctx.driver?.alive) throw new Error('populate needs the driver stopped: its record file has one writer');
+  const records = new RecordStore(SqliteRecordBackend.inStateDir(ctx.subDir));
+  await records.load();
+  try {
+    return await populateInto(ctx, records, count, concurrency);
+  } finally {
+    records.close();
+  }
+}
+
+async function populateInto(ctx: Ctx, records: RecordStore, count: number, concurrency: number): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   let done = 0;
@@ -501,15 +515,16 @@ async function populate(ctx: Ctx, count: number, concurrency = 32): Promise<numb
     const name = `bench-${String(base + i).padStart(5, '0')}`;
     const token = fakeToken();
     const sb = gatewaySandbox(id, name, ctx.image, token);
-    await ctx.c.ateapi('createActor', { actorRef: { atespace: WORKSPACE, name: id }, actorTemplateNamespace: 'default', actorTemplateName: TEMPLATE });
+    await ctx.c.ateapi('createActor', { actor: { metadata: { atespace: WORKSPACE, name: id }, actorTemplate: { atespace: WORKSPACE, name: TEMPLATE } } });
     const rec: SandboxRecord = {
       id,
       name,
       workspace: WORKSPACE,
       atespace: WORKSPACE,
-      templateNamespace: 'default',
+      templateAtespace: WORKSPACE,
       template: TEMPLATE,
       owned: false,
+      templateHash: '',
       desired: 'running',
       token,
       createdAt: new Date().toISOString(),
@@ -520,7 +535,7 @@ async function populate(ctx: Ctx, count: number, concurrency = 32): Promise<numb
       launch: '',
       sandbox: stripToken({ ...sb, status: undefined }),
     };
-    await ctx.records.put(rec);
+    await records.put(rec);
     ctx.expected.set(id, name);
   };
   await Promise.all(
@@ -558,7 +573,7 @@ async function unaryOverhead(ctx: Ctx, calls: number): Promise<Table[]> {
         const r = await c.driver<{ sandbox?: DriverSandbox }>('getSandbox', { sandboxId: live.id, name: live.name });
         if (r.sandbox?.name !== live.name) throw new Error(`GetSandbox echoed name "${r.sandbox?.name}", expected "${live.name}"`);
       },
-      direct: () => c.ateapi<{ actor?: Actor }>('getActor', { actorRef }),
+      direct: () => c.ateapi<Actor>('getActor', { actor: actorRef }),
     },
     {
       key: 'ListSandboxes',
@@ -895,7 +910,7 @@ async function generationPairs(ctx: Ctx, calls: number): Promise<Table> {
     notes: [
       `Measured as the driver-overhead pairs above: sequential calls through the driver's Unix socket from this process, ${WARMUP} warm-up calls per side first (${WARMUP / 10} in later runs), then alternating blocks of ${BLOCK} A / ${BLOCK} B calls; p50 and p99 (nearest rank) per run, median (min–max) over the runs. ${ctx.expected.size} sandboxes exist meanwhile.`,
       `Each side's gateway generation is explicit. 0.0.x: GetCapabilities without \`gateway\`. v0.1: GetCapabilities with gateway metadata {protocol_version 1.0, "${V01_GATEWAY.implementationName}" ${V01_GATEWAY.implementationVersion}, supported [${V01_GATEWAY.supportedCapabilities.join(', ')}], required [${V01_GATEWAY.requiredCapabilities.join(', ')}]}; "negotiated": the driver checked it once and caches the answer per metadata, so a repeat is a cache hit. The driver remembers one gateway generation (a change rewrites <socket>.generation) and one negotiated answer, so the first call after the other generation's block renegotiates and switches: that call and ${SWITCH_SETTLE} more of the block's side are made untimed before each block (${switches.length} switches; the switching call: median ${ms2(median(switches))} ms, max ${ms2(switches.length ? Math.max(...switches) : NaN)} ms); a real deployment has one gateway generation. Afterwards the driver is put back to 0.0.x, the generation the other parts of this suite run in.`,
-      `Both ValidateSandboxCreate sides send the same request as a v0.1 gateway: spec.workload_identity {user "", group ""}, no template.driver_config (a v0.1 gateway forbids caller driver_config by default), the pre-provisioned ActorTemplate default/${TEMPLATE} named by platform_config.annotations.${TEMPLATE_ANNOTATION} (it carries openshell.ai/sandbox-attachable=true, so the default admission policy admits it for every workspace), an empty sandbox token. The admission re-check is GetCapabilities with the v0.1 metadata, then resource_admission_policy (${startupAck.length} bytes) compared byte for byte with the answer of the bench's startup handshake, as RemoteComputeDriver::verify_admission_policy does (openshell-v0.1.md §2.5); B − A is its added cost. A ValidateSandboxCreate reads the named template (the driver's TemplateStore) and checks its admission labels.`,
+      `Both ValidateSandboxCreate sides send the same request as a v0.1 gateway: spec.workload_identity {user "", group ""}, no template.driver_config (a v0.1 gateway forbids caller driver_config by default), the pre-provisioned ActorTemplate ${TEMPLATE_REF} named by platform_config.annotations.${TEMPLATE_ANNOTATION} (the driver's template_labels give it openshell.ai/sandbox-attachable=true, so the default admission policy admits it for every workspace; v0.4 templates carry no labels), an empty sandbox token. The admission re-check is GetCapabilities with the v0.1 metadata, then resource_admission_policy (${startupAck.length} bytes) compared byte for byte with the answer of the bench's startup handshake, as RemoteComputeDriver::verify_admission_policy does (openshell-v0.1.md §2.5); B − A is its added cost. A ValidateSandboxCreate reads the named template (ateapi GetActorTemplate) and checks its admission labels.`,
       machineNote(opts),
     ],
     samples,
@@ -990,7 +1005,7 @@ async function createRecheck(ctx: Ctx, creates: number): Promise<Table> {
     columns: ['A', 'B', 'A p50', 'B p50', 'B − A p50 (difference of medians)', 'A p99', 'B p99', 'B − A p99 (difference of medians)'],
     rows: [['CreateSandbox (v0.1 request)', 'CreateSandbox + admission re-check', fmt(a.p50, 2), fmt(b.p50, 2), diffOfMedians(b.p50, a.p50, 2), fmt(a.p99, 2), fmt(b.p99, 2), diffOfMedians(b.p99, a.p99, 2)]],
     notes: [
-      `CreateSandbox returns once the sandbox's record is durable (a Secret written through the local Substrate's resource API); provisioning (CreateActor from the template's golden snapshot, ResumeActor) continues in the background. Each created sandbox is deleted at once with DeleteSandbox, awaited (it stops the provisioning, deletes the actor, removes the record: median ${ms2(median(deletes))} ms over ${deletes.length}), followed by a ${CREATE_SETTLE_MS} ms pause, so no background provisioning overlaps the next create or any later part, and none of the ${2 * total} sandboxes is left (checked: ListSandboxes and the atespace's actors are back to ${ctx.expected.size}).`,
+      `CreateSandbox returns once the sandbox's record is durable (a row in the driver's SQLite file, synchronous=FULL); provisioning (CreateActor from the template's golden snapshot, ResumeActor) continues in the background. Each created sandbox is deleted at once with DeleteSandbox, awaited (it stops the provisioning, deletes the actor, removes the record: median ${ms2(median(deletes))} ms over ${deletes.length}), followed by a ${CREATE_SETTLE_MS} ms pause, so no background provisioning overlaps the next create or any later part, and none of the ${2 * total} sandboxes is left (checked: ListSandboxes and the atespace's actors are back to ${ctx.expected.size}).`,
       `Creates alternate A, B, A, B, … (${creates} per side per run, ${total} in all per side; 2 untimed creates per side first). With ${creates} samples a run's p99 (nearest rank) is its maximum. Requests are a v0.1 gateway's (see the table above: workload_identity, no driver_config, the template named by platform_config.annotations.${TEMPLATE_ANNOTATION}, plus a JWT-sized sandbox token); the re-check is the same GetCapabilities + byte compare, so B − A is its added cost. ${ctx.expected.size} sandboxes exist meanwhile; the driver polls ListActors every ${ctx.pollMs} ms.`,
       machineNote(opts),
     ],
@@ -1029,7 +1044,7 @@ async function watchLatency(ctx: Ctx, changes: number): Promise<LatencyResult> {
       const suspend = i % 2 === 0;
       const from = w.events.length;
       const t0 = performance.now();
-      await c.ateapi<{ actor?: Actor }>(suspend ? 'suspendActor' : 'resumeActor', { actorRef });
+      await c.ateapi<{ actor?: Actor }>(suspend ? 'suspendActor' : 'resumeActor', { actor: actorRef });
       const t1 = performance.now();
       const done = suspend
         ? (sb: DriverSandbox) => sb.id === live.id && readyOf(sb)?.reason === 'ResumesOnDemand' && !sb.status?.instanceId
@@ -1057,8 +1072,8 @@ async function watchLatency(ctx: Ctx, changes: number): Promise<LatencyResult> {
   } finally {
     w.cancel();
     // Leave the actor running for what follows (an even number of changes ends on a resume).
-    const a = await c.ateapi<{ actor?: Actor }>('getActor', { actorRef }).catch(() => undefined);
-    if (a?.actor && a.actor.status !== Actor_Status.STATUS_RUNNING) await c.ateapi('resumeActor', { actorRef }).catch(() => undefined);
+    const a = await c.ateapi<Actor>('getActor', { actor: actorRef }).catch(() => undefined);
+    if (a && a.status?.state !== ActorState.ACTOR_STATE_RUNNING) await c.ateapi('resumeActor', { actor: actorRef }).catch(() => undefined);
   }
   opts.log(
     `  ${res.label}: suspend → event p50 ${ms2(pct(res.suspend, 50))} ms, resume → event p50 ${ms2(pct(res.resume, 50))} ms (${res.early} event(s) before the call's reply)`,
@@ -1089,7 +1104,7 @@ function latencyTable(ctx: Ctx, results: LatencyResult[], changes: number): Tabl
     columns: ['sandboxes', 'change (outside the gateway)', 'n', 'event after the reply p50', 'p99', 'max', 'first event of the change, from the call p50', 'ateapi call (median)'],
     rows,
     notes: [
-      `The pinned ateapi has no watch RPC, so the driver detects changes made outside it by polling ListActors every poll_interval_ms = ${ctx.pollMs} ms${ctx.pollFlag === undefined ? " (the driver's default)" : ' (--poll-interval-ms)'} and diffing; expected latency is up to one interval plus one full ListActors of the atespace. Changes made through the driver itself are published at once.`,
+      `Substrate v0.4's ateapi has no watch RPC, so the driver detects changes made outside it by polling ListActors every poll_interval_ms = ${ctx.pollMs} ms${ctx.pollFlag === undefined ? " (the driver's default)" : ' (--poll-interval-ms)'} and diffing; expected latency is up to one interval plus one full ListActors of the atespace. Changes made through the driver itself are published at once.`,
       '"event after the reply": from the moment the SuspendActor/ResumeActor call returned (the actor is then SUSPENDED/RUNNING) to the arrival of the first event showing that state (suspend: Ready=Unknown reason ResumesOnDemand, no instance; resume: Ready=True). The driver projects SUSPENDING like SUSPENDED, so a poll during the checkpoint can deliver the suspend event before the reply; such events count as 0 ' +
         `(${early} of ${results.reduce((s, r) => s + r.suspend.length + r.resume.length, 0)}). "first event of the change": from the call's start to the first event for the sandbox (may show the transitional RESUMING state).`,
       'A random pause of 0–1 poll interval precedes each change, so changes do not lock onto the poll phase. Every event is also checked: an outside suspend never makes the sandbox ERROR or STOPPED.',
@@ -1224,10 +1239,10 @@ async function listAndBootstrap(ctx: Ctx, n: number, m: StartFigures): Promise<T
     columns: ['figure', 'value', 'target', 'status'],
     rows,
     notes: [
-      `Population (${(m.populateMs / 1000).toFixed(1)} s, not through CreateSandbox, which would resume ${n} gVisor actors): ${n - FEW} actors made with ateapi CreateActor (SUSPENDED, no sandbox process) from one pre-provisioned ActorTemplate, each with the driver's record Secret (desired running, provisioned, a JWT-sized token, the gateway's sandbox spec) written through the driver's own RecordStore → TemplateStore (src/driver/records.ts, src/template/store.ts) exactly as CreateSandbox writes it. One of the ${n} is a running sandbox created through CreateSandbox.`,
-      `The driver keeps its records in memory and loads them at start, so it was stopped before the population and restarted after it: these figures are what it serves after a restart. It is the \`substrate-driver serve\` binary (through tsx, as shipped), its own process (pid RSS from /proc/<pid>/smaps_rollup, peak = VmHWM); the local Substrate runs in another process.`,
+      `Population (${(m.populateMs / 1000).toFixed(1)} s, not through CreateSandbox, which would resume ${n} gVisor actors): ${n - FEW} actors made with ateapi CreateActor (SUSPENDED, borrowing the template's golden snapshot, no sandbox process) from one pre-provisioned ActorTemplate, each with the driver's record (desired running, provisioned, a JWT-sized token, the gateway's sandbox spec) written through the driver's own RecordStore into its SQLite file (src/driver/records.ts, src/driver/record-backends.ts) exactly as CreateSandbox writes it. One of the ${n} is a running sandbox created through CreateSandbox.`,
+      `The driver keeps its records in memory and loads them from <state-dir>/driver.db at start, so it was stopped before the population and restarted after it: these figures are what it serves after a restart. It is the \`substrate-driver serve\` binary (through tsx, as shipped), its own process (pid RSS from /proc/<pid>/smaps_rollup, peak = VmHWM); the local Substrate runs in another process.`,
       `Phases the gateway derives from the list: ${[...phases].map(([k, v]) => `${k} ${v}`).join(', ')} (suspended outside the gateway reads Ready=Unknown ResumesOnDemand: never ERROR or STOPPED).`,
-      'ListSandboxes is read here with no receive limit and its encoded size measured (ListSandboxesResponse.encode); the gateway\'s tonic client refuses answers over 4 MiB. The watch bootstrap is timed from opening the stream to the last of the N snapshot events decoded by this client; "open → first event" is the driver\'s fresh ListActors and projection before it writes the snapshot. "start → socket ready" includes Node and tsx start-up, loading every record Secret and the first ListActors poll.',
+      'ListSandboxes is read here with no receive limit and its encoded size measured (ListSandboxesResponse.encode); the gateway\'s tonic client refuses answers over 4 MiB. The watch bootstrap is timed from opening the stream to the last of the N snapshot events decoded by this client; "open → first event" is the driver\'s fresh ListActors and projection before it writes the snapshot. "start → socket ready" includes Node and tsx start-up, loading every record from its SQLite file and the first ListActors poll.',
       `Memory: RSS samples are taken 1 s after each point; V8 figures come from the driver's own /metrics (Node default metrics). Heap in use includes garbage not yet collected, so the per-sandbox figure (lower of the two ${n}-record heap figures minus the ${FEW - 1}-record one, per added sandbox) is an upper bound. Idle CPU is the driver process's utime+stime while nothing but its own poll runs: every interval it pages ListActors over the atespace and diffs (a sandbox is projected again only when its actor's version or its own state changed).`,
     ],
     samples: s,
@@ -1290,29 +1305,34 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       lj = readLocalJson(subDir);
     }
     const image = (await ensureDefaultImage(subDir)).ref;
-    const kc = kubeConfigFor(kubeAccessOf(lj));
-    const store = kubeTemplateStore(kc);
-    const [tms] = await timed(async () => {
-      await store.apply(operatorTemplate(image));
-      await store.waitReady('default', TEMPLATE, 180_000);
-    });
-    opts.log(`driver: pre-provisioned template ${TEMPLATE} Ready (golden snapshot) in ${(tms / 1000).toFixed(1)} s`);
 
     const driverRaw = new ComputeDriverClient(`unix:${path.join(tmp, 'run', 'driver.sock')}`, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
     });
     const ateapiRaw = new ControlClient(lj.api_endpoint, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-    clients = { driverRaw, driver: unaryOf(driverRaw), ateapiRaw, ateapi: unaryOf(ateapiRaw) };
-    // The records are written exactly as the driver writes them: its config defaults, its port wiring.
+    clients = { driverRaw, driver: unaryOf(driverRaw), ateapiRaw, ateapi: unaryOf(ateapiRaw, ateapiPb) };
+    // The driver's config defaults (the same the `serve` child reads), for its poll interval and admission ack.
     const cfg = loadConfig({ env: {}, flags: { state_dir: subDir } });
-    const tp = templatePort(synthesisConfigOf(cfg, { apiEndpoint: lj.api_endpoint, kube: kubeAccessOf(lj), stateDir: subDir }));
-    const records = new RecordStore(storePort(store), cfg.defaultNamespace, (id) => tp.tokenSecretNameFor(id), tp.tokenSecretKey);
-    await store.ensureNamespace(cfg.defaultNamespace);
+    const api = clients.ateapi;
     try {
-      await clients.ateapi('createAtespace', { name: WORKSPACE });
+      await api('createAtespace', { atespace: { metadata: { name: WORKSPACE } } });
     } catch (e) {
       if ((e as { code?: number }).code !== grpc.status.ALREADY_EXISTS) throw e;
     }
+    // The operator's pre-provisioned template (v0.4: an ateapi resource in the sandboxes' atespace), then its golden tag.
+    const [tms] = await timed(async () => {
+      await api('createActorTemplate', { actorTemplate: operatorTemplate(image) });
+      for (const deadline = Date.now() + 180_000; ; ) {
+        const t = await api<ActorTemplate>('getActorTemplate', { actorTemplate: { atespace: WORKSPACE, name: TEMPLATE } });
+        const g = t.status?.goldenSnapshotStatus;
+        if (g?.errorMessage) throw new Error(`template ${TEMPLATE_REF}: golden snapshot failed: ${g.errorMessage}`);
+        if (g?.goldenTag?.name) break;
+        if (Date.now() > deadline) throw new Error(`template ${TEMPLATE_REF} has no golden tag after 180 s`);
+        if (isInterrupted()) throw new Error('interrupted');
+        await sleep(100);
+      }
+    });
+    opts.log(`driver: pre-provisioned template ${TEMPLATE_REF}: golden tag in ${(tms / 1000).toFixed(1)} s`);
     ctx = {
       opts,
       tmp,
@@ -1321,7 +1341,6 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
       lj,
       image,
       c: clients,
-      records,
       expected: new Map(),
       live: { id: randomUUID(), name: 'bench-live' },
       pollMs: pollFlag ?? cfg.pollIntervalMs,
@@ -1374,7 +1393,7 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
         async () => {
           afterPart1 ??= await memSample(ctx!);
           await stopDriver(ctx!);
-          opts.log(`driver: stopped; populating ${n - FEW} more sandboxes (CreateActor + record Secret each)`);
+          opts.log(`driver: stopped; populating ${n - FEW} more sandboxes (CreateActor + driver record each)`);
           const populateMs = await populate(ctx!, n - FEW);
           opts.log(`driver: populated in ${(populateMs / 1000).toFixed(1)} s; restarting the driver on ${n} records`);
           const startMs = await startDriver(ctx!);

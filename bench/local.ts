@@ -1,9 +1,12 @@
-// Benchmark suite "local": the local Substrate (src/local) on real gVisor, measured side by side in one run.
+// Benchmark suite "local": the local Substrate (src/local) on real gVisor, through its Substrate v0.4 ateapi
+// (gRPC on the instance's Unix socket), measured side by side in one run.
 //   1. SuspendActor / ResumeActor through ateapi vs the same `runsc checkpoint` / `runsc restore` called directly
 //      (same binary, same global flags, same /proc/sys/net mask wrapper, same bundle layout and image).
-//   2. Cold boot (ResumeActor boot=true) vs golden-snapshot create (boot=false) to the first HTTP 200, for an
-//      idle server and for one that burns 3 s of CPU at start.
-//   3. First HTTP answer through the router after a suspend (implicit resume).
+//   2. Cold boot vs golden-snapshot create to the first HTTP 200, for an idle server and for one that burns 3 s of
+//      CPU at start. v0.4 has no boot flag: an actor created from a template borrows the template's golden
+//      snapshot (golden); a cold boot is an actor whose snapshot belongs to another template (created from a twin
+//      template, then UpdateActor onto this one: v0.4's TemplateReplaced, data only, so the resume boots it).
+//   3. First HTTP answer through the router (ate-target-actor header) after a suspend (implicit resume).
 //   4. Memory and idle CPU per running actor; processes and snapshot bytes per suspended actor.
 //   5. Multiplexing: K actors on one worker, resumed, asked and suspended round-robin, state kept.
 // Everything runs in a temporary state directory and is removed afterwards, on failure and on Ctrl-C too.
@@ -14,13 +17,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as ateapi from '../src/gen/june/ateapi.js';
-import { ControlClient, type Actor } from '../src/gen/june/ateapi.js';
+import * as ateapi from '../src/gen/ateapi.js';
+import { ControlClient, type Actor } from '../src/gen/ateapi.js';
 import { setLogLevel, setLogSink, type Level } from '../src/common/log.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../src/local/index.js';
-import type { KubeAccess } from '../src/template/store.js';
 import { ensureDefaultImage } from '../src/local/images.js';
-import { DEFAULT_ACTOR_LIMITS } from '../src/local/control.js';
+import { DEFAULT_ACTOR_LIMITS } from '../src/local/workload.js';
+import { SnapshotStore } from '../src/local/snapshots.js';
 import { createRuntime, MASK_SCRIPT, ociConfig, readLine, removeInstanceLeftovers, runscPidsOf, type GvisorRuntime } from '../src/local/runtime/gvisor.js';
 import { childEnv, pidAlive, run as runCmd, spawnToFd } from '../src/local/runtime/exec.js';
 import { listNetns, readdAddress } from '../src/local/runtime/netns.js';
@@ -74,28 +77,28 @@ http.createServer((q, s) => {
 }).listen(80);
 `;
 
-function template(name: string, image: string, initMs: number) {
-  return {
-    apiVersion: 'ate.dev/v1alpha1',
-    kind: 'ActorTemplate',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      pauseImage: 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a',
-      containers: [
-        {
-          name: 'app',
-          image,
-          command: ['/usr/bin/node', '-e', SERVER_JS],
-          env: [{ name: 'INIT_MS', value: String(initMs) }],
-          readyz: { httpGet: { path: '/readyz', port: 80 } },
-        },
-      ],
-      snapshotsConfig: { location: 'file:///unused/' },
-    },
-  };
+/** The workload's ActorTemplate (Substrate v0.4): a wakeup probe on /readyz, so its golden snapshot is taken at once. */
+function template(name: string, image: string, initMs: number): ateapi.ActorTemplate {
+  return ateapi.ActorTemplate.fromPartial({
+    metadata: { atespace: ATESPACE, name },
+    containers: [
+      {
+        name: 'app',
+        image,
+        command: ['/usr/bin/node', '-e', SERVER_JS],
+        env: [{ name: 'INIT_MS', value: String(initMs) }],
+        wakeupProbe: { httpGet: { path: '/readyz', port: 80 }, timeoutSeconds: 30 },
+      },
+    ],
+    snapshotConfig: { onCommit: ateapi.SnapshotContentScope.SNAPSHOT_CONTENT_SCOPE_FULL, storageLocation: 'gs://bench/snapshots' },
+    sandboxConfig: { sandboxClass: ateapi.SandboxClass.SANDBOX_CLASS_GVISOR, configName: 'gvisor-default' },
+  });
 }
 
-// ---- ateapi client, resource API, router ---------------------------------------------------------------------
+/** The twin of a template (same content, another name and uid): cold actors are created from it, then repointed. */
+const twinOf = (tpl: string) => `${tpl}-twin`;
+
+// ---- ateapi client (v0.4), router -----------------------------------------------------------------------------
 
 type Rpc = <Res>(method: string, req: object) => Promise<Res>;
 
@@ -112,23 +115,16 @@ function controlClient(target: string): { rpc: Rpc; close(): void } {
   return { rpc, close: () => client.close() };
 }
 
-async function applyTemplate(kube: KubeAccess, obj: ReturnType<typeof template>): Promise<void> {
-  const r = await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${obj.metadata.name}?fieldManager=bench&force=true`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/apply-patch+yaml', authorization: `Bearer ${kube.token}` },
-    body: JSON.stringify(obj),
-  });
-  if (r.status >= 300) throw new Error(`applying ActorTemplate ${obj.metadata.name} failed: HTTP ${r.status} ${await r.text()}`);
-}
-
-async function waitTemplateReady(kube: KubeAccess, name: string, timeoutMs = 120_000): Promise<void> {
+/** Creates a template and waits for its golden tag (the template's golden snapshot, published). */
+async function createTemplate(rpc: Rpc, t: ateapi.ActorTemplate, timeoutMs = 180_000): Promise<void> {
+  await rpc('createActorTemplate', { actorTemplate: t });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const o = (await (await fetch(`${kube.url}/apis/ate.dev/v1alpha1/namespaces/default/actortemplates/${name}`, { headers: { authorization: `Bearer ${kube.token}` } })).json()) as {
-      status?: { phase?: string; conditions?: Array<{ message?: string }> };
-    };
-    if (o.status?.phase === 'Ready') return;
-    if (Date.now() > deadline) throw new Error(`ActorTemplate default/${name} not Ready after ${timeoutMs / 1000}s: ${JSON.stringify(o.status)}`);
+    const cur = await rpc<ateapi.ActorTemplate>('getActorTemplate', { actorTemplate: { atespace: ATESPACE, name: t.metadata!.name } });
+    const g = cur.status?.goldenSnapshotStatus;
+    if (g?.errorMessage) throw new Error(`ActorTemplate ${ATESPACE}/${t.metadata!.name}: golden snapshot failed: ${g.errorMessage}`);
+    if (g?.goldenTag?.name) return;
+    if (Date.now() > deadline) throw new Error(`ActorTemplate ${ATESPACE}/${t.metadata!.name} has no golden tag after ${timeoutMs / 1000}s`);
     if (isInterrupted()) throw new Error('interrupted');
     await sleep(100);
   }
@@ -140,14 +136,14 @@ interface HttpResult {
 }
 
 /** One GET over a given connection (or a fresh TCP connection), no keep-alive. */
-function httpGet(o: { host?: string; port?: number; hostHeader: string; path: string; sock?: net.Socket; timeoutMs?: number }): Promise<HttpResult> {
+function httpGet(o: { host?: string; port?: number; headers: Record<string, string>; path: string; sock?: net.Socket; timeoutMs?: number }): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
         host: o.host,
         port: o.port,
         path: o.path,
-        headers: { host: o.hostHeader, connection: 'close' },
+        headers: { ...o.headers, connection: 'close' },
         // A given connection replaces the agent; without one, a fresh connection without keep-alive.
         ...(o.sock ? { createConnection: () => o.sock! } : { agent: false }),
       },
@@ -165,9 +161,10 @@ function httpGet(o: { host?: string; port?: number; hostHeader: string; path: st
   });
 }
 
+/** GET through the router, addressed as Substrate v0.4 routes: `ate-target-actor: <atespace>/<actor>`. */
 function viaRouter(routerUrl: string, actor: string, p: string): Promise<HttpResult> {
   const u = new URL(routerUrl);
-  return httpGet({ host: u.hostname, port: Number(u.port), hostHeader: `${actor}.${ATESPACE}.actors.resources.substrate.ate.dev`, path: p });
+  return httpGet({ host: u.hostname, port: Number(u.port), headers: { 'ate-target-actor': `${ATESPACE}/${actor}` }, path: p });
 }
 
 /** Polls until a 200 (every 10 ms); returns its body. */
@@ -229,7 +226,8 @@ class RawSandbox {
       const t0 = performance.now();
       await readdAddress(this.slot.netns, this.slot.ip); // runsc takes the address off the veth at every start
       this.lastReaddMs = performance.now() - t0;
-      const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.rt.runscPath, ...globalFlags(this.rt), kind, ...extra, '-detach', '--bundle', bundle, id];
+      // Exactly the runtime's command (src/local/runtime/gvisor.ts startSandbox), --pid-file included.
+      const args = ['-m', '--propagation', 'private', '/bin/sh', '-ec', MASK_SCRIPT, this.rt.runscPath, ...globalFlags(this.rt), kind, ...extra, '-detach', '--pid-file', path.join(bundle, 'pid'), '--bundle', bundle, id];
       const code = await spawnToFd('unshare', args, fd, { timeoutMs: 120_000, env: childEnv({ set: { SBX_PROCSYS: this.rt.paths.procsysScratch } }) });
       const ms = performance.now() - t0;
       this.lastRunscMs = ms - this.lastReaddMs;
@@ -241,11 +239,11 @@ class RawSandbox {
     }
   }
 
-  /** runsc state → pid of the sandbox process (after the timed part). */
+  /** The sandbox process's pid, from the --pid-file runsc wrote (after the timed part). */
   async learnPid(): Promise<void> {
-    const r = await runCmd(this.rt.runscPath, [`--root=${this.rt.paths.runscRoot}`, 'state', this.id], { timeoutMs: 30_000 });
-    if (r.code !== 0) throw new Error(`runsc state ${this.id} failed: ${r.stderr.trim()}`);
-    this.pid = (JSON.parse(r.stdout) as { pid: number }).pid;
+    const pid = Number(fs.readFileSync(path.join(this.rt.paths.bundles, this.id, 'pid'), 'utf8').trim());
+    if (!pid) throw new Error(`runsc wrote no pid for ${this.id}`);
+    this.pid = pid;
   }
 
   boot(): Promise<number> {
@@ -295,7 +293,7 @@ class RawSandbox {
       sock.destroy();
       throw new Error(`forwarder: ${line}`);
     }
-    return httpGet({ sock, hostHeader: `${this.slot.ip}:80`, path: p, timeoutMs: 5_000 });
+    return httpGet({ sock, headers: { host: `${this.slot.ip}:80` }, path: p, timeoutMs: 5_000 });
   }
 
   async destroy(): Promise<void> {
@@ -346,17 +344,35 @@ interface Ctx {
   rawRt: GvisorRuntime;
   image: { ref: string; rootfs: string; digest: string };
   tmp: string;
+  snapshots: SnapshotStore;
 }
 
-const ref = (name: string) => ({ actorRef: { atespace: ATESPACE, name } });
+const ref = (name: string) => ({ actor: { atespace: ATESPACE, name } });
 
-async function createActor(c: Ctx, name: string, tpl: string): Promise<void> {
-  await c.rpc('createActor', { ...ref(name), actorTemplateNamespace: 'default', actorTemplateName: tpl });
+/** An actor of `tpl`: created from its golden tag (its first resume restores the template's golden snapshot). */
+async function createActor(c: Ctx, name: string, tpl: string): Promise<Actor> {
+  return c.rpc<Actor>('createActor', { actor: { metadata: { atespace: ATESPACE, name }, actorTemplate: { atespace: ATESPACE, name: tpl } } });
+}
+
+/**
+ * An actor of `tpl` that cold-boots on its first resume: created from the twin template's golden tag, then
+ * repointed onto `tpl` (UpdateActor while SUSPENDED). Its snapshot now belongs to another template (v0.4
+ * TemplateReplaced: data only), which the local Substrate does not restore: ResumeActor boots the workload.
+ */
+async function createColdActor(c: Ctx, name: string, tpl: string): Promise<Actor> {
+  const a = await createActor(c, name, twinOf(tpl));
+  return c.rpc<Actor>('updateActor', { actor: { ...a, actorTemplate: { atespace: ATESPACE, name: tpl } } });
 }
 
 async function dropActor(c: Ctx, name: string): Promise<void> {
   await c.rpc('suspendActor', ref(name));
   await c.rpc('deleteActor', ref(name));
+}
+
+/** The directory of an actor's external snapshot on this machine (the snapshot store maps each URI to one). */
+function snapshotDirOf(c: Ctx, a: Actor | undefined): string {
+  const uri = a?.status?.externalSnapshot?.snapshotUri;
+  return uri ? c.snapshots.dirOf(uri) : '';
 }
 
 // 1 -------------------------------------------------------------------------------------------------------------
@@ -443,8 +459,8 @@ async function suspendResume(c: Ctx): Promise<Table> {
       s.rawRunscRestore!.push(raw.lastRunscMs);
       if (cap.checkpoint.length === ck0 + 1) s.oursRunscCheckpoint!.push(cap.checkpoint[ck0]!);
       if (cap.restore.length === rs0 + 1) s.oursRunscRestore!.push(cap.restore[rs0]!);
-      const uri = susRes.actor.latestSnapshotInfo?.data?.$case === 'external' ? susRes.actor.latestSnapshotInfo.data.value.snapshotUriPrefix : '';
-      if (uri) s.oursBytes!.push(diskUsage(uri.replace(/^file:\/\//, '')).bytes);
+      const dir = snapshotDirOf(c, susRes.actor);
+      if (dir) s.oursBytes!.push(diskUsage(dir).bytes);
       s.rawBytes!.push(diskUsage(img).bytes);
       opts.log(`  run ${i + 1}/${opts.runs}: suspend ${sus.toFixed(0)} vs checkpoint ${ck.toFixed(0)} ms; resume→200 ${res200.toFixed(0)} vs restore→200 ${r200.toFixed(0)} ms`);
     }
@@ -469,7 +485,7 @@ async function suspendResume(c: Ctx): Promise<Table> {
     ],
     notes: [
       'Workload: a Node HTTP server holding a counter (idle); every cycle checks the counter continued on both sides.',
-      'ateapi: gRPC SuspendActor / ResumeActor on a running actor (checkpoint into the snapshot store with fsync + atomic rename, worker bookkeeping in SQLite; resume restores from the actor\'s snapshot and waits for readyz). "→ first HTTP 200" = ResumeActor plus the first GET through the router.',
+      'ateapi (Substrate v0.4, gRPC on the instance\'s Unix socket): SuspendActor / ResumeActor on a running actor (checkpoint into a new actor-owned external snapshot with fsync + atomic rename, worker bookkeeping in SQLite; resume restores from the actor\'s snapshot and waits for the wakeup probe). "→ first HTTP 200" = ResumeActor plus the first GET through the router (ate-target-actor header).',
       `runsc directly: the same runsc binary with the runtime's exact global flags (${'`'}--platform=${c.rawRt.platform} --net-disconnect-ok --network=sandbox --overlay2=none${'`'}, --compression=${c.rawRt.compression}), the same /proc/sys/net mask wrapper, bundle layout, image and cgroup limits (1Gi, 1 core, 1024 tasks, /tmp 256Mi: the local Substrate's defaults), on a netns slot of its own. Suspend = \`runsc checkpoint\` returning; resume = address re-add + \`runsc restore -detach\` returning, then polling GET through the hub forwarder every 10 ms until 200.`,
       '"the command alone" rows time just the runsc process inside each path (for ateapi, from the runtime\'s own timing logs): they show how much of the ateapi figure is runsc and how much is the local Substrate\'s own work (snapshot fsync and rename, sandbox teardown, bundle and address setup, readyz polling, SQLite, gRPC, router).',
       '"resume: call returns" is not like for like: ResumeActor returns only once the workload answers readyz, `runsc restore -detach` returns before the app is reachable; the like-for-like resume figure is "→ first HTTP 200".',
@@ -495,16 +511,17 @@ async function coldVsGolden(c: Ctx): Promise<Table> {
     for (let i = 0; i < opts.runs; i++) {
       for (const boot of [true, false]) {
         const name = `${boot ? 'cold' : 'gold'}-${k++}`;
-        await createActor(c, name, tpl);
+        if (boot) await createColdActor(c, name, tpl);
+        else await createActor(c, name, tpl);
         const wall = Date.now();
         const t0 = performance.now();
-        await rpc('resumeActor', { ...ref(name), boot });
+        await rpc('resumeActor', ref(name));
         const body = await until200(() => viaRouter(h.routerUrl, name, '/peek'));
         const ms = performance.now() - t0;
         const born = counterOf(body).born;
         // A cold boot starts the process now; a golden restore brings back one born before this call.
-        if (boot && born < wall - 1000) failures.push(`${name}: boot=true but the process was born before the call`);
-        if (!boot && born >= wall) failures.push(`${name}: boot=false but the process was born during the call (not restored from the golden snapshot)`);
+        if (boot && born < wall - 1000) failures.push(`${name}: cold actor, but the process was born before the call (restored, not booted)`);
+        if (!boot && born >= wall) failures.push(`${name}: golden actor, but the process was born during the call (not restored from the golden snapshot)`);
         (boot ? cold : gold).push(ms);
         await dropActor(c, name);
       }
@@ -516,9 +533,12 @@ async function coldVsGolden(c: Ctx): Promise<Table> {
   }
   return {
     title: `Cold boot vs golden-snapshot create: ResumeActor on a new actor → first HTTP 200 through the router (ms, median (min–max) of ${opts.runs})`,
-    columns: ['workload', 'cold boot (boot=true)', 'golden snapshot (boot=false)', 'cold / golden', 'target: golden ≤ 500 ms'],
+    columns: ['workload', 'cold boot', 'golden snapshot', 'cold / golden', 'target: golden ≤ 500 ms'],
     rows,
-    notes: ['Each run creates a fresh actor of a Ready template; the process birth time it reports confirms which path ran (cold: born during the call; golden: born before, in the golden actor).'],
+    notes: [
+      'Each run creates two fresh actors of the same template (wakeup probe on /readyz, golden tag published) and times ResumeActor plus polling GET /peek through the router every 10 ms until 200. Golden: CreateActor from the template (it borrows the golden tag\'s snapshot); ResumeActor restores it. Cold: CreateActor from a twin template (same content, another uid), then UpdateActor onto this template; its snapshot was taken under another template (v0.4 TemplateReplaced, data only), so ResumeActor boots the workload and waits for its wakeup probe.',
+      'The process birth time the workload reports confirms which path ran (cold: born during the call; golden: born before, in the golden actor).',
+    ],
     samples: s,
     failures,
   };
@@ -564,7 +584,7 @@ async function perActorCost(c: Ctx): Promise<Table> {
   const measureRunning = async (name: string, into: M) => {
     await until200(() => viaRouter(h.routerUrl, name, '/count'));
     await sleep(1000); // let the restore or boot settle before sampling
-    const hd = h.control.sandboxOf(ATESPACE, name);
+    const hd = h.actors.sandboxOf(ATESPACE, name);
     if (!hd) throw new Error(`actor ${name} has no sandbox while RUNNING`);
     const needle = `/bundles/${hd.sandboxId}`;
     const procs = sandboxProcesses(needle, [hd.pid]);
@@ -584,10 +604,10 @@ async function perActorCost(c: Ctx): Promise<Table> {
     }
     suspended.procs.push(left.length);
     if (left.length) failures.push(`suspended actor ${name} still has ${left.length} process(es): ${left.join(', ')}`);
-    const uri = a.latestSnapshotInfo?.data?.$case === 'external' ? a.latestSnapshotInfo.data.value.snapshotUriPrefix : '';
-    if (!uri) failures.push(`suspended actor ${name} has no external snapshot`);
+    const dir = snapshotDirOf(c, a);
+    if (!dir) failures.push(`suspended actor ${name} has no external snapshot`);
     else {
-      const du = diskUsage(uri.replace(/^file:\/\//, ''));
+      const du = diskUsage(dir);
       suspended.bytes.push(du.bytes);
       suspended.allocated.push(du.allocated);
     }
@@ -601,8 +621,8 @@ async function perActorCost(c: Ctx): Promise<Table> {
       const { actor } = await rpc<{ actor: Actor }>('suspendActor', ref('mem'));
       await afterSuspend('mem', needle, actor);
       const cname = `memc-${i}`;
-      await createActor(c, cname, 'bench-idle');
-      await rpc('resumeActor', { ...ref(cname), boot: true });
+      await createColdActor(c, cname, 'bench-idle');
+      await rpc('resumeActor', ref(cname));
       await measureRunning(cname, cold);
       await dropActor(c, cname);
       opts.log(`  run ${i + 1}/${opts.runs}: restored PSS ${(restored.pss.at(-1)! / MiB).toFixed(1)} MiB, cold PSS ${(cold.pss.at(-1)! / MiB).toFixed(1)} MiB`);
@@ -621,7 +641,7 @@ async function perActorCost(c: Ctx): Promise<Table> {
     ],
     notes: [
       'Processes of one sandbox: runsc-sandbox, runsc-gofer and their children (the ptrace stub processes holding the workload\'s memory). RSS and PSS are summed from /proc/<pid>/smaps_rollup (RSS counts memory shared between them, e.g. the sentry memory file mapped into the stubs, once per process; PSS splits it). Idle CPU is utime+stime from /proc/<pid>/stat over the window.',
-      'A suspended actor is only its snapshot directory (uncompressed image: checkpoint.img, pages.img, pages_meta.img, meta.json); its sandbox processes are counted after SuspendActor returns (the runtime removes the runsc container in the background).',
+      'A suspended actor is only its external snapshot directory (uncompressed image: checkpoint.img, pages.img, pages_meta.img, meta.json); its sandbox processes are counted after SuspendActor returns (the runtime removes the runsc container in the background). Cold-booted: an actor repointed from the twin template (see the cold vs golden table).',
     ],
     samples: {
       'restored.rss': restored.rss,
@@ -641,7 +661,7 @@ async function multiplexing(c: Ctx, actors: number): Promise<Table> {
   const { opts, h, rpc } = c;
   const failures: string[] = [];
   const rounds = 2;
-  const { workers } = await rpc<{ workers: Array<{ workerPoolName?: string }> }>('listWorkers', {});
+  const { workers } = await rpc<{ workers: ateapi.Worker[] }>('listWorkers', { pageSize: 1000 });
   if (workers.length !== 1) failures.push(`expected exactly 1 worker, ListWorkers shows ${workers.length}`);
   const names = Array.from({ length: actors }, (_, i) => `mx-${String(i).padStart(3, '0')}`);
   for (const n of names) await createActor(c, n, 'bench-idle');
@@ -671,7 +691,7 @@ async function multiplexing(c: Ctx, actors: number): Promise<Table> {
     title: `Multiplexing: ${actors} actors over 1 worker, round-robin resume → GET /count → suspend, ${rounds} rounds`,
     columns: ['workers', 'actors', 'cycles', 'state kept (counter continued)', 'per cycle (ms)', 'resume (ms)', 'suspend (ms)', 'total (s)', 'actors per worker', 'target ≥ 30'],
     rows: [[1, actors, cycle.length, `${kept}/${actors}`, fmt(cycle), fmt(resume), fmt(suspend), (total / 1000).toFixed(1), kept, kept >= 30 ? 'met' : actors < 30 ? `n/a (--actors ${actors})` : 'not met']],
-    notes: ['Local Substrate with one worker in the default pool; every actor is new, so round 1 restores from the template\'s golden snapshot and round 2 from the actor\'s own snapshot (counter must read 2).'],
+    notes: ['Local Substrate with one worker in the default pool; every actor is new (CreateActor from the template\'s golden tag), so round 1 restores from the template\'s golden snapshot and round 2 from the actor\'s own external snapshot (counter must read 2).'],
     samples: { cycle, resume, suspend },
     failures,
   };
@@ -720,24 +740,26 @@ export async function run(opts: BenchOptions): Promise<Table[]> {
   try {
     opts.log(`local: state in ${tmp}; starting the local Substrate (1 worker) and a raw runsc slot`);
     h = await startLocalSubstrate({ stateDir: subDir, workers: 1, routerListen: '127.0.0.1:0' });
-    client = controlClient(h.apiEndpoint);
+    // The v0.4 ateapi over real gRPC on the instance's owner-only Unix socket.
+    client = controlClient(`unix:${h.socketPath}`);
     rawRt = createRuntime({ stateDir: rawDir });
     await rawRt.init();
     opts.machine['runsc'] = rawRt.runscVersion;
     opts.machine['gVisor platform'] = `${rawRt.platform} (checkpoint compression: ${rawRt.compression})`;
     const img = await ensureDefaultImage(subDir);
-    const c: Ctx = { opts, h, rpc: client.rpc, rawRt, image: { ref: img.ref, rootfs: img.rootfs, digest: img.digest }, tmp };
-    await c.rpc('createAtespace', { name: ATESPACE });
-    // Templates one after the other: the controller's golden actor needs the single worker.
-    for (const [name, initMs] of [
+    const c: Ctx = { opts, h, rpc: client.rpc, rawRt, image: { ref: img.ref, rootfs: img.rootfs, digest: img.digest }, tmp, snapshots: new SnapshotStore(subDir) };
+    await c.rpc('createAtespace', { atespace: { metadata: { name: ATESPACE } } });
+    // Templates one after the other: each golden actor needs the single worker. The twins are only needed by
+    // the cold-boot figures (parts 2 and 4).
+    const tpls: Array<[string, number]> = [
       ['bench-idle', 0],
       ['bench-init3s', 3000],
-    ] as const) {
-      const [ms] = await timed(async () => {
-        await applyTemplate(h!.kube, template(name, img.ref, initMs));
-        await waitTemplateReady(h!.kube, name);
-      });
-      opts.log(`local: template ${name} Ready (golden snapshot) in ${(ms / 1000).toFixed(1)} s`);
+    ];
+    if (only.includes(2) || only.includes(4)) tpls.push([twinOf('bench-idle'), 0]);
+    if (only.includes(2)) tpls.push([twinOf('bench-init3s'), 3000]);
+    for (const [name, initMs] of tpls) {
+      const [ms] = await timed(() => createTemplate(c.rpc, template(name, img.ref, initMs)));
+      opts.log(`local: template ${name}: golden tag in ${(ms / 1000).toFixed(1)} s`);
     }
     const parts: Array<[string, () => Promise<Table>]> = [
       ['1/5 suspend/resume vs raw runsc', () => suspendResume(c)],

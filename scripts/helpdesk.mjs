@@ -3,7 +3,10 @@
 // through the driver's socket by the OpenShell GATEWAY STAND-IN (tests/integration/gateway/harness.ts: the gateway
 // itself cannot run here) in the chosen generation's mode (--gateway v0.1, the default, or v0.0), spoken to through the
 // Substrate router, suspended by an operator, resumed implicitly, probed for exfiltration, moved off a killed worker and
-// deleted. Every beat checks what it claims and prints PASS or FAIL with its timing; any failure exits 1.
+// deleted. Every beat checks what it claims and prints PASS or FAIL with its timing; any failure exits 1. Below the
+// driver is Substrate v0.4 (ateapi.Control): the pool, the atespace and the template are v0.4 manifests
+// (examples/helpdesk/*.yaml), a killed worker makes the actor CRASHED and the driver brings it back
+// (RevertActor → ResumeActor from its last external snapshot).
 //
 // Default: a fresh embedded local Substrate (real gVisor) in a temporary state directory, removed afterwards.
 // Run `node scripts/helpdesk.mjs --help` (or `npm run helpdesk -- --help`).
@@ -18,21 +21,30 @@ import { pathToFileURL } from 'node:url';
 import { $, chalk } from 'zx';
 import { parse as parseToml } from 'smol-toml';
 import { REPO_ROOT, UsageError, parseFlags, runMain } from './lib/cli.mjs';
+import { sandboxOfWorker } from './lib/sandbox-pid.mjs';
 import { childEnv, spawnOptions } from '../src/common/child-env.mjs';
 
 const PROG = 'helpdesk.mjs';
 const BIN = path.join(REPO_ROOT, 'bin', 'substrate-driver.js');
 const APP_DIR = path.join(REPO_ROOT, 'examples', 'helpdesk', 'app');
+const POOL_YAML = path.join(REPO_ROOT, 'examples', 'helpdesk', 'workerpool.yaml');
 const TEMPLATE_YAML = path.join(REPO_ROOT, 'examples', 'helpdesk', 'actortemplate.yaml');
-const TEMPLATE_NS = 'ate-demo-helpdesk';
+/** Kubernetes namespace of the WorkerPool. The template lives in the workspace's atespace (v0.4: an actor's template is in its own atespace). */
+const POOL_NS = 'ate-demo-helpdesk';
 const TEMPLATE_NAME = 'helpdesk';
 const POOL = 'helpdesk-pool';
 /** The sandbox template annotation that names a pre-provisioned ActorTemplate (src/driver/driver.ts). */
 const TEMPLATE_ANNOTATION = 'substrate_actor_template';
 const GATEWAYS = ['v0.1', 'v0.0'];
-const ACTOR_DOMAIN = 'actors.resources.substrate.ate.dev';
 const DEFAULT_PROBE_URL = 'http://203.0.113.7/';
-const LOCAL_PAUSE_IMAGE = 'registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a';
+const DEFAULT_SNAPSHOTS_LOCATION = 'gs://ate-snapshots/helpdesk-demo/';
+/** The labels OpenShell v0.1's default resource admission wants on an attachable template (v0.4 templates have none). */
+const attachableLabels = (workspace) => ({ 'openshell.ai/sandbox-attachable': 'true', 'openshell.ai/sandbox-attachable-workspace': workspace });
+/** ActorState numbers (Substrate v0.4 ateapi.ActorState). */
+const ST = { RESUMING: 1, RUNNING: 2, SUSPENDING: 3, SUSPENDED: 4, PAUSING: 5, PAUSED: 6, CRASHED: 7, DELETING: 8, REVERTING: 9 };
+const STATE_NAMES = Object.fromEntries(Object.entries(ST).map(([k, v]) => [v, k]));
+const stateOf = (a) => a?.status?.state ?? 0;
+const stateName = (a) => (a ? (STATE_NAMES[stateOf(a)] ?? String(stateOf(a))) : 'absent');
 
 const Q1 = 'My laptop cannot reach the VPN since this morning. What should I check first?';
 const Q2 = 'I restarted the client as you said. What was my original problem again?';
@@ -49,7 +61,7 @@ const BEATS = [
   "Idle: alice's workers are free",
   'Follow-up to alice: implicit resume',
   'Exfil attempt from bob is blocked',
-  "Kill alice's worker: she comes back elsewhere",
+  "Kill alice's worker: CRASHED, recovered elsewhere",
   'DeleteSandbox alice: bob alone, template kept',
 ];
 
@@ -68,22 +80,26 @@ generation chosen by --gateway:
 Both: ValidateSandboxCreate + CreateSandbox with a UUID id, the watch and reconcile loops (ListSandboxes,
 GetSandbox), DeleteSandbox; a sandbox is READY when the driver reports it Ready=True (the stand-in's default
 supervisor probe: no supervisor runs in the helpdesk actors). Data-plane calls go through the Substrate router
-(Host: <id>.<workspace>.${ACTOR_DOMAIN});
+(header ate-target-actor: <workspace>/<sandbox id>, as Substrate v0.4 routes);
 the operator suspend goes around the gateway (substrate-driver actors suspend).
 
   1. Provision alice (ValidateSandboxCreate + CreateSandbox, referencing the pre-provisioned template
-     ${TEMPLATE_NS}/${TEMPLATE_NAME}, admitted by its labels openshell.ai/sandbox-attachable="true" and
-     openshell.ai/sandbox-attachable-workspace=<workspace>); she becomes READY on a worker of ${POOL}
+     <workspace>/${TEMPLATE_NAME}, admitted by the labels the driver's template_labels give it:
+     openshell.ai/sandbox-attachable="true", openshell.ai/sandbox-attachable-workspace=<workspace>); she becomes
+     READY on a worker of ${POOL}
   2. Provision bob in the same worker pool
   3. ListSandboxes: both listed with their names; neither in an error state (the stand-in's phase rules)
   4. Cold ask to alice: a reply, history_turns 1
-  5. Suspend alice as an operator would: SUSPENDED, worker freed; the driver reports her as resumable
-     (Ready=Unknown, resumes on demand), not as an error and not as stopped; the stand-in shows PROVISIONING
+  5. Suspend alice as an operator would (substrate-driver actors suspend): SUSPENDED, worker freed; the driver
+     reports her as resumable (Ready=Unknown, resumes on demand), not as an error and not as stopped; the
+     stand-in shows PROVISIONING
   6. Idle: every worker alice used is free, her sandbox process is gone
   7. Follow-up to alice through the router: implicit resume; the reply knows the first question; history_turns 2
-  8. Exfil attempt from bob (POST /probe): blocked
-  9. Kill alice's worker (kill -9 of her runsc sandbox process): she comes back on another worker from her last
-     snapshot and still knows the first question; bob is unaffected (same worker, same process, still answering)
+  8. Exfil attempt from bob (POST /probe): blocked (he has no EgressPolicy: v0.4 allows such an actor no egress)
+  9. Kill alice's worker (kill -9 of her runsc sandbox process, found with runsc list under the instance's root):
+     her actor is CRASHED; the driver recovers it (RevertActor → ResumeActor) on another worker from her last
+     external snapshot (the suspend of beat 5) and she still knows the first question; bob is unaffected (same
+     worker, same process, still answering)
  10. DeleteSandbox alice: deleted=true, the watch's deleted event removes her row (v0.1: then the background
      DeleteSandbox), bob alone is listed, nothing ever derived ERROR, and the pre-provisioned template survives
 
@@ -100,7 +116,8 @@ Targets:
                          give its --state-dir too; on a cluster, give --config
   --config FILE          cluster: the driver config ([openshell.drivers.substrate], e.g. OUT/driver.toml written by
                          scripts/kind-up.mjs). Env OPENSHELL_SUBSTRATE_CONFIG. Reads router_url, kubeconfig,
-                         kube_context and the API settings from it; needs --image and --ateom-image.
+                         kube_context and the API settings from it; needs --image and --worker-image. The pool
+                         goes through kubectl apply, the atespace and the template through ateapi.
                          With --gateway v0.1 the driver's admission policy must be upstream's default (the
                          stand-in's operator policy); otherwise the stand-in refuses to start and says why
 
@@ -110,10 +127,10 @@ Options:
   --image REF            helpdesk image, pinned by digest (default: built from examples/helpdesk/app on this
                          machine, local/helpdesk@sha256:<hex>; required on a cluster: push examples/helpdesk/app
                          on a node image and give its digest)
-  --ateom-image REF      cluster: the WorkerPool's ateom image (pinned)
-  --pause-image REF      pinned pause image (default ${LOCAL_PAUSE_IMAGE.split('@')[0]}@sha256:…)
-  --snapshots-location URI  template snapshotsConfig.location (default: local state dir; cluster
-                         gs://ate-snapshots/${TEMPLATE_NS}/)
+  --worker-image REF     cluster: the WorkerPool's spec.workerImage (v0.4.0: ateom-gvisor@sha256:…, pinned);
+                         --ateom-image is its old name
+  --snapshots-location URI  the template's snapshotConfig.storageLocation (default ${DEFAULT_SNAPSHOTS_LOCATION};
+                         the local Substrate keeps snapshots in its state directory whatever the URI says)
   --workspace NAME       the OpenShell workspace = Substrate atespace of alice and bob (default helpdesk)
   --probe-url URL        what bob tries to reach in beat 8 (default ${DEFAULT_PROBE_URL}, a documentation
                          address: inside the sandbox it has no route, so nothing leaves the machine)
@@ -221,7 +238,7 @@ function condSummary(sb) {
  * sandbox template annotation (the gateway refuses caller driver_config by default); a 0.0.x user with driver_config.
  */
 function sandboxFor(id, name, workspace, generation) {
-  const ref = `${TEMPLATE_NS}/${TEMPLATE_NAME}`;
+  const ref = `${workspace}/${TEMPLATE_NAME}`;
   return {
     id,
     name,
@@ -252,8 +269,11 @@ function sandboxFor(id, name, workspace, generation) {
 
 // ------------------------------------------------------------------------------------------------- the router
 
-/** One HTTP request through the router with the actor's Host header. Never throws: errors come back as status 0. */
-function viaRouter(routerUrl, host, method, pathName, body, timeoutMs = 40_000) {
+/**
+ * One HTTP request through the router, addressed as Substrate v0.4 routes: `ate-target-actor: <atespace>/<actor>`.
+ * Never throws: errors come back as status 0.
+ */
+function viaRouter(routerUrl, target, method, pathName, body, timeoutMs = 40_000) {
   const u = new URL(routerUrl);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const t0 = performance.now();
@@ -264,7 +284,7 @@ function viaRouter(routerUrl, host, method, pathName, body, timeoutMs = 40_000) 
         port: u.port || 80,
         method,
         path: pathName,
-        headers: { host, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+        headers: { 'ate-target-actor': target, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
         timeout: timeoutMs,
       },
       (res) => {
@@ -291,6 +311,30 @@ function viaRouter(routerUrl, host, method, pathName, body, timeoutMs = 40_000) 
 // ------------------------------------------------------------------------------------------------- platforms
 // What the beats need to see below the driver: workers, actors, the template, and how to kill a worker.
 
+/**
+ * Workers as ateapi sees them (ListWorkers + ListWorkerActorAssignments, the same calls on a cluster and locally):
+ * [{worker, pool: "<namespace>/<pool>", node, state: 'free'|'running', actor: "<atespace>/<name>"|'', epoch, uid}].
+ */
+async function workersOf(client) {
+  const out = [];
+  for (const w of await client.listAllWorkers()) {
+    const ref = { atespace: w.metadata?.atespace ?? '', name: w.metadata?.name ?? '' };
+    const assigned = await client.listAllWorkerActorAssignments(ref);
+    const actor = assigned.map((a) => (a.actor ? `${a.actor.atespace}/${a.actor.name}` : '')).find(Boolean) ?? '';
+    out.push({
+      worker: w.workerPod || ref.name,
+      pool: `${w.workerNamespace}/${w.workerPool}`,
+      node: w.nodeName,
+      state: actor ? 'running' : 'free',
+      actor,
+      epoch: w.epoch,
+      uid: w.workerPodUid,
+      pid: 0,
+    });
+  }
+  return out;
+}
+
 class LocalPlatform {
   constructor({ stateDir, localJson, substrateClient }) {
     this.stateDir = stateDir;
@@ -301,33 +345,33 @@ class LocalPlatform {
   describe() {
     return `local Substrate (state dir ${this.stateDir})`;
   }
-  /** `substrate-driver local workers --json`: [{worker, pool, node, state, actor, pid, ...}] */
+  /** Workers through ateapi, each busy one with the pid of its runsc sandbox (runsc list under the instance's root). */
   async workers() {
-    const p = await $({ quiet: true, nothrow: true })`${process.execPath} ${BIN} local workers --json --state-dir ${this.stateDir}`;
-    if (p.exitCode !== 0) throw new Error(`local workers failed: ${p.stderr.trim()}`);
-    return JSON.parse(p.stdout);
+    const ws = await workersOf(this.client);
+    for (const w of ws) if (w.actor) w.pid = (await sandboxOfWorker(this.stateDir, w.worker))?.pid ?? 0;
+    return ws;
   }
   async actor(atespace, name) {
     return this.client.findActor({ atespace, name });
   }
   async kill(w) {
-    check(w.pid > 0, `worker ${w.worker} has no sandbox process id`);
-    process.kill(w.pid, 'SIGKILL');
-    return `kill -9 ${w.pid} (runsc sandbox of worker ${w.worker})`;
+    const sb = await sandboxOfWorker(this.stateDir, w.worker);
+    check(sb && sb.pid > 0, `worker ${w.worker} has no running runsc sandbox under ${path.join(this.stateDir, 'runsc-root')}`);
+    process.kill(sb.pid, 'SIGKILL');
+    return `kill -9 ${sb.pid} (runsc sandbox ${sb.sandboxId} of worker ${w.worker}, in ${sb.netns})`;
   }
-  async template() {
-    const token = fs.readFileSync(this.local.kube_token_path, 'utf8').trim();
-    const r = await fetch(`${this.local.kube_url}/apis/ate.dev/v1alpha1/namespaces/${TEMPLATE_NS}/actortemplates/${TEMPLATE_NAME}`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    if (r.status === 404) return null;
-    if (!r.ok) throw new Error(`GET actortemplate ${TEMPLATE_NS}/${TEMPLATE_NAME}: HTTP ${r.status}`);
-    return r.json();
+  async template(atespace) {
+    return this.client.findActorTemplate({ atespace, name: TEMPLATE_NAME });
   }
+  /** `substrate-driver local apply -f FILE [--wait]`. */
   async apply(file, timeoutSecs, wait) {
     const p = await $({ quiet: true, nothrow: true })`${process.execPath} ${BIN} local apply -f ${file} ${wait ? ['--wait', '--timeout', String(timeoutSecs)] : []} --state-dir ${this.stateDir}`;
     if (p.exitCode !== 0) throw new Error(`local apply failed (exit ${p.exitCode}): ${(p.stderr || p.stdout).trim()}`);
     return p.stdout.trim().split('\n');
+  }
+  /** Atespace + WorkerPool documents: both through local apply. */
+  async applyPool(file, timeoutSecs) {
+    return this.apply(file, timeoutSecs, false);
   }
   suspendArgs() {
     return ['--state-dir', this.stateDir];
@@ -345,18 +389,9 @@ class ClusterPlatform {
   describe() {
     return `cluster (driver config ${this.configPath}, ateapi ${this.cfg.apiEndpoint})`;
   }
-  /** ateapi ListWorkers, in the shape of `local workers --json`. A cluster worker is a pod: no local pid. */
+  /** A cluster worker is a pod: no local pid. */
   async workers() {
-    const ws = await this.client.listWorkers();
-    return ws.map((w) => ({
-      worker: w.workerPod,
-      pool: `${w.workerNamespace}/${w.workerPool}`,
-      node: w.nodeName,
-      state: w.actorId ? 'running' : 'free',
-      actor: w.actorId ? `${w.actorAtespace}/${w.actorId}` : '',
-      pid: 0,
-      uid: w.workerPodUid,
-    }));
+    return workersOf(this.client);
   }
   async actor(atespace, name) {
     return this.client.findActor({ atespace, name });
@@ -367,21 +402,27 @@ class ClusterPlatform {
     if (p.exitCode !== 0) throw new Error(`kubectl delete pod ${ns}/${pod} failed: ${p.stderr.trim()}`);
     return `kubectl delete pod ${ns}/${pod} --grace-period=0 --force (on a cluster the worker pod is the sandbox process)`;
   }
-  async template() {
-    const p = await $({ quiet: true, nothrow: true })`${this.kubectl} get actortemplates.ate.dev -n ${TEMPLATE_NS} ${TEMPLATE_NAME} -o json`;
-    if (p.exitCode !== 0) {
-      if (/NotFound|not found/.test(p.stderr)) return null;
-      throw new Error(`kubectl get actortemplate failed: ${p.stderr.trim()}`);
-    }
-    return JSON.parse(p.stdout);
+  async template(atespace) {
+    return this.client.findActorTemplate({ atespace, name: TEMPLATE_NAME });
   }
+  /** Atespace and ActorTemplate through ateapi (substrate-driver local apply --config), --wait for the golden tag. */
   async apply(file, timeoutSecs, wait) {
-    const a = await $({ quiet: true, nothrow: true })`${this.kubectl} apply -f ${file}`;
-    if (a.exitCode !== 0) throw new Error(`kubectl apply failed: ${a.stderr.trim()}`);
-    if (!wait) return a.stdout.trim().split('\n');
-    const w = await $({ quiet: true, nothrow: true })`${this.kubectl} wait -n ${TEMPLATE_NS} --for=condition=Ready actortemplates.ate.dev/${TEMPLATE_NAME} --timeout=${timeoutSecs}s`;
-    if (w.exitCode !== 0) throw new Error(`template ${TEMPLATE_NS}/${TEMPLATE_NAME} not Ready: ${w.stderr.trim()}`);
-    return [...a.stdout.trim().split('\n'), w.stdout.trim()];
+    const p = await $({ quiet: true, nothrow: true })`${process.execPath} ${BIN} local apply -f ${file} ${wait ? ['--wait', '--timeout', String(timeoutSecs)] : []} --config ${this.configPath}`;
+    if (p.exitCode !== 0) throw new Error(`apply through ateapi failed (exit ${p.exitCode}): ${(p.stderr || p.stdout).trim()}`);
+    return p.stdout.trim().split('\n');
+  }
+  /** The WorkerPool (a CRD) through kubectl, the Atespace through ateapi. */
+  async applyPool(file, timeoutSecs) {
+    const docs = fs.readFileSync(file, 'utf8').split(/^---[ \t]*$/m);
+    const pool = docs.filter((d) => /^kind:\s*WorkerPool\s*$/m.test(d)).join('---\n');
+    const rest = docs.filter((d) => /^kind:/m.test(d) && !/^kind:\s*WorkerPool\s*$/m.test(d)).join('---\n');
+    const poolFile = `${file}.workerpool.yaml`;
+    const restFile = `${file}.atespace.yaml`;
+    fs.writeFileSync(poolFile, pool);
+    fs.writeFileSync(restFile, rest);
+    const a = await $({ quiet: true, nothrow: true })`${this.kubectl} apply -f ${poolFile}`;
+    if (a.exitCode !== 0) throw new Error(`kubectl apply (WorkerPool) failed: ${a.stderr.trim()}`);
+    return [...a.stdout.trim().split('\n'), ...(await this.apply(restFile, timeoutSecs, false))];
   }
   suspendArgs() {
     return ['--config', this.configPath];
@@ -501,7 +542,7 @@ function tail(file, lines = 15) {
 function parseOptions(argv) {
   const f = parseFlags(argv, {
     string: [
-      'state-dir', 'socket', 'config', 'router-url', 'image', 'ateom-image', 'pause-image', 'snapshots-location', 'workspace',
+      'state-dir', 'socket', 'config', 'router-url', 'image', 'worker-image', 'ateom-image', 'snapshots-location', 'workspace',
       'probe-url', 'workers', 'beat-timeout', 'report', 'gateway',
     ],
     boolean: ['help', 'keep'],
@@ -534,7 +575,11 @@ function parseOptions(argv) {
       throw new UsageError(`--router-url must be a URL such as http://127.0.0.1:8000, got "${f['router-url']}"`);
     }
   }
-  for (const k of ['image', 'ateom-image', 'pause-image']) {
+  if (f['ateom-image'] !== undefined && f['worker-image'] !== undefined && f['ateom-image'] !== f['worker-image']) {
+    throw new UsageError('--ateom-image is the old name of --worker-image; give one of them');
+  }
+  f['worker-image'] ??= f['ateom-image'];
+  for (const k of ['image', 'worker-image']) {
     if (f[k] !== undefined && !f[k].includes('@')) {
       throw new UsageError(`--${k} "${f[k]}" is not pinned: give a reference with a digest (image@sha256:<hex>); changing an image invalidates snapshots`);
     }
@@ -543,7 +588,7 @@ function parseOptions(argv) {
   if (config) {
     if (!fs.existsSync(config)) throw new UsageError(`--config ${config}: no such file`);
     if (!f.image) throw new UsageError('on a cluster --image is required: the helpdesk image (examples/helpdesk/app at /app on a Node.js image), pinned by digest');
-    if (!f['ateom-image']) throw new UsageError('on a cluster --ateom-image is required: the ateom-gvisor image of the WorkerPool, pinned by digest');
+    if (!f['worker-image']) throw new UsageError('on a cluster --worker-image is required: the WorkerPool\'s spec.workerImage (v0.4.0: ateom-gvisor), pinned by digest');
   }
   if (f.socket && !config && !f['state-dir']) {
     throw new UsageError('--socket needs --state-dir (the local Substrate the driver uses) or --config (a cluster) to observe workers and the template');
@@ -556,9 +601,8 @@ function parseOptions(argv) {
     config: config ? path.resolve(config) : undefined,
     routerUrl: f['router-url'],
     image: f.image,
-    ateomImage: f['ateom-image'],
-    pauseImage: f['pause-image'] ?? LOCAL_PAUSE_IMAGE,
-    snapshotsLocation: f['snapshots-location'],
+    workerImage: f['worker-image'],
+    snapshotsLocation: f['snapshots-location'] ?? DEFAULT_SNAPSHOTS_LOCATION,
     workspace,
     probeUrl,
     workers: intOf('workers', f.workers, 1, 64, 1),
@@ -568,16 +612,16 @@ function parseOptions(argv) {
   };
 }
 
-/** The template YAML with its placeholders replaced; any placeholder left is an error. */
-function renderTemplate(values) {
-  let text = fs.readFileSync(TEMPLATE_YAML, 'utf8');
+/** A manifest with its placeholders replaced; any placeholder left is an error. */
+function renderManifest(file, values) {
+  let text = fs.readFileSync(file, 'utf8');
   // Comments may mention placeholders; only YAML values are replaced.
   text = text
     .split('\n')
     .map((line) => (line.trimStart().startsWith('#') ? line : line.replace(/\$\{([A-Z_]+)\}/g, (m, k) => (k in values ? values[k] : m))))
     .join('\n');
   const left = text.split('\n').filter((l) => !l.trimStart().startsWith('#') && /\$\{[A-Z_]+\}/.test(l));
-  if (left.length > 0) throw new Error(`unreplaced placeholders in ${TEMPLATE_YAML}: ${left.map((l) => l.trim()).join('; ')}`);
+  if (left.length > 0) throw new Error(`unreplaced placeholders in ${file}: ${left.map((l) => l.trim()).join('; ')}`);
   return text;
 }
 
@@ -734,17 +778,21 @@ async function runAll(opts, cleanups, results) {
     }
   });
 
+  // v0.4 templates carry no labels: the operator gives the pre-provisioned template its admission labels in the
+  // driver's config (template_labels). A driver started here gets them by flag; one given with --socket must
+  // have them already.
+  const templateLabels = JSON.stringify({ [`${opts.workspace}/${TEMPLATE_NAME}`]: attachableLabels(opts.workspace) });
   if (!socket) {
     const ts0 = performance.now();
     socket = path.join(runDir, 'driver.sock');
     if (opts.config) {
-      const p = startProcess('driver', [process.execPath, BIN, 'serve', '--config', opts.config, '--socket', socket], path.join(runDir, 'driver.log'));
+      const p = startProcess('driver', [process.execPath, BIN, 'serve', '--config', opts.config, '--socket', socket, '--template-labels', templateLabels], path.join(runDir, 'driver.log'));
       procs.push(p);
       step(`driver: substrate-driver serve --config ${opts.config} --socket ${socket} (pid ${p.pid}, log ${p.logFile})`);
     } else {
       localJson = readLocal();
       if (localJson) step(`using the local Substrate already running in ${stateDir} (pid ${localJson.pid})`);
-      const args = [process.execPath, BIN, 'serve', '--socket', socket, '--state-dir', stateDir];
+      const args = [process.execPath, BIN, 'serve', '--socket', socket, '--state-dir', stateDir, '--template-labels', templateLabels];
       if (!localJson) args.push('--local', '--router-listen', '127.0.0.1:0', '--workers', String(opts.workers));
       const p = startProcess('driver', args, path.join(runDir, 'driver.log'));
       procs.push(p);
@@ -822,36 +870,33 @@ async function runAll(opts, cleanups, results) {
   }
   step(`target: ${platform.describe()}; router ${routerUrl}`);
 
-  // ---- the pre-provisioned objects: the pool first (its workers must exist before the template's golden actor
-  // boots on one of them), then the template, which is Ready once its golden snapshot is taken.
+  // ---- the pre-provisioned objects (examples/helpdesk/*.yaml, Substrate v0.4 manifests): the atespace and the pool
+  // first (its workers must exist before the template's golden actor boots on one of them), then the template,
+  // ready once its golden snapshot is published as a tag.
   {
     const ts0 = performance.now();
-    const yaml = renderTemplate({
-      HELPDESK_IMAGE: image,
-      WORKSPACE: opts.workspace,
-      ATEOM_IMAGE: opts.ateomImage ?? 'local',
-      PAUSE_IMAGE: opts.pauseImage,
-      SNAPSHOTS_LOCATION: opts.snapshotsLocation ?? (opts.config ? `gs://ate-snapshots/${TEMPLATE_NS}/` : `file://${path.join(stateDir, 'snapshots')}/`),
-    });
-    const docs = yaml.split(/^---[ \t]*$/m).filter((d) => /^kind:/m.test(d));
-    const isTemplate = (d) => /^kind:\s*ActorTemplate\s*$/m.test(d);
-    const poolFile = path.join(runDir, 'helpdesk-pool.yaml');
-    const templateFile = path.join(runDir, 'helpdesk-template.yaml');
-    fs.writeFileSync(poolFile, docs.filter((d) => !isTemplate(d)).join('---\n'));
-    fs.writeFileSync(templateFile, docs.filter(isTemplate).join('---\n'));
-    const replicas = Number(/^\s*replicas:\s*(\d+)/m.exec(yaml)?.[1] ?? 0);
-    const out = await platform.apply(poolFile, 180, false);
+    const poolFile = path.join(runDir, 'helpdesk-workerpool.yaml');
+    const templateFile = path.join(runDir, 'helpdesk-actortemplate.yaml');
+    const poolYaml = renderManifest(POOL_YAML, { WORKER_IMAGE: opts.workerImage ?? 'local', ATESPACE: opts.workspace });
+    fs.writeFileSync(poolFile, poolYaml);
+    fs.writeFileSync(templateFile, renderManifest(TEMPLATE_YAML, { HELPDESK_IMAGE: image, SNAPSHOTS_LOCATION: opts.snapshotsLocation, ATESPACE: opts.workspace }));
+    const replicas = Number(/^\s*replicas:\s*(\d+)/m.exec(poolYaml)?.[1] ?? 0);
+    const out = await platform.applyPool(poolFile, 180);
     const poolWorkers = await waitUntil(
       async () => {
-        const ws_ = (await platform.workers()).filter((w) => w.pool === `${TEMPLATE_NS}/${POOL}`);
+        const ws_ = (await platform.workers()).filter((w) => w.pool === `${POOL_NS}/${POOL}`);
         return ws_.length >= replicas ? ws_ : undefined;
       },
       180_000,
-      () => `the ${replicas} workers of ${TEMPLATE_NS}/${POOL} did not appear`,
+      () => `the ${replicas} workers of ${POOL_NS}/${POOL} did not appear`,
     );
     out.push(`${poolWorkers.length} workers: ${poolWorkers.map((w) => w.worker).join(', ')}`);
     out.push(...(await platform.apply(templateFile, 180, true)));
-    step(`applied examples/helpdesk/actortemplate.yaml: ${out.join('; ')} (${secs(performance.now() - ts0)})`);
+    const tpl = await platform.template(opts.workspace);
+    check(tpl?.status?.goldenSnapshotStatus?.goldenTag?.name, `template ${opts.workspace}/${TEMPLATE_NAME} has no golden tag after apply --wait`);
+    out.push(`golden tag ${tpl.status.goldenSnapshotStatus.goldenTag.atespace}/${tpl.status.goldenSnapshotStatus.goldenTag.name}`);
+    step(`applied examples/helpdesk/workerpool.yaml and actortemplate.yaml: ${out.join('; ')} (${secs(performance.now() - ts0)})`);
+    step(`driver template_labels ${opts.workspace}/${TEMPLATE_NAME}: ${JSON.stringify(attachableLabels(opts.workspace))}`);
   }
   info(`setup done in ${secs(performance.now() - t0)}\n`);
 
@@ -867,7 +912,7 @@ async function runAll(opts, cleanups, results) {
     alice: { id: randomUUID(), name: 'alice', workers: new Set(), created: false },
     bob: { id: randomUUID(), name: 'bob', workers: new Set(), created: false },
   };
-  const host = (who) => `${who.id}.${ws}.${ACTOR_DOMAIN}`;
+  const host = (who) => `${ws}/${who.id}`;
   const T = opts.beatTimeoutMs;
 
   // Delete what this run created and still exists, so nothing outlives the run (and the driver stops fast).
@@ -921,7 +966,7 @@ async function runAll(opts, cleanups, results) {
     const row = rowOf(who);
     const named = opts.gateway === 'v0.1' ? `annotation ${TEMPLATE_ANNOTATION}` : 'driver_config.actor_template';
     note(
-      `ValidateSandboxCreate ok; CreateSandbox ok (id ${who.id}, ${named} ${TEMPLATE_NS}/${TEMPLATE_NAME}` +
+      `ValidateSandboxCreate ok; CreateSandbox ok (id ${who.id}, ${named} ${ws}/${TEMPLATE_NAME}` +
         (opts.gateway === 'v0.1' ? `, launch authentication auth_epoch ${row.launch?.authEpoch}, runtime identity ${row.runtimeIdentity})` : ')'),
     );
     await waitUntil(
@@ -947,9 +992,11 @@ async function runAll(opts, cleanups, results) {
     who.worker = w;
     const a = await platform.actor(ws, who.id);
     check(a, `the driver reports ${who.name} Ready but ateapi has no actor ${ws}/${who.id}`);
-    check(a.actorTemplateNamespace === TEMPLATE_NS && a.actorTemplateName === TEMPLATE_NAME, `${who.name}'s actor uses template ${a.actorTemplateNamespace}/${a.actorTemplateName}, not the pre-provisioned ${TEMPLATE_NS}/${TEMPLATE_NAME}`);
-    check(w.pool === `${TEMPLATE_NS}/${POOL}`, `${who.name} runs on ${w.worker} of pool ${w.pool}, not ${TEMPLATE_NS}/${POOL}`);
-    note(`${who.name}: ${condSummary(snap)}; actor of template ${TEMPLATE_NS}/${TEMPLATE_NAME} running on worker ${w.worker}${w.pid ? ` (sandbox pid ${w.pid})` : ''}`);
+    const tref = a.actorTemplate ?? {};
+    check(tref.atespace === ws && tref.name === TEMPLATE_NAME, `${who.name}'s actor uses template ${tref.atespace}/${tref.name}, not the pre-provisioned ${ws}/${TEMPLATE_NAME}`);
+    check(stateOf(a) === ST.RUNNING, `${who.name}'s actor is ${stateName(a)}, expected RUNNING`);
+    check(w.pool === `${POOL_NS}/${POOL}`, `${who.name} runs on ${w.worker} of pool ${w.pool}, not ${POOL_NS}/${POOL}`);
+    note(`${who.name}: ${condSummary(snap)}; actor of template ${ws}/${TEMPLATE_NAME} running on worker ${w.worker}${w.pid ? ` (sandbox pid ${w.pid})` : ''}`);
     return w;
   }
 
@@ -996,13 +1043,15 @@ async function runAll(opts, cleanups, results) {
     async () => {
       const before = (await workerOf(s.alice)) ?? s.alice.worker;
       s.alice.suspendedFrom = before;
-      const argv = [process.execPath, BIN, 'actors', 'suspend', ...platform.suspendArgs(), '--atespace', ws, s.alice.id];
-      note(`operator: substrate-driver actors suspend ${platform.suspendArgs().join(' ')} --atespace ${ws} ${s.alice.id}`);
+      const argv = [process.execPath, BIN, 'actors', 'suspend', s.alice.id, '-a', ws, ...platform.suspendArgs()];
+      note(`operator: substrate-driver actors suspend ${s.alice.id} -a ${ws} ${platform.suspendArgs().join(' ')}`);
       const p = await $({ quiet: true, nothrow: true })`${argv}`;
       check(p.exitCode === 0, `actors suspend exited ${p.exitCode}: ${(p.stderr || p.stdout).trim()}`);
       const a = await platform.actor(ws, s.alice.id);
-      check(a && a.status === 4, `after actors suspend, alice's actor status is ${a ? a.status : 'absent'}, expected STATUS_SUSPENDED (4)`);
-      check(!a.ateomPodName, `alice's actor is SUSPENDED but still names worker ${a.ateomPodName}`);
+      check(stateOf(a) === ST.SUSPENDED, `after actors suspend, alice's actor is ${stateName(a)}, expected SUSPENDED`);
+      check(!a.status?.workerAssignment, `alice's actor is SUSPENDED but still names worker ${a.status?.workerAssignment?.workerPod}`);
+      check(a.status?.externalSnapshot?.snapshotUri, "alice's actor is SUSPENDED without an external snapshot");
+      s.alice.snapshotUri = a.status.externalSnapshot.snapshotUri;
       await waitUntil(
         async () => {
           const w = (await platform.workers()).find((x) => x.worker === before.worker);
@@ -1052,7 +1101,7 @@ async function runAll(opts, cleanups, results) {
       if (old?.pid) check(!pidAlive(old.pid) || isZombie(old.pid), `alice's old sandbox process ${old.pid} still runs`);
       const bob = ws_.find((x) => x.actor === `${ws}/${s.bob.id}`);
       check(bob, 'bob no longer runs on a worker');
-      note(`workers: ${ws_.filter((x) => x.pool === `${TEMPLATE_NS}/${POOL}`).map((x) => `${x.worker}=${x.state}${x.actor ? `(${x.actor === `${ws}/${s.bob.id}` ? 'bob' : x.actor})` : ''}`).join(' ')}`);
+      note(`workers: ${ws_.filter((x) => x.pool === `${POOL_NS}/${POOL}`).map((x) => `${x.worker}=${x.state}${x.actor ? `(${x.actor === `${ws}/${s.bob.id}` ? 'bob' : x.actor})` : ''}`).join(' ')}`);
       return `${used.join(', ')} free; alice holds no worker${old?.pid ? `, sandbox pid ${old.pid} gone` : ''}; bob still on ${bob.worker}`;
     },
     // 7
@@ -1067,7 +1116,7 @@ async function runAll(opts, cleanups, results) {
       s.alice.workers.add(w.worker);
       s.alice.worker = w;
       const a = await platform.actor(ws, s.alice.id);
-      check(a?.status === 2, `alice's actor status is ${a?.status}, expected STATUS_RUNNING (2)`);
+      check(stateOf(a) === ST.RUNNING, `alice's actor is ${stateName(a)}, expected RUNNING`);
       await waitUntil(() => rowOf(s.alice)?.phase === 'READY', 15_000, () => `the gateway shows alice ${rowOf(s.alice)?.phase} after the resume`);
       return `implicit resume + reply in ${secs(r.ms)} on ${w.worker}; knows the first question; history_turns 2; gateway READY`;
     },
@@ -1076,11 +1125,21 @@ async function runAll(opts, cleanups, results) {
       const c = okChat(await chat(s.bob, QB1), s.bob);
       check(c.history_turns === 1, `bob's history_turns is ${c.history_turns}, expected 1`);
       s.bob.instance = c.instance_id;
+      // Substrate v0.4: an actor with no EgressPolicy has no egress at all. Bob has none.
+      const policy = await platform.client.getActorEgressPolicy({ atespace: ws, name: s.bob.id }).then(
+        (p) => p,
+        (e) => {
+          if (e.code === grpc.status.NOT_FOUND) return null;
+          throw e;
+        },
+      );
+      check(policy === null, `bob's actor has an EgressPolicy (${(policy?.rules ?? []).length} rule(s)); the beat needs the v0.4 default of none`);
+      note('GetActorEgressPolicy bob → NOT_FOUND: no egress policy, so v0.4 allows no egress');
       const r = await viaRouter(routerUrl, host(s.bob), 'POST', '/probe', { url: opts.probeUrl, timeout_ms: 5000 });
       check(r.status === 200 && r.json, `POST /probe to bob answered ${r.status}: ${short(r.text, 200)}`);
       note(`bob tried ${r.json.url}: blocked=${r.json.blocked} ${r.json.error_code ?? ''} after ${r.json.elapsed_ms} ms`);
       check(r.json.blocked === true, `bob reached ${opts.probeUrl} (HTTP ${r.json.http_status}): egress is not blocked`);
-      return `GET ${opts.probeUrl} from bob blocked (${r.json.error_code}, ${r.json.elapsed_ms} ms)`;
+      return `no egress policy; GET ${opts.probeUrl} from bob blocked (${r.json.error_code}, ${r.json.elapsed_ms} ms)`;
     },
     // 9
     async () => {
@@ -1091,23 +1150,42 @@ async function runAll(opts, cleanups, results) {
       check(before, 'alice runs on no worker before the kill');
       check(bobBefore, 'bob runs on no worker before the kill');
       note(platform.kind === 'local' ? `alice on ${before.worker}, sandbox pid ${before.pid}; bob on ${bobBefore.worker}, pid ${bobBefore.pid}` : `alice on ${before.worker}; bob on ${bobBefore.worker}`);
+      const eventsBefore = rowOf(s.alice)?.platformEvents.length ?? 0;
       note(await platform.kill(before));
       const tk = performance.now();
-      // The Substrate notices the dead worker on its own and sends alice back to her last snapshot (SUSPENDED).
-      const seen = await waitUntil(
+      // v0.4: the Substrate notices the dead sandbox and marks alice CRASHED; the driver, which wants her running,
+      // recovers her: RevertActor (SUSPENDED at her last external snapshot, beat 5's) → ResumeActor elsewhere.
+      const seenStates = [];
+      let crashedAt = 0;
+      let crashMessage = '';
+      const back = await waitUntil(
         async () => {
           const a = await platform.actor(ws, s.alice.id);
-          return a && a.ateomPodName !== before.worker ? a : undefined;
+          const name = stateName(a);
+          if (seenStates.at(-1) !== name) seenStates.push(name);
+          if (stateOf(a) === ST.CRASHED && !crashedAt) {
+            crashedAt = performance.now();
+            crashMessage = a.status?.crash?.message ?? '';
+          }
+          const w = a?.status?.workerAssignment?.workerPod;
+          return stateOf(a) === ST.RUNNING && w && w !== before.worker ? a : undefined;
         },
-        20_000,
-        () => 'alice still bound to the dead worker',
-        100,
-      ).catch(() => undefined);
-      note(
-        seen
-          ? `the Substrate released alice from the dead worker after ${secs(performance.now() - tk)} (status ${seen.status === 4 ? 'SUSPENDED' : seen.status})`
-          : 'the Substrate has not released alice from the dead worker after 20 s; asking her anyway',
+        T,
+        () => `alice is not RUNNING on another worker after the kill (states seen: ${seenStates.join(' → ')})`,
+        50,
       );
+      const recoveredMs = performance.now() - tk;
+      check(crashedAt > 0, `alice was never seen CRASHED after her sandbox was killed (states seen: ${seenStates.join(' → ')})`);
+      check(crashMessage, 'alice was CRASHED without a crash message');
+      check(!back.status?.crash, 'alice runs again but still carries her crash record');
+      check(back.status?.externalSnapshot?.snapshotUri === s.alice.snapshotUri, `alice's external snapshot changed from beat 5's (${s.alice.snapshotUri}) to ${back.status?.externalSnapshot?.snapshotUri}`);
+      note(`alice CRASHED ${secs(crashedAt - tk)} after the kill ("${short(crashMessage, 80)}"); RUNNING on ${back.status.workerAssignment.workerPod} ${secs(recoveredMs)} after the kill (states: ${seenStates.join(' → ')})`);
+      const recovered = await waitUntil(
+        () => (rowOf(s.alice)?.platformEvents ?? []).slice(eventsBefore).find((e) => e.reason === 'Recovered'),
+        15_000,
+        () => 'the driver sent no Recovered platform event for alice',
+      ).catch(() => undefined);
+      if (recovered) note(`driver platform event ${recovered.reason}: "${short(recovered.message, 110)}"`);
       let attempts = 0;
       const j = await waitUntil(
         async () => {
@@ -1119,6 +1197,9 @@ async function runAll(opts, cleanups, results) {
         () => `alice did not answer through the router after the kill (${attempts} attempts)`,
         500,
       );
+      // Her memory is beat 5's snapshot (one turn: Q1), plus this question: beat 7's turn is gone, as v0.4 promises.
+      check(j.history_turns === 2, `after the recovery alice has history_turns ${j.history_turns}, expected 2 (the snapshot of beat 5 held 1, plus this question)`);
+      if (s.alice.instance) check(j.instance_id === s.alice.instance, `alice's process is new (instance ${j.instance_id}): a cold boot, not a restore`);
       note(`alice answered ${secs(performance.now() - tk)} after the kill (${attempts} request(s) through the router): "${short(j.reply, 100)}"`);
       check(knowsFirst(j, Q1), `after the kill alice does not know the first question: ${j.reply}`);
       if (before.pid) check(!pidAlive(before.pid) || isZombie(before.pid), `the killed sandbox process ${before.pid} still runs`);
@@ -1141,7 +1222,7 @@ async function runAll(opts, cleanups, results) {
       check(b.history_turns === 2 && knowsFirst(b, QB1), `bob lost his memory: history_turns ${b.history_turns}, reply ${b.reply}`);
       if (s.bob.instance) check(b.instance_id === s.bob.instance, 'bob is a new process');
       note(`bob on ${bobAfter.worker}${bobAfter.pid ? `, pid ${bobAfter.pid}` : ''}: "${short(b.reply, 90)}"`);
-      return `alice back on ${after.worker} (was ${before.worker}) from her last snapshot, history_turns ${j.history_turns}; bob still on ${bobAfter.worker}${bobAfter.pid ? `, pid ${bobAfter.pid}` : ''}, history_turns 2`;
+      return `alice CRASHED after ${secs(crashedAt - tk)}, recovered by the driver (revert+resume) on ${after.worker} (was ${before.worker}) after ${secs(recoveredMs)} from her last external snapshot, history_turns ${j.history_turns}; bob still on ${bobAfter.worker}${bobAfter.pid ? `, pid ${bobAfter.pid}` : ''}, history_turns 2`;
     },
     // 10
     async () => {
@@ -1169,10 +1250,10 @@ async function runAll(opts, cleanups, results) {
         check(gw.droppedEvents.length === 0 && gw.failedGets.length === 0, `the gateway refused driver times: ${[...gw.droppedEvents, ...gw.failedGets].map((d) => d.why).join('; ')}`);
       }
       check(!(await platform.actor(ws, s.alice.id)), "alice's actor still exists in ateapi");
-      const t = await platform.template();
-      check(t, `the pre-provisioned template ${TEMPLATE_NS}/${TEMPLATE_NAME} is gone`);
-      check(t.status?.phase === 'Ready', `template ${TEMPLATE_NS}/${TEMPLATE_NAME} is in phase ${t.status?.phase}`);
-      return `deleted=true; ListSandboxes: bob alone; alice's history ${aliceRow.history.join(' → ')}; template ${TEMPLATE_NS}/${TEMPLATE_NAME} still Ready`;
+      const t = await platform.template(ws);
+      check(t, `the pre-provisioned template ${ws}/${TEMPLATE_NAME} is gone`);
+      check(t.status?.goldenSnapshotStatus?.goldenTag?.name, `template ${ws}/${TEMPLATE_NAME} lost its golden tag`);
+      return `deleted=true; ListSandboxes: bob alone; alice's history ${aliceRow.history.join(' → ')}; template ${ws}/${TEMPLATE_NAME} still there with its golden tag`;
     },
   ];
 

@@ -1,21 +1,28 @@
-// `npm run soak`: a bounded soak test of the local Substrate under faults.   npm run soak -- --help
+// `npm run soak`: a bounded soak test of the local Substrate (Substrate v0.4 API) under faults.   npm run soak -- --help
 //
-// Starts the real `substrate-driver local serve` as a child process (its output goes to a log file), applies
-// the counter template, creates N actors in one atespace and resumes them. Then, cycle after cycle until the
+// Starts the real `substrate-driver local serve` as a child process (its output goes to a log file), creates the
+// atespace and the counter ActorTemplate over ateapi (CreateActorTemplate; its golden snapshot is taken at once
+// thanks to its wakeup probe), creates N actors from it and resumes them. Then, cycle after cycle until the
 // time is up, every actor gets one operation picked by a seeded random generator (counter requests through
-// the router, suspend+resume, pause+resume, migrate = suspend+resume onto another worker), while faults are
-// injected on a schedule from the same seed: kill -9 of an actor's runsc sandbox process, running or while a
-// resume restores it (the actor goes back to its last snapshot, by design), and every --kill-every cycles
-// kill -9 of `local serve` itself (running
-// actors keep running with their memory and are adopted by the next start). After every fault and at the end
-// of every cycle every actor's counter is read with /peek and compared with what the soak expects; an actor
-// found short has lost memory.
+// the router by `ate-target-actor`, suspend+resume, pause+resume, migrate = suspend+resume, possibly onto
+// another worker), while faults are injected on a schedule from the same seed: kill -9 of an actor's runsc
+// sandbox process, running or while a resume restores it, and every --kill-every cycles kill -9 of `local serve`
+// itself. What v0.4 promises, and what the soak holds it to:
+//   - a killed sandbox makes its actor CRASHED; RevertActor → SUSPENDED at its last EXTERNAL snapshot (the last
+//     suspend; a pause snapshot is node-local and consumed by its resume), ResumeActor brings it back with that
+//     memory: the counter may go back to what the last suspend saw, never further;
+//   - kill -9 of the server: running sandboxes keep running and the next start adopts them, memory intact;
+//   - otherwise counters only go up.
+// After every fault and at the end of every cycle every actor's counter is read with /peek and compared with
+// what the soak expects; an actor found short has lost memory. An actor found CRASHED that no kill of the soak
+// explains is a failure.
 //
 // At the end the local Substrate is stopped with SIGTERM (it suspends every actor) and the soak checks that
-// nothing was lost or leaked: every actor still in the catalog, no runsc process and no network namespace of
-// the instance left, no snapshot directory the catalog does not reference (or has superseded), no partial
-// checkpoint. Then it starts the local Substrate once more, checks the counters survived the clean stop,
-// deletes the actors (which removes their snapshots) and stops it again.
+// nothing was lost or leaked: every actor still in the instance's database and SUSPENDED, nothing locked, no
+// runsc process and no network namespace of the instance left, no snapshot directory nothing references (nor a
+// superseded one, nor a partial checkpoint). Then it starts the local Substrate once more, checks the counters
+// survived the clean stop, deletes the actors (which removes their snapshots), the template and the atespace,
+// and stops it again.
 //
 // Progress goes to stderr, one line per cycle or fault; the result table goes to stdout. Exit status: 0 when
 // nothing was lost or leaked and nothing failed, 1 otherwise, 2 for a bad command line, 130 when interrupted.
@@ -26,7 +33,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as grpcTypes from '@grpc/grpc-js';
-import type { Actor, ControlClient, Worker } from '../src/gen/june/ateapi.js';
+import type { Actor, ActorTemplate, ControlClient, Tag, Worker } from '../src/gen/ateapi.js';
 import type { LocalJson } from '../src/local/index.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -213,9 +220,9 @@ interface ActorTrack {
   name: string;
   /** The counter the actor must answer with (at least). */
   expected: number;
-  /** The counter its latest snapshot holds: where it goes back to when its sandbox dies. */
+  /** The counter its latest EXTERNAL snapshot holds: where RevertActor sends it back to after a crash. */
   snapshotN: number;
-  /** JSON of the actor's latestSnapshotInfo as last seen: a change means a snapshot was taken. */
+  /** The URI of the actor's external snapshot as last seen: a change means a suspend took a new one. */
   snapshotKey: string;
   /** What happened to it since its counter was last verified (for the report of a loss). */
   since: string[];
@@ -250,6 +257,14 @@ interface Report {
   migrationsStayed: number;
   workerKills: number;
   workerKillsDuringResume: number;
+  /** CRASHED actors brought back by RevertActor → ResumeActor (each after a kill of the soak). */
+  recoveries: number;
+  /** kill -9 of a sandbox → the actor seen CRASHED (ms). */
+  crashNoticedMs: number[];
+  /** RevertActor + ResumeActor of a CRASHED actor (ms). */
+  recoveryMs: number[];
+  /** Actors found CRASHED that no kill of the soak explains. */
+  unexpectedCrashes: number;
   serverKills: number;
   restartServingMs: number[];
   restartAnsweringMs: number[];
@@ -336,7 +351,8 @@ class Serve {
 
   private connect(): void {
     this.closeClient?.();
-    const c = this.m.controlClient(this.info.api_endpoint);
+    // The instance's owner-only Unix socket (local.json socket_path): no token needed.
+    const c = this.m.controlClient(`unix:${this.info.socket_path}`);
     this.client = c.client;
     this.closeClient = c.close;
   }
@@ -369,23 +385,22 @@ class Serve {
 /** Project modules, loaded after the command line is checked (so --help and usage errors answer at once). */
 async function loadModules() {
   const grpc = await import('@grpc/grpc-js');
-  const ateapi = await import('../src/gen/june/ateapi.js');
+  const ateapi = await import('../src/gen/ateapi.js');
   const log = await import('../src/common/log.js');
   const childEnvMod = await import('../src/common/child-env.mjs');
-  const local = await import('../src/local/index.js');
-  const catalog = await import('../src/local/catalog.js');
   const runtime = await import('../src/local/runtime/index.js');
   const exec = await import('../src/local/runtime/exec.js');
   const helpers = await import('../tests/local/helpers.js');
   const benchLib = await import('../bench/lib.js');
+  const sandboxPid = await import('./lib/sandbox-pid.mjs');
+  const sqlite = (await import('better-sqlite3')).default;
   return {
     grpc,
     ateapi,
+    Database: sqlite,
     setLogLevel: log.setLogLevel,
     spawnOptions: childEnvMod.spawnOptions,
     childEnv: childEnvMod.childEnv,
-    kubeAccessOf: local.kubeAccessOf,
-    Catalog: catalog.Catalog,
     instancePaths: runtime.instancePaths,
     runscPidsOf: runtime.runscPidsOf,
     procCmdline: exec.procCmdline,
@@ -394,13 +409,19 @@ async function loadModules() {
     defaultRunscPath: runtime.defaultRunscPath,
     controlClient: helpers.controlClient,
     counterTemplate: helpers.counterTemplate,
-    applyObject: helpers.applyObject,
-    waitTemplateReady: helpers.waitTemplateReady,
     defaultImageRef: helpers.defaultImageRef,
     machineFacts: benchLib.machineFacts,
+    sandboxOfWorker: sandboxPid.sandboxOfWorker,
   };
 }
 type Modules = Awaited<ReturnType<typeof loadModules>>;
+
+/** The instance's resources as its SQLite database holds them (read only, after the server stopped). */
+interface Stored {
+  actors: Actor[];
+  tags: Tag[];
+  templates: ActorTemplate[];
+}
 
 class Soak {
   readonly report: Report;
@@ -453,6 +474,10 @@ class Soak {
       migrationsStayed: 0,
       workerKills: 0,
       workerKillsDuringResume: 0,
+      recoveries: 0,
+      crashNoticedMs: [],
+      recoveryMs: [],
+      unexpectedCrashes: 0,
       serverKills: 0,
       restartServingMs: [],
       restartAnsweringMs: [],
@@ -518,8 +543,8 @@ class Soak {
   }
 
   /**
-   * An RPC retried while the actor is busy (ABORTED) or the server is not there yet (UNAVAILABLE), with a short
-   * growing backoff, within `budgetMs` overall.
+   * An RPC retried while the actor is busy (ABORTED: another operation holds its lock) or the server is not
+   * there yet (UNAVAILABLE), with a short growing backoff, within `budgetMs` overall.
    */
   async rpc<T>(method: string, req: object, o: { timeoutMs?: number; budgetMs?: number; cancellable?: boolean } = {}): Promise<T> {
     const timeoutMs = o.timeoutMs ?? 10_000;
@@ -538,42 +563,79 @@ class Soak {
   }
 
   private ref(name: string) {
-    return { actorRef: { atespace: ATESPACE, name } };
+    return { actor: { atespace: ATESPACE, name } };
   }
 
   private async getActor(name: string, cancellable = true): Promise<Actor> {
-    return (await this.rpc<{ actor: Actor }>('getActor', this.ref(name), { cancellable })).actor;
+    return this.rpc<Actor>('getActor', this.ref(name), { cancellable });
   }
 
-  /** Resume; the RPC answers once the actor is RUNNING (restored and ready) or fails. */
+  private stateOf(a: Actor | undefined): number {
+    return a?.status?.state ?? 0;
+  }
+
+  stateName(s: number): string {
+    return this.m.ateapi.actorStateToJSON(s).replace(/^ACTOR_STATE_/, '');
+  }
+
+  private get S() {
+    return this.m.ateapi.ActorState;
+  }
+
+  private workerOf(a: Actor | undefined): string {
+    return a?.status?.workerAssignment?.workerPod ?? '';
+  }
+
+  /** Resume; the RPC answers once the actor is RUNNING (restored and its wakeup probe answered) or fails. */
   private async resume(name: string, cancellable = true): Promise<Actor> {
-    const a = (await this.rpc<{ actor: Actor }>('resumeActor', this.ref(name), { timeoutMs: 50_000, budgetMs: 60_000, cancellable })).actor;
-    if (a.status !== this.m.ateapi.Actor_Status.STATUS_RUNNING) throw new Error(`resume answered with status ${this.statusName(a.status)}`);
-    return a;
+    const r = await this.rpc<{ actor?: Actor; resumed: boolean }>('resumeActor', this.ref(name), { timeoutMs: 50_000, budgetMs: 60_000, cancellable });
+    if (this.stateOf(r.actor) !== this.S.ACTOR_STATE_RUNNING) throw new Error(`resume answered with state ${this.stateName(this.stateOf(r.actor))}`);
+    return r.actor!;
   }
 
-  statusName(s: number): string {
-    return this.m.ateapi.Actor_Status[s] ?? String(s);
+  /**
+   * A CRASHED actor back to RUNNING: RevertActor (→ SUSPENDED at its last external snapshot), then ResumeActor.
+   * Returns the resumed actor and how long both took.
+   */
+  private async recover(name: string): Promise<{ actor: Actor; ms: number }> {
+    const t0 = performance.now();
+    const rv = await this.rpc<{ actor?: Actor }>('revertActor', this.ref(name), { timeoutMs: 50_000, budgetMs: 60_000 });
+    if (this.stateOf(rv.actor) !== this.S.ACTOR_STATE_SUSPENDED) throw new Error(`revert answered with state ${this.stateName(this.stateOf(rv.actor))}`);
+    if (rv.actor?.status?.crash) throw new Error('revert left the crash record on the actor');
+    const actor = await this.resume(name);
+    const ms = performance.now() - t0;
+    this.report.recoveries++;
+    this.report.recoveryMs.push(ms);
+    return { actor, ms };
+  }
+
+  /** Waits until the actor leaves RUNNING/RESUMING (its sandbox was killed); returns it and how long that took. */
+  private async waitCrashed(name: string, since: number, budgetMs: number): Promise<{ actor: Actor; ms: number } | undefined> {
+    const until = Date.now() + budgetMs;
+    while (Date.now() < until && !this.stopping) {
+      const a = await this.getActor(name);
+      const st = this.stateOf(a);
+      if (st !== this.S.ACTOR_STATE_RUNNING && st !== this.S.ACTOR_STATE_RESUMING) return { actor: a, ms: performance.now() - since };
+      await sleep(50);
+    }
+    return undefined;
   }
 
   // ---- the router ------------------------------------------------------------------------------------------------
 
-  /** GET through the router with the actor's Host header, bounded by `timeoutMs` (and Ctrl-C). */
+  /** GET through the router addressed by `ate-target-actor: <atespace>/<actor>`, bounded by `timeoutMs` (and Ctrl-C). */
   private routerGet(name: string, p: string, timeoutMs: number): Promise<{ status: number; body: string }> {
     const u = new URL(this.serve.info.router_url);
     const ms = Math.min(timeoutMs, this.left());
     if (ms <= 0) return Promise.reject(new TimedOut(`no time left for GET ${p}`));
     return new Promise((resolve, reject) => {
-      const req = http.request(
-        { host: u.hostname, port: u.port, path: p, agent: false, headers: { host: `${name}.${ATESPACE}.actors.resources.substrate.ate.dev` } },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => done(() => resolve({ status: res.statusCode ?? 0, body })));
-          res.on('error', (e) => done(() => reject(e)));
-        },
-      );
+      const req = http.request({ host: u.hostname, port: u.port, path: p, agent: false, headers: { 'ate-target-actor': `${ATESPACE}/${name}` } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => done(() => resolve({ status: res.statusCode ?? 0, body })));
+        res.on('error', (e) => done(() => reject(e)));
+      });
       const timer = setTimeout(() => req.destroy(new TimedOut(`GET ${p} for ${name} took more than ${Math.round(ms / 1000)} s`)), ms);
       const onAbort = () => req.destroy(new Error('interrupted'));
       this.stop.signal.addEventListener('abort', onAbort, { once: true });
@@ -587,14 +649,29 @@ class Soak {
     });
   }
 
-  /** The actor's counter without changing it: resumes it first when it is not RUNNING; retried for a while. */
+  /**
+   * The actor's counter without changing it: resumes it first when it is SUSPENDED or PAUSED; an actor found
+   * CRASHED is recovered (RevertActor → ResumeActor) and counted as an unexpected crash. Retried for a while.
+   */
   private async peek(t: ActorTrack, budgetMs = 30_000): Promise<number> {
     const until = Math.min(Date.now() + budgetMs, this.bound);
     let last = '';
     for (let attempt = 0; Date.now() < until && !this.stopping; attempt++) {
       try {
         const a = await this.getActor(t.name);
-        if (a.status !== this.m.ateapi.Actor_Status.STATUS_RUNNING) await this.resume(t.name);
+        const st = this.stateOf(a);
+        if (st === this.S.ACTOR_STATE_CRASHED) {
+          this.report.unexpectedCrashes++;
+          this.fail(`found CRASHED with no kill of the soak to explain it (crash: ${a.status?.crash?.message ?? '?'}); recovering it`, t.name);
+          t.since.push(`found CRASHED (${a.status?.crash?.message ?? '?'}), reverted to its last external snapshot (cycle ${this.cycle})`);
+          await this.recover(t.name);
+        } else if (st === this.S.ACTOR_STATE_SUSPENDED || st === this.S.ACTOR_STATE_PAUSED) {
+          await this.resume(t.name);
+        } else if (st !== this.S.ACTOR_STATE_RUNNING) {
+          last = `actor is ${this.stateName(st)}`;
+          await sleep(Math.min(1_000, 100 * 2 ** attempt));
+          continue;
+        }
         const r = await this.routerGet(t.name, '/peek', Math.max(1_000, until - Date.now()));
         if (r.status === 200) return (JSON.parse(r.body) as { n: number }).n;
         last = `HTTP ${r.status}: ${r.body.trim().slice(0, 200)}`;
@@ -637,11 +714,11 @@ class Soak {
     return results.every(Boolean);
   }
 
-  /** After a suspend or pause (answered or not): a new snapshot means it holds the counter as it was. */
+  /** After a suspend (answered or not): a new external snapshot means it holds the counter as it was. */
   private async noteSnapshot(t: ActorTrack, a?: Actor): Promise<boolean> {
     try {
       const cur = a ?? (await this.getActor(t.name));
-      const key = JSON.stringify(cur.latestSnapshotInfo ?? null);
+      const key = cur.status?.externalSnapshot?.snapshotUri ?? '';
       if (key !== t.snapshotKey) {
         t.snapshotKey = key;
         t.snapshotN = t.expected;
@@ -671,20 +748,22 @@ class Soak {
 
   /** suspend or pause, then resume; returns the workers before and after. */
   private async opCheckpoint(t: ActorTrack, kind: 'suspend' | 'pause'): Promise<{ before: string; after: string }> {
-    const before = (await this.getActor(t.name)).ateomPodName;
-    let a: Actor;
+    const before = this.workerOf(await this.getActor(t.name));
+    let a: Actor | undefined;
     try {
-      a = (await this.rpc<{ actor: Actor }>(kind === 'suspend' ? 'suspendActor' : 'pauseActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 })).actor;
+      a = (await this.rpc<{ actor?: Actor }>(kind === 'suspend' ? 'suspendActor' : 'pauseActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 })).actor;
     } catch (e) {
       await this.noteSnapshot(t);
       throw new Error(`${kind}: ${errText(e)}`);
     }
-    const want = kind === 'suspend' ? this.m.ateapi.Actor_Status.STATUS_SUSPENDED : this.m.ateapi.Actor_Status.STATUS_PAUSED;
-    if (a.status !== want) throw new Error(`${kind} answered with status ${this.statusName(a.status)}`);
-    await this.noteSnapshot(t, a);
+    const want = kind === 'suspend' ? this.S.ACTOR_STATE_SUSPENDED : this.S.ACTOR_STATE_PAUSED;
+    if (this.stateOf(a) !== want) throw new Error(`${kind} answered with state ${this.stateName(this.stateOf(a))}`);
+    if (this.workerOf(a)) throw new Error(`${kind} answered ${this.stateName(want)} but the actor still names worker ${this.workerOf(a)}`);
+    if (kind === 'suspend') await this.noteSnapshot(t, a);
+    else if (!a?.status?.localSnapshot?.snapshotName) throw new Error('pause answered PAUSED without a local snapshot');
     try {
       const r = await this.resume(t.name);
-      return { before, after: r.ateomPodName };
+      return { before, after: this.workerOf(r) };
     } catch (e) {
       throw new Error(`resume after ${kind}: ${errText(e)}`);
     }
@@ -706,8 +785,8 @@ class Soak {
         t.since.push(`pause+resume (cycle ${this.cycle})`);
         return 'pause';
       case 'migrate': {
-        const freeBefore = await this.rpc<{ workers: Worker[] }>('listWorkers', {}).then(
-          (r) => r.workers.filter((w) => !w.actorId).length,
+        const freeBefore = await this.rpc<{ workers: Worker[] }>('listWorkers', { pageSize: 1000 }).then(
+          (r) => r.workers.filter((w) => (w.status?.allocated?.actors ?? 0) === 0).length,
           () => -1,
         );
         const { before, after } = await this.opCheckpoint(t, 'suspend');
@@ -724,56 +803,59 @@ class Soak {
 
   // ---- faults -----------------------------------------------------------------------------------------------
 
-  /** kill -9 of one actor's runsc sandbox process; it comes back from its last snapshot. */
+  /**
+   * kill -9 of one running actor's runsc sandbox process (found with `runsc list` under the instance's root and
+   * the bundle that joins its worker's namespace). v0.4: the actor becomes CRASHED; RevertActor → ResumeActor
+   * brings it back from its last external snapshot.
+   */
   private async workerKill(t: ActorTrack): Promise<string> {
-    const { Actor_Status } = this.m.ateapi;
-    let a = await this.getActor(t.name);
-    if (a.status !== Actor_Status.STATUS_RUNNING) return `worker kill of ${t.name} skipped (${this.statusName(a.status)})`;
-    const cat = new this.m.Catalog(path.join(this.stateDir, 'catalog.db'), { readonly: true });
-    let pid = 0;
-    let worker = '';
-    try {
-      const w = cat.workerOfActor(ATESPACE, t.name);
-      pid = w?.pid ?? 0;
-      worker = w ? `${w.pool}-${w.idx}` : '';
-    } finally {
-      cat.close();
-    }
+    const a = await this.getActor(t.name);
+    if (this.stateOf(a) !== this.S.ACTOR_STATE_RUNNING) return `worker kill of ${t.name} skipped (${this.stateName(this.stateOf(a))})`;
+    const worker = this.workerOf(a);
+    const sb = worker ? await this.m.sandboxOfWorker(this.stateDir, worker) : undefined;
+    const pid = sb?.pid ?? 0;
     // Only a process of this instance's runsc root: never a pid that was reused by something else.
-    const ours = pid > 0 && this.m.runscPidsOf(this.paths.runscRoot).includes(pid);
-    if (!ours) {
-      this.fail(`worker kill: no live sandbox process of this instance for the running actor (catalog pid ${pid})`, t.name);
+    if (!(pid > 0 && this.m.runscPidsOf(this.paths.runscRoot).includes(pid))) {
+      this.fail(`worker kill: no live sandbox process of this instance on worker ${worker || '(none)'} for the running actor`, t.name);
       return `worker kill of ${t.name} skipped (no sandbox pid)`;
     }
+    const tk = performance.now();
     process.kill(pid, 'SIGKILL');
     this.report.workerKills++;
     t.expected = t.snapshotN;
     t.since.push(`kill -9 of its sandbox pid ${pid} on ${worker} (cycle ${this.cycle})`);
-    // The server's monitor notices within about half a second and sends the actor back to its last snapshot.
-    const until = Date.now() + 10_000;
-    while (Date.now() < until && !this.stopping) {
-      a = await this.getActor(t.name);
-      if (a.status !== Actor_Status.STATUS_RUNNING) break;
-      await sleep(100);
+    // The server's death monitor notices within about half a second: CRASHED.
+    const seen = await this.waitCrashed(t.name, tk, 10_000);
+    if (!seen) {
+      if (!this.stopping) this.fail(`the local Substrate did not notice within 10 s that the sandbox (pid ${pid}) died`, t.name);
+      return `worker kill: ${t.name} pid ${pid} on ${worker}: not noticed`;
     }
-    if (a.status === Actor_Status.STATUS_RUNNING && !this.stopping) this.fail(`the local Substrate did not notice within 10 s that the sandbox (pid ${pid}) died`, t.name);
-    return `worker kill: ${t.name} sandbox pid ${pid} on ${worker} (back to n=${t.snapshotN})`;
+    const st = this.stateOf(seen.actor);
+    if (st !== this.S.ACTOR_STATE_CRASHED) {
+      this.fail(`after kill -9 of its sandbox the actor is ${this.stateName(st)}, expected CRASHED`, t.name);
+      return `worker kill: ${t.name} pid ${pid} on ${worker}: ${this.stateName(st)}`;
+    }
+    this.report.crashNoticedMs.push(seen.ms);
+    if (!seen.actor.status?.crash?.message) this.fail('CRASHED without a crash message', t.name);
+    if (this.workerOf(seen.actor) === worker && this.m.runscPidsOf(this.paths.runscRoot).includes(pid)) this.fail(`CRASHED but sandbox pid ${pid} still runs`, t.name);
+    const r = await this.recover(t.name);
+    return `worker kill: ${t.name} sandbox pid ${pid} on ${worker} → CRASHED in ${msText(seen.ms)} → revert+resume on ${this.workerOf(r.actor)} in ${msText(r.ms)} (back to n=${t.snapshotN})`;
   }
 
   /**
    * kill -9 of the sandbox a resume is bringing up: the actor is suspended (a snapshot to come back to), a
    * resume is started, and the new sandbox process is killed as soon as it appears, after a delay that varies
-   * by cycle (0 to 390 ms, so the kill lands during the restore or the readiness wait). Whatever the resume
-   * answers, the actor must end up resumable from that snapshot, unlocked, with its worker released.
+   * by cycle (0 to 390 ms, so the kill lands during the restore or the wakeup probe). Whatever the resume
+   * answers, the actor must end up CRASHED (or RUNNING on a live sandbox if the kill missed), unlocked, and
+   * recoverable from that snapshot.
    */
   private async workerKillDuringResume(t: ActorTrack): Promise<string> {
-    const { Actor_Status } = this.m.ateapi;
     const a = await this.getActor(t.name);
-    if (a.status !== Actor_Status.STATUS_RUNNING) return `kill during resume of ${t.name} skipped (${this.statusName(a.status)})`;
-    const s = (await this.rpc<{ actor: Actor }>('suspendActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 })).actor;
+    if (this.stateOf(a) !== this.S.ACTOR_STATE_RUNNING) return `kill during resume of ${t.name} skipped (${this.stateName(this.stateOf(a))})`;
+    const s = (await this.rpc<{ actor?: Actor }>('suspendActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 })).actor;
     await this.noteSnapshot(t, s);
     const before = new Set(this.m.runscPidsOf(this.paths.runscRoot));
-    const resuming = this.rpc<{ actor: Actor }>('resumeActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 }).then(
+    const resuming = this.rpc<{ actor?: Actor }>('resumeActor', this.ref(t.name), { timeoutMs: 50_000, budgetMs: 60_000 }).then(
       () => 'resume answered RUNNING',
       (e: unknown) => `resume failed (${errText(e).split(':')[0]})`,
     );
@@ -783,26 +865,48 @@ class Soak {
       pid = this.m.runscPidsOf(this.paths.runscRoot).find((p) => !before.has(p) && this.m.procCmdline(p).includes('runsc-sandbox')) ?? 0;
       if (!pid) await sleep(5);
     }
+    let killed = false;
     if (pid) {
       await sleep(delay);
       try {
         process.kill(pid, 'SIGKILL');
+        killed = true;
       } catch {
         // gone already (the resume failed on its own)
       }
     }
+    const tk = performance.now();
     const outcome = await resuming;
     this.report.workerKillsDuringResume++;
     t.expected = t.snapshotN;
     t.since.push(`kill -9 of its restoring sandbox pid ${pid || '?'} ${delay} ms after it appeared; ${outcome} (cycle ${this.cycle})`);
-    // Settled: not RUNNING on a dead sandbox, not locked. The next check resumes it if it is not running.
+    // Settled: CRASHED (the resume failed, or the monitor noticed the dead sandbox after it answered), never
+    // RUNNING on a dead sandbox, never left locked. Then back from the snapshot.
+    let cur = await this.getActor(t.name);
     const until = Date.now() + 15_000;
-    let now = await this.getActor(t.name);
-    while (now.status === Actor_Status.STATUS_RUNNING && pid && Date.now() < until && !this.stopping && this.m.runscPidsOf(this.paths.runscRoot).includes(pid)) {
+    while (!this.stopping && Date.now() < until) {
+      const st = this.stateOf(cur);
+      const dead = !pid || !this.m.runscPidsOf(this.paths.runscRoot).includes(pid);
+      if (st === this.S.ACTOR_STATE_CRASHED || st === this.S.ACTOR_STATE_SUSPENDED) break;
+      if (st === this.S.ACTOR_STATE_RUNNING && !(killed && dead)) break;
       await sleep(100);
-      now = await this.getActor(t.name);
+      cur = await this.getActor(t.name);
     }
-    return `kill during resume: ${t.name} sandbox pid ${pid || '?'} +${delay} ms; ${outcome} (back to n=${t.snapshotN})`;
+    const st = this.stateOf(cur);
+    let how: string;
+    if (st === this.S.ACTOR_STATE_CRASHED) {
+      const r = await this.recover(t.name);
+      how = `CRASHED → revert+resume on ${this.workerOf(r.actor)} in ${msText(r.ms)}`;
+    } else if (st === this.S.ACTOR_STATE_SUSPENDED) {
+      await this.resume(t.name);
+      how = 'SUSPENDED → resumed';
+    } else if (st === this.S.ACTOR_STATE_RUNNING && killed && (!pid || !this.m.runscPidsOf(this.paths.runscRoot).includes(pid))) {
+      this.fail(`RUNNING ${msText(performance.now() - tk)} after the resume although its sandbox (pid ${pid}) is dead`, t.name);
+      how = 'RUNNING on a dead sandbox';
+    } else {
+      how = this.stateName(st);
+    }
+    return `kill during resume: ${t.name} sandbox pid ${pid || '?'} +${delay} ms; ${outcome}; ${how} (back to n=${t.snapshotN})`;
   }
 
   /** kill -9 of `local serve`, then a new start: running actors must be adopted with their memory. */
@@ -821,6 +925,15 @@ class Soak {
       this.fail(`restart after kill -9 of local serve: ${errText(e)}`);
       throw e;
     }
+    // Adopted: every actor still RUNNING (no resume needed), then every counter checked.
+    for (const t of this.tracks) {
+      try {
+        const a = await this.getActor(t.name);
+        if (this.stateOf(a) !== this.S.ACTOR_STATE_RUNNING) this.fail(`after kill -9 of local serve the actor is ${this.stateName(this.stateOf(a))}, expected RUNNING (adopted)`, t.name);
+      } catch (e) {
+        this.fail(`after kill -9 of local serve: ${errText(e)}`, t.name);
+      }
+    }
     const ok = await this.checkAll('after kill -9 of local serve');
     const answering = performance.now() - t0;
     if (ok) this.report.restartAnsweringMs.push(answering);
@@ -834,19 +947,30 @@ class Soak {
   async setup(): Promise<void> {
     const ms = await this.serve.start(Math.min(120_000, this.left()));
     this.progress(`local serve pid ${this.serve.proc?.pid} ready in ${msText(ms)} (state ${this.stateDir}, workers ${this.serve.workers}, log ${this.logFile})`);
-    const kube = this.m.kubeAccessOf(this.serve.info);
     const image = await this.m.defaultImageRef(this.stateDir);
-    const res = await this.m.applyObject(kube, this.m.counterTemplate(TEMPLATE, image) as never);
-    if (res.status >= 300) throw new Error(`applying the counter template: HTTP ${res.status} ${await res.text()}`);
-    await this.m.waitTemplateReady(kube, 'default', TEMPLATE, Math.max(1_000, Math.min(90_000, this.left())));
-    await this.rpc('createAtespace', { name: ATESPACE });
+    try {
+      await this.rpc('createAtespace', { atespace: { metadata: { name: ATESPACE } } });
+    } catch (e) {
+      if ((e as grpcTypes.ServiceError).code !== 6) throw e; // ALREADY_EXISTS
+    }
+    const tpl = await this.rpc<ActorTemplate>('createActorTemplate', { actorTemplate: this.m.counterTemplate(ATESPACE, TEMPLATE, image) });
+    const t0 = Date.now();
+    for (const until = Date.now() + Math.max(1_000, Math.min(90_000, this.left())); ; ) {
+      const cur = await this.rpc<ActorTemplate>('getActorTemplate', { actorTemplate: { atespace: ATESPACE, name: TEMPLATE } });
+      const g = cur.status?.goldenSnapshotStatus;
+      if (g?.errorMessage) throw new Error(`template ${ATESPACE}/${TEMPLATE}: golden snapshot failed: ${g.errorMessage}`);
+      if (g?.goldenTag?.name) break;
+      if (Date.now() > until) throw new TimedOut(`template ${ATESPACE}/${TEMPLATE} (uid ${tpl.metadata?.uid}) has no golden tag after ${Math.round((Date.now() - t0) / 1000)} s`);
+      await sleep(200);
+    }
     for (const t of this.tracks) {
-      await this.rpc('createActor', { ...this.ref(t.name), actorTemplateNamespace: 'default', actorTemplateName: TEMPLATE });
+      await this.rpc('createActor', { actor: { metadata: { atespace: ATESPACE, name: t.name }, actorTemplate: { atespace: ATESPACE, name: TEMPLATE } } });
       const a = await this.resume(t.name);
-      t.snapshotKey = JSON.stringify(a.latestSnapshotInfo ?? null);
+      // Created from the golden tag: its external snapshot is the golden one (counter 0).
+      t.snapshotKey = a.status?.externalSnapshot?.snapshotUri ?? '';
     }
     await this.checkAll('after setup');
-    this.progress(`template ready, ${this.tracks.length} actors running (${clock(Date.now() - this.t0)} of setup)`);
+    this.progress(`template ready (golden tag in ${msText(Date.now() - t0)}), ${this.tracks.length} actors running (${clock(Date.now() - this.t0)} of setup)`);
   }
 
   async loop(): Promise<void> {
@@ -907,9 +1031,31 @@ class Soak {
     }
   }
 
+  /** The instance's actors, tags and templates from its database (only while no server runs). */
+  private readStored(): Stored | undefined {
+    const file = path.join(this.stateDir, 'substrate.db');
+    if (!existsSync(file)) return undefined;
+    const db = new this.m.Database(file, { readonly: true, fileMustExist: true });
+    try {
+      const rows = (table: string) => {
+        try {
+          return (db.prepare(`SELECT data FROM ${table}`).all() as Array<{ data: string }>).map((r) => JSON.parse(r.data) as unknown);
+        } catch {
+          return [];
+        }
+      };
+      return {
+        actors: rows('actors').map((j) => this.m.ateapi.Actor.fromJSON(j)),
+        tags: rows('tags').map((j) => this.m.ateapi.Tag.fromJSON(j)),
+        templates: rows('actor_templates').map((j) => this.m.ateapi.ActorTemplate.fromJSON(j)),
+      };
+    } finally {
+      db.close();
+    }
+  }
+
   /** SIGTERM, then the checks that nothing was lost or leaked; then restart, verify, delete, stop. */
   async teardown(): Promise<void> {
-    const { Actor_Status } = this.m.ateapi;
     this.phase = 'teardown';
     this.bound = this.hardEnd - 12_000;
     this.progress('stopping the local Substrate (SIGTERM: it suspends every running actor)');
@@ -918,29 +1064,26 @@ class Soak {
     else if (stopped.code !== 0) this.fail(`local serve exited with status ${stopped.code} after SIGTERM`);
     this.checkLeftovers('after the clean stop');
     await this.checkNetns('after the clean stop');
-    // Actors lost, and what the snapshot store holds that the catalog does not reference.
-    const catFile = path.join(this.stateDir, 'catalog.db');
-    if (existsSync(catFile)) {
-      const cat = new this.m.Catalog(catFile, { readonly: true });
-      try {
-        let lost = 0;
-        for (const t of this.tracks) {
-          const a = cat.getActor(ATESPACE, t.name);
-          if (!a) {
-            lost++;
-            this.fail('actor missing from the catalog after the clean stop', t.name);
-          } else if (a.status !== Actor_Status.STATUS_SUSPENDED) {
-            this.fail(`actor is ${this.statusName(a.status)} after the clean stop (expected SUSPENDED)`, t.name);
-          }
+    // Actors lost, and what the snapshot store holds that nothing references.
+    const stored = this.readStored();
+    if (stored) {
+      let lost = 0;
+      for (const t of this.tracks) {
+        const a = stored.actors.find((x) => x.metadata?.atespace === ATESPACE && x.metadata?.name === t.name);
+        if (!a) {
+          lost++;
+          this.fail('actor missing from the instance database after the clean stop', t.name);
+        } else if (this.stateOf(a) !== this.S.ACTOR_STATE_SUSPENDED) {
+          this.fail(`actor is ${this.stateName(this.stateOf(a))} after the clean stop (expected SUSPENDED: a clean stop suspends every running actor)`, t.name);
+        } else if (a.status?.workerAssignment || a.status?.inProgressSnapshotUri || a.status?.inProgressLocalSnapshotName) {
+          this.fail('SUSPENDED after the clean stop but still holds a worker assignment or an in-progress snapshot', t.name);
         }
-        this.report.actorsLost = lost;
-        this.checkSnapshots(cat);
-      } finally {
-        cat.close();
       }
+      this.report.actorsLost = lost;
+      this.checkSnapshots(stored);
     } else {
       this.report.actorsLost = this.tracks.length;
-      this.fail('catalog.db is missing after the clean stop');
+      this.fail('substrate.db is missing after the clean stop');
     }
     this.report.cleanStopChecked = 'yes';
     await this.deletePhase();
@@ -960,43 +1103,68 @@ class Soak {
   }
 
   /**
-   * Snapshot directories on disk vs the catalog's snapshot index. Leaked: a directory no actor's snapshot row
-   * references, a partial checkpoint (`*.tmp-*`), or a row an actor no longer needs (every actor keeps its
-   * latest snapshot, plus its latest external one while the latest is a node-local pause snapshot).
+   * Snapshot directories on disk vs what the instance references. External snapshots live in
+   * <state>/objects/<sha256(uri)>/ (with a `uri` file once sealed), pause snapshots in
+   * <state>/nodes/<node>/snapshots/<name>/. Leaked: an external directory no actor or tag references (an
+   * actor's older, superseded snapshot included: every actor owns exactly its latest external snapshot), a pause
+   * snapshot no PAUSED actor references, a partial checkpoint (`*.tmp-*`), an unsealed directory.
    */
-  private checkSnapshots(cat: InstanceType<Modules['Catalog']>): void {
+  private checkSnapshots(stored: Stored): void {
     const onDisk = snapshotDirsOnDisk(this.stateDir);
-    const referenced = new Set<string>();
-    const perActor: string[] = [];
-    let superseded = 0;
-    for (const a of cat.allActors()) {
-      const rows = cat.snapshotsOf(a.atespace, a.actorId);
-      for (const r of rows) referenced.add(path.resolve(r.dir));
-      const latest = latestDirOf(this.stateDir, a);
-      if (latest && !existsSync(path.join(latest, 'meta.json'))) {
-        this.fail(`the latest snapshot of ${a.atespace}/${a.actorId} is missing or incomplete on disk: ${latest}`);
-      }
-      const latestRow = rows.find((r) => path.resolve(r.dir) === latest);
-      const keepExternal = latestRow?.kind === 'local' ? rows.filter((r) => r.kind === 'external').pop() : undefined;
-      const extra = rows.filter((r) => r !== latestRow && r !== keepExternal);
-      superseded += extra.length;
-      for (const r of extra) {
-        this.leaked.add(path.resolve(r.dir));
-        this.report.snapshotDetails.push(`superseded snapshot still kept: ${r.dir}`);
-      }
-      if (a.atespace === ATESPACE) perActor.push(`${a.actorId}=${rows.length}`);
+    const referencedUris = new Set<string>();
+    for (const a of stored.actors) {
+      if (a.status?.externalSnapshot?.snapshotUri) referencedUris.add(a.status.externalSnapshot.snapshotUri);
     }
-    const unreferenced = onDisk.dirs.filter((d) => !referenced.has(path.resolve(d)));
-    for (const d of unreferenced) this.report.snapshotDetails.push(`snapshot directory not in the catalog: ${d}`);
-    for (const d of onDisk.tmp) this.report.snapshotDetails.push(`partial checkpoint left: ${d}`);
-    for (const d of [...unreferenced, ...onDisk.tmp]) this.leaked.add(path.resolve(d));
+    for (const tg of stored.tags) if (tg.status?.snapshot?.snapshotUri) referencedUris.add(tg.status.snapshot.snapshotUri);
+    const referencedLocal = new Set<string>();
+    for (const a of stored.actors) {
+      const s = a.status;
+      if (s?.localSnapshot?.snapshotName && s.assignedNode) referencedLocal.add(path.resolve(this.stateDir, 'nodes', s.assignedNode, 'snapshots', s.localSnapshot.snapshotName));
+    }
+    for (const t of this.tracks) {
+      const a = stored.actors.find((x) => x.metadata?.atespace === ATESPACE && x.metadata?.name === t.name);
+      const uri = a?.status?.externalSnapshot?.snapshotUri;
+      if (!a || !uri) continue;
+      const dir = onDisk.external.find((e) => e.uri === uri)?.dir;
+      if (!dir) this.fail(`the latest external snapshot of ${ATESPACE}/${t.name} (${uri}) is not on disk`);
+      else if (!existsSync(path.join(dir, 'meta.json'))) this.fail(`the latest external snapshot of ${ATESPACE}/${t.name} is incomplete on disk (no meta.json): ${dir}`);
+    }
+    const perActor: string[] = [];
+    for (const t of this.tracks) {
+      const a = stored.actors.find((x) => x.metadata?.atespace === ATESPACE && x.metadata?.name === t.name);
+      const owned = a ? onDisk.external.filter((e) => e.uri.includes(`/atespaces/${ATESPACE}/actors/${a.metadata!.uid}/snapshots/`)).length : 0;
+      perActor.push(`${t.name}=${owned}`);
+    }
+    let n = 0;
+    for (const e of onDisk.external) {
+      if (!e.uri) {
+        this.leaked.add(e.dir);
+        this.report.snapshotDetails.push(`unsealed snapshot directory (no uri file): ${e.dir}`);
+        n++;
+      } else if (!referencedUris.has(e.uri)) {
+        this.leaked.add(e.dir);
+        this.report.snapshotDetails.push(`snapshot nothing references (superseded or orphaned): ${e.uri} in ${e.dir}`);
+        n++;
+      }
+    }
+    for (const d of onDisk.local) {
+      if (!referencedLocal.has(path.resolve(d))) {
+        this.leaked.add(path.resolve(d));
+        this.report.snapshotDetails.push(`pause snapshot no actor references: ${d}`);
+        n++;
+      }
+    }
+    for (const d of onDisk.tmp) {
+      this.leaked.add(path.resolve(d));
+      this.report.snapshotDetails.push(`partial checkpoint left: ${d}`);
+      n++;
+    }
     this.report.snapshotsLeaked = this.leaked.size;
     this.report.perActorSnapshots = perActor.join(' ') || '–';
-    const n = unreferenced.length + onDisk.tmp.length + superseded;
     if (n) this.fail(`${n} snapshot directories leaked after the clean stop (see below)`);
   }
 
-  /** Start again, check every counter survived the clean stop, delete the actors, stop, check again. */
+  /** Start again, check every counter survived the clean stop, delete the actors, template and atespace, stop, check again. */
   private async deletePhase(): Promise<void> {
     if (this.stopping && this.report.interrupted) {
       this.report.deleteChecked = 'skipped (interrupted)';
@@ -1038,7 +1206,12 @@ class Soak {
       }
     }
     try {
-      await this.rpc('deleteAtespace', { name: ATESPACE }, { cancellable: false });
+      await this.rpc('deleteActorTemplate', { actorTemplate: { atespace: ATESPACE, name: TEMPLATE } }, { cancellable: false });
+    } catch (e) {
+      this.fail(`delete template: ${errText(e)}`);
+    }
+    try {
+      await this.rpc('deleteAtespace', { atespace: { atespace: '', name: ATESPACE } }, { cancellable: false });
     } catch (e) {
       this.fail(`delete atespace: ${errText(e)}`);
     }
@@ -1048,14 +1221,16 @@ class Soak {
     await this.checkNetns('after the final stop');
     // Deleting an actor removes its snapshots.
     const left = snapshotDirsOnDisk(this.stateDir);
-    const mine = [...left.dirs, ...left.tmp].filter((d) => d.includes(`${path.sep}${ATESPACE}${path.sep}`));
+    const mine = left.external.filter((e) => e.uri.includes(`/atespaces/${ATESPACE}/actors/`)).map((e) => e.dir);
     for (const d of mine) {
       this.leaked.add(path.resolve(d));
       this.report.snapshotDetails.push(`snapshot of a deleted actor left: ${d}`);
     }
     this.report.snapshotsLeaked = this.leaked.size;
     if (mine.length) this.fail(`${mine.length} snapshot directories of deleted actors left`);
-    this.report.deleteChecked = verify ? `yes (${verified}/${this.tracks.length} counters verified after the clean stop, actors deleted)` : 'actors deleted (no time to verify counters)';
+    this.report.deleteChecked = verify
+      ? `yes (${verified}/${this.tracks.length} counters verified after the clean stop; actors, template and atespace deleted)`
+      : 'actors deleted (no time to verify counters)';
   }
 
   /** After a forced cleanup: what is still left on the machine (replaces the figures measured before). */
@@ -1095,9 +1270,13 @@ class Soak {
   }
 }
 
-/** Snapshot directories under <state>/snapshots/<atespace>/<actor>/ and <state>/nodes/<node>/snapshots/<atespace>/. */
-function snapshotDirsOnDisk(stateDir: string): { dirs: string[]; tmp: string[] } {
-  const dirs: string[] = [];
+/**
+ * Snapshot directories on disk: external ones (<state>/objects/<hash>/, each with the URI it holds, '' when
+ * unsealed), pause snapshots (<state>/nodes/<node>/snapshots/<name>/), and partial checkpoints (`*.tmp-*`) of either.
+ */
+function snapshotDirsOnDisk(stateDir: string): { external: Array<{ dir: string; uri: string }>; local: string[]; tmp: string[] } {
+  const external: Array<{ dir: string; uri: string }> = [];
+  const local: string[] = [];
   const tmp: string[] = [];
   const list = (d: string) => {
     try {
@@ -1112,22 +1291,27 @@ function snapshotDirsOnDisk(stateDir: string): { dirs: string[]; tmp: string[] }
       return [];
     }
   };
-  const at = (leafParents: string[]) => {
-    for (const p of leafParents) for (const e of list(p)) (e.includes('.tmp-') ? tmp : dirs).push(path.join(p, e));
-  };
-  const ext = path.join(stateDir, 'snapshots');
-  at(list(ext).flatMap((as) => list(path.join(ext, as)).map((actor) => path.join(ext, as, actor))));
+  const objects = path.join(stateDir, 'objects');
+  for (const e of list(objects)) {
+    const dir = path.resolve(objects, e);
+    if (e.includes('.tmp-') || e.includes('.old-')) {
+      tmp.push(dir);
+      continue;
+    }
+    let uri = '';
+    try {
+      uri = readFileSync(path.join(dir, 'uri'), 'utf8').trim();
+    } catch {
+      // unsealed
+    }
+    external.push({ dir, uri });
+  }
   const nodes = path.join(stateDir, 'nodes');
-  at(list(nodes).flatMap((n) => list(path.join(nodes, n, 'snapshots')).map((as) => path.join(nodes, n, 'snapshots', as))));
-  return { dirs, tmp };
-}
-
-/** The directory an actor's latestSnapshotInfo names (as src/local/control.ts lays snapshots out). */
-function latestDirOf(stateDir: string, a: Actor): string | undefined {
-  const d = a.latestSnapshotInfo?.data;
-  if (d?.$case === 'external') return d.value.snapshotUriPrefix.startsWith('file://') ? path.resolve(d.value.snapshotUriPrefix.slice('file://'.length)) : undefined;
-  if (d?.$case === 'local') return path.resolve(stateDir, 'nodes', d.value.nodeVmsWithLocalSnapshots[0] ?? '', 'snapshots', a.atespace, d.value.snapshotPrefix);
-  return undefined;
+  for (const n of list(nodes)) {
+    const snaps = path.join(nodes, n, 'snapshots');
+    for (const e of list(snaps)) (e.includes('.tmp-') ? tmp : local).push(path.resolve(snaps, e));
+  }
+  return { external, local, tmp };
 }
 
 function runscVersion(runscPath: string, m: Modules): string {
@@ -1176,6 +1360,9 @@ function formatReport(r: Report): string {
     ['operations: migrations that moved', `${r.migrationsMoved} of ${r.migrations}${r.migrationsStayed ? ` (${r.migrationsStayed} stayed on their worker)` : ''}`],
     ['faults: worker sandbox kill -9', String(r.workerKills)],
     ['faults: kill -9 of a sandbox being resumed', String(r.workerKillsDuringResume)],
+    ['kill -9 of a sandbox → actor CRASHED (median / max)', r.crashNoticedMs.length ? `${msText(percentile(r.crashNoticedMs, 50))} / ${msText(Math.max(...r.crashNoticedMs))}` : '–'],
+    ['CRASHED → RevertActor + ResumeActor → RUNNING', r.recoveries ? `${r.recoveries} (median ${msText(percentile(r.recoveryMs, 50))}, max ${msText(Math.max(...r.recoveryMs))})` : '0'],
+    ['actors found CRASHED with no kill to explain it', String(r.unexpectedCrashes)],
     [`faults: local serve kill -9 (every ${r.opts.killEvery || '–'} cycles)`, String(r.serverKills)],
     ['actors whose memory survived every fault', `${survived} / ${r.opts.actors}`],
     ['memory losses', String(r.losses.length)],
@@ -1192,7 +1379,7 @@ function formatReport(r: Report): string {
     ['result', ok ? 'PASS' : r.interrupted ? 'INTERRUPTED' : 'FAIL'],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
-  const out = ['### Soak of the local Substrate', '', `| ${'figure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|---|`];
+  const out = ['### Soak of the local Substrate (Substrate v0.4 API)', '', `| ${'figure'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|---|`];
   for (const [k, v] of rows) out.push(`| ${k.padEnd(w)} | ${v.replace(/\|/g, '\\|')} |`);
   const notes: string[] = [];
   for (const l of r.losses) notes.push(`**memory lost**: ${l.actor} at cycle ${l.cycle}: expected n=${l.expected}, got n=${l.got}; after: ${l.after}`);
@@ -1225,8 +1412,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (opts.stateDir && existsSync(path.join(opts.stateDir, 'catalog.db'))) {
-    process.stderr.write(`soak: --state-dir ${opts.stateDir} already holds a local Substrate (catalog.db); give a new or empty directory\n`);
+  if (opts.stateDir && existsSync(path.join(opts.stateDir, 'substrate.db'))) {
+    process.stderr.write(`soak: --state-dir ${opts.stateDir} already holds a local Substrate (substrate.db); give a new or empty directory\n`);
     return 2;
   }
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {

@@ -118,8 +118,9 @@ installed with upstream's own kind scripts from a checkout of that tag, and make
      (pids in OUT/port-forward-{api,router}.pid, logs next to them)
   9. the driver config OUT/driver.toml ([openshell.drivers.substrate]) pointing at all of the above
 
-NOTE: the driver's ateapi client still speaks the pinned June API until the v0.4 wire lands, so the driver (and
-the helpdesk's cluster mode) against this cluster is not expected to work yet.
+The driver speaks Substrate v0.4 (the released ${SUBSTRATE_RELEASE.tag} wire): \`substrate-driver serve --config OUT/driver.toml\`
+uses this cluster. At the end kind-up prints how to point the driver at it (endpoint, CA, token) and the
+SUBSTRATE_LIVE_* variables of the live test tier (tests/live).
 
 Before doing anything it checks that the Docker engine is reachable and that kind, kubectl, go and git are
 installed (upstream runs ko and ate-setup through Go), that no kind cluster of that name exists and that the two
@@ -345,7 +346,8 @@ export function renderDriverConfig(o) {
   const header =
     `# Written by scripts/kind-up.mjs for kind cluster "${o.clusterName}" (Agent Substrate ${SUBSTRATE_RELEASE.tag}).\n` +
     `# The API and router are reached through kubectl port-forwards on 127.0.0.1; tear down with scripts/kind-down.mjs.\n` +
-    `# The driver's ateapi client still speaks the pinned June API: against ${SUBSTRATE_RELEASE.tag} it is not expected to work yet.\n`;
+    `# The driver speaks Substrate v0.4 (the released ${SUBSTRATE_RELEASE.tag} wire); v0.4 templates carry no labels, so add\n` +
+    `# template_labels here for pre-provisioned templates sandboxes may name (see examples/helpdesk/actortemplate.yaml).\n`;
   return header + tomlStringify({ openshell: { drivers: { substrate: table } } }) + '\n';
 }
 

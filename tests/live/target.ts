@@ -1,61 +1,75 @@
-// Where tests/live/ runs: a real `ate-api-server` configured by the seed's SUBSTRATE_LIVE_* variables, or, when
-// they are unset, the local Substrate listening on TCP 127.0.0.1 with TLS (a certificate naming
-// api.ate-system.svc) and bearer-JWT auth, so the suite executes in CI over exactly the client path a cluster
-// needs: api_tls_ca_path + api_tls_server_name + api_bearer_token_path.
+// Where tests/live/ runs: a real Substrate v0.4 `ate-api-server` configured by the SUBSTRATE_LIVE_* variables, or,
+// when none is set, the local Substrate listening on TCP 127.0.0.1 with TLS (a certificate naming
+// api.ate-system.svc) and bearer-JWT auth, so the suite's assertions execute in CI over exactly the client path a
+// cluster needs: api_tls_ca_path + api_tls_server_name + api_bearer_token_path. The real-cluster run is then
+// reported as not run (the suite says so once, and its README); it is never counted as a cluster pass.
 //
-// Real-cluster variables (the seed's tests/live.rs names; see tests/live/README.md):
-//   required  SUBSTRATE_LIVE_API_ENDPOINT        host:port of ate-api-server (e.g. a port-forward 127.0.0.1:18443)
-//             SUBSTRATE_LIVE_NAMESPACE           namespace of synthesized templates and the driver's sandbox records
+// Real-cluster variables (see tests/live/README.md; scripts/kind-up.mjs prints them):
+//   required  SUBSTRATE_LIVE_API_ENDPOINT        host:port of ate-api-server (e.g. kubectl -n ate-system port-forward svc/api 8443:443)
 //             SUBSTRATE_LIVE_CA_PATH             PEM CA bundle of the API server's certificate
-//             SUBSTRATE_LIVE_BEARER_TOKEN_PATH   a service-account token for audience api.ate-system.svc
-//             SUBSTRATE_LIVE_TEMPLATE_NAME       a pre-provisioned ActorTemplate ("name" in the namespace, or "ns/name")
-//             SUBSTRATE_LIVE_TEST_IMAGE          digest-pinned image for the template the driver synthesizes
-//             SUBSTRATE_LIVE_PAUSE_IMAGE         digest-pinned pause image (synthesized templates need one)
-//             SUBSTRATE_LIVE_SNAPSHOTS_LOCATION  snapshotsConfig.location for synthesized templates (gs://bucket/prefix/)
+//             SUBSTRATE_LIVE_BEARER_TOKEN_PATH   a token for audience api.ate-system.svc
+//                                                (kubectl -n ate-system create token ate-client --audience=api.ate-system.svc)
+//             SUBSTRATE_LIVE_ROUTER_URL          the atenet router (kubectl -n ate-system port-forward svc/atenet-router 8000:80):
+//                                                the driver delivers each sandbox's identity through it after restore
+//             SUBSTRATE_LIVE_TEMPLATE_NAME       a pre-provisioned ActorTemplate "atespace/name" with a golden tag; its
+//                                                atespace is the workspace of the sandbox that uses it (v0.4 keeps an
+//                                                actor and its template in one atespace)
+//             SUBSTRATE_LIVE_TEST_IMAGE          digest-pinned image for the template the driver synthesizes; it must
+//                                                hold the driver's bootstrap agent (/usr/bin/node and
+//                                                /opt/openshell-substrate/bootstrap-agent.mjs, as every local image)
+//             SUBSTRATE_LIVE_SNAPSHOTS_LOCATION  snapshotConfig.storage_location of synthesized templates (gs://bucket/prefix/)
 //   optional  SUBSTRATE_LIVE_TLS_SERVER_NAME     default api.ate-system.svc
-//             SUBSTRATE_LIVE_KUBECONFIG, SUBSTRATE_LIVE_KUBE_CONTEXT   the driver's template store (default kubeconfig)
-//             SUBSTRATE_LIVE_WORKER_SELECTOR     k=v,k=v over WorkerPool labels (the pinned API selects pools by labels)
+//             SUBSTRATE_LIVE_NAMESPACE           with SUBSTRATE_LIVE_KUBECONFIG: namespace of the driver's sandbox records
+//                                                (Secrets); without a kubeconfig the records are the driver's SQLite file
+//             SUBSTRATE_LIVE_KUBECONFIG, SUBSTRATE_LIVE_KUBE_CONTEXT   the driver's record store in the cluster
+//             SUBSTRATE_LIVE_WORKER_SELECTOR     k=v,k=v over worker labels
 //             SUBSTRATE_LIVE_COMMAND             JSON argv of the workload (default: a shell that waits forever)
-//   ignored   SUBSTRATE_LIVE_WORKER_POOL, SUBSTRATE_LIVE_RUNSC_AMD64_*: the pinned ateapi has no such settings.
+//   ignored   SUBSTRATE_LIVE_PAUSE_IMAGE (v0.4: the pause image belongs to the SandboxConfig), SUBSTRATE_LIVE_WORKER_POOL,
+//             SUBSTRATE_LIVE_RUNSC_AMD64_*: v0.4's ateapi has no such settings.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ensureKeypair, mintApiToken, publicJwks } from '../../scripts/lib/jwt.mjs';
-import { LOCAL_PAUSE_IMAGE } from '../../src/driver/index.js';
 import { ensureDefaultImage } from '../../src/local/images.js';
 import { startLocalSubstrate, type LocalSubstrateHandle } from '../../src/local/index.js';
 
 export const REQUIRED_VARS = [
   'SUBSTRATE_LIVE_API_ENDPOINT',
-  'SUBSTRATE_LIVE_NAMESPACE',
   'SUBSTRATE_LIVE_CA_PATH',
   'SUBSTRATE_LIVE_BEARER_TOKEN_PATH',
+  'SUBSTRATE_LIVE_ROUTER_URL',
   'SUBSTRATE_LIVE_TEMPLATE_NAME',
   'SUBSTRATE_LIVE_TEST_IMAGE',
-  'SUBSTRATE_LIVE_PAUSE_IMAGE',
   'SUBSTRATE_LIVE_SNAPSHOTS_LOCATION',
 ] as const;
 export const OPTIONAL_VARS = [
   'SUBSTRATE_LIVE_TLS_SERVER_NAME',
+  'SUBSTRATE_LIVE_NAMESPACE',
   'SUBSTRATE_LIVE_KUBECONFIG',
   'SUBSTRATE_LIVE_KUBE_CONTEXT',
   'SUBSTRATE_LIVE_WORKER_SELECTOR',
   'SUBSTRATE_LIVE_COMMAND',
 ] as const;
-const IGNORED_VARS = ['SUBSTRATE_LIVE_WORKER_POOL', 'SUBSTRATE_LIVE_RUNSC_AMD64_SHA', 'SUBSTRATE_LIVE_RUNSC_AMD64_URL'];
+const IGNORED_VARS = ['SUBSTRATE_LIVE_PAUSE_IMAGE', 'SUBSTRATE_LIVE_WORKER_POOL', 'SUBSTRATE_LIVE_RUNSC_AMD64_SHA', 'SUBSTRATE_LIVE_RUNSC_AMD64_URL'];
 
 export const API_SERVER_NAME = 'api.ate-system.svc';
 export const LOCAL_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
-/** A workload keeping a counter in memory (the local target's default image runs Node). */
+/**
+ * A workload keeping a counter in memory (the local target's default image runs Node). /env reports the
+ * identity the driver delivered into its environment after restore; the token only as its SHA-256, never echoed.
+ */
 export const COUNTER_JS = `
-const http = require('http');
+const http = require('http'), crypto = require('crypto');
 let n = 0;
 http.createServer((q, s) => {
   if (q.url === '/readyz') return s.end('ok');
   if (q.url === '/count') { n++; return s.end(JSON.stringify({ n })); }
+  if (q.url === '/env') {
+    const e = process.env, tok = e.OPENSHELL_SANDBOX_TOKEN;
+    return s.end(JSON.stringify({ id: e.OPENSHELL_SANDBOX_ID, name: e.OPENSHELL_SANDBOX, tokenSha: tok ? crypto.createHash('sha256').update(tok).digest('hex') : null }));
+  }
   s.end('hello');
 }).listen(80);
 `;
@@ -65,6 +79,7 @@ export interface LiveTarget {
   /** One line saying what runs against what (printed once). */
   summary: string;
   apiEndpoint: string;
+  /** Namespace of the driver's record Secrets (cluster with a kubeconfig); '' = the driver's SQLite records. */
   namespace: string;
   caPath: string;
   tlsServerName: string;
@@ -72,10 +87,11 @@ export interface LiveTarget {
   tokenPath: string;
   /** A valid token for the target (never printed). */
   validToken(): Promise<string>;
-  /** "name" or "ns/name" of the pre-provisioned ActorTemplate. */
+  /** "atespace/name" of the pre-provisioned ActorTemplate (golden tag published). */
   template: string;
+  /** The actor router: the driver delivers each sandbox's identity through it after restore. */
+  routerUrl: string;
   image: string;
-  pauseImage: string;
   snapshotsLocation: string;
   kubeconfigPath: string;
   kubeContext: string;
@@ -126,21 +142,25 @@ async function clusterTarget(workDir: string, env: NodeJS.ProcessEnv): Promise<L
     command = parsed as string[];
   }
   const ignored = IGNORED_VARS.filter((k) => env[k]);
+  const template = v('SUBSTRATE_LIVE_TEMPLATE_NAME');
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(template)) {
+    throw new Error(`SUBSTRATE_LIVE_TEMPLATE_NAME must be "atespace/name" (v0.4 templates live in an atespace), got ${JSON.stringify(template)}`);
+  }
   return {
     kind: 'cluster',
     summary:
       `real ate-api-server at ${v('SUBSTRATE_LIVE_API_ENDPOINT')} (TLS server name ${env.SUBSTRATE_LIVE_TLS_SERVER_NAME?.trim() || API_SERVER_NAME}, ` +
-      `namespace ${v('SUBSTRATE_LIVE_NAMESPACE')}, template ${v('SUBSTRATE_LIVE_TEMPLATE_NAME')})` +
-      (ignored.length ? `; ignoring ${ignored.join(', ')} (no such setting in the pinned ateapi)` : ''),
+      `router ${v('SUBSTRATE_LIVE_ROUTER_URL')}, template ${template})` +
+      (ignored.length ? `; ignoring ${ignored.join(', ')} (no such setting in Substrate v0.4)` : ''),
     apiEndpoint: v('SUBSTRATE_LIVE_API_ENDPOINT'),
-    namespace: v('SUBSTRATE_LIVE_NAMESPACE'),
+    namespace: env.SUBSTRATE_LIVE_KUBECONFIG?.trim() ? env.SUBSTRATE_LIVE_NAMESPACE?.trim() || 'openshell-live' : '',
     caPath: v('SUBSTRATE_LIVE_CA_PATH'),
     tlsServerName: env.SUBSTRATE_LIVE_TLS_SERVER_NAME?.trim() || API_SERVER_NAME,
     tokenPath,
     validToken: readOriginal,
-    template: v('SUBSTRATE_LIVE_TEMPLATE_NAME'),
+    template,
+    routerUrl: v('SUBSTRATE_LIVE_ROUTER_URL'),
     image: v('SUBSTRATE_LIVE_TEST_IMAGE'),
-    pauseImage: v('SUBSTRATE_LIVE_PAUSE_IMAGE'),
     snapshotsLocation: v('SUBSTRATE_LIVE_SNAPSHOTS_LOCATION'),
     kubeconfigPath: env.SUBSTRATE_LIVE_KUBECONFIG?.trim() ?? '',
     kubeContext: env.SUBSTRATE_LIVE_KUBE_CONTEXT?.trim() ?? '',
@@ -194,34 +214,26 @@ async function localTarget(workDir: string): Promise<LiveTarget> {
     };
     const tokenPath = join(workDir, 'token');
     writePrivate(tokenPath, (await mint()) + '\n');
-    // The driver's template store: a kubeconfig for the local Substrate's resource API.
-    const kubeconfigPath = join(workDir, 'kubeconfig');
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'local-substrate', server: local.kube.url, skipTLSVerify: true }],
-      users: [{ name: 'local-substrate', token: local.kube.token }],
-      contexts: [{ name: 'local-substrate', cluster: 'local-substrate', user: 'local-substrate', namespace: 'default' }],
-      currentContext: 'local-substrate',
-    });
-    writePrivate(kubeconfigPath, kc.exportConfig());
     const image = (await ensureDefaultImage(stateDir)).ref;
-    const namespace = `live-${randomBytes(3).toString('hex')}`;
+    // The operator's pre-provisioned template lives in its own atespace (the sandbox that uses it is in that
+    // workspace); the suite creates it through the authenticated TCP API, as an operator would.
+    const preAtespace = `lp-${randomBytes(3).toString('hex')}`;
     const h = local;
     return {
       kind: 'local',
-      summary: `local Substrate on ${local.apiEndpoint} (TLS certificate for ${API_SERVER_NAME}, bearer-JWT auth, namespace ${namespace})`,
+      summary: `local Substrate on ${local.apiEndpoint} (TLS certificate for ${API_SERVER_NAME}, bearer-JWT auth, router ${local.routerUrl})`,
       apiEndpoint: local.apiEndpoint,
-      namespace,
+      namespace: '',
       caPath: certPath,
       tlsServerName: API_SERVER_NAME,
       tokenPath,
       validToken: mint,
-      template: 'live-counter',
+      template: `${preAtespace}/live-counter`,
+      routerUrl: local.routerUrl,
       image,
-      pauseImage: LOCAL_PAUSE_IMAGE,
-      snapshotsLocation: `file://${stateDir}/snapshots/`,
-      kubeconfigPath,
-      kubeContext: 'local-substrate',
+      snapshotsLocation: 'gs://live-tests/snapshots/',
+      kubeconfigPath: '',
+      kubeContext: '',
       workerSelector: '',
       command: ['/usr/bin/node', '-e', COUNTER_JS],
       secrets,
@@ -245,23 +257,16 @@ export function driverToml(t: LiveTarget, over: { caPath?: string; tlsServerName
     `api_tls_ca_path = ${q(over.caPath ?? t.caPath)}`,
     `api_tls_server_name = ${q(over.tlsServerName ?? t.tlsServerName)}`,
     `api_bearer_token_path = ${q(t.tokenPath)}`,
-    `default_namespace = ${q(t.namespace)}`,
-    `pause_image = ${q(t.pauseImage)}`,
+    `router_url = ${q(t.routerUrl)}`,
     `snapshots_location = ${q(t.snapshotsLocation)}`,
     `default_image = ${q(t.image)}`,
     'log_level = "info"',
+    // v0.4 templates carry no labels: the operator makes the pre-provisioned one attachable here.
+    `template_labels = { ${q(t.template)} = { "openshell.ai/sandbox-attachable" = "true" } }`,
   ];
+  if (t.namespace) lines.push(`default_namespace = ${q(t.namespace)}`);
   if (t.kubeconfigPath) lines.push(`kubeconfig = ${q(t.kubeconfigPath)}`);
   if (t.kubeContext) lines.push(`kube_context = ${q(t.kubeContext)}`);
   if (t.workerSelector) lines.push(`worker_selector = ${q(t.workerSelector)}`);
   return lines.join('\n') + '\n';
-}
-
-/** The KubeConfig the tests use to look at templates and secrets (the same one the driver uses). */
-export function kubeConfigOfTarget(t: LiveTarget): KubeConfig {
-  const kc = new KubeConfig();
-  if (t.kubeconfigPath) kc.loadFromFile(t.kubeconfigPath);
-  else kc.loadFromDefault();
-  if (t.kubeContext) kc.setCurrentContext(t.kubeContext);
-  return kc;
 }

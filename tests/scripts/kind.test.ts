@@ -362,7 +362,7 @@ describe('kind-up plan (pure)', () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'cfg-'));
     const o = upOptions({ outDir: dir, apiPort: 18443, routerPort: 18000 });
     const text = renderDriverConfig(o);
-    expect(text).toContain('still speaks the pinned June API');
+    expect(text).toContain('The driver speaks Substrate v0.4');
     const table = (parseToml(text) as any).openshell.drivers.substrate;
     expect(table).toEqual({
       api_endpoint: '127.0.0.1:18443',
@@ -499,7 +499,7 @@ describe('kind-up / kind-down command line', () => {
     expect(stubLog(log)).toEqual([]);
   });
 
-  it('--help documents every flag, the checkout it wants, and that the driver cannot use the cluster yet', async () => {
+  it('--help documents every flag, the checkout it wants, and that the driver speaks v0.4', async () => {
     const upHelp = await script('kind-up', ['--help']);
     expect(upHelp.exitCode).toBe(0);
     expect(upHelp.stdout).toBe(KIND_UP_HELP);
@@ -513,7 +513,7 @@ describe('kind-up / kind-down command line', () => {
     expect(upHelp.stdout).toContain(`git clone https://github.com/agent-substrate/substrate DIR && git -C DIR checkout v0.4.0`);
     expect(upHelp.stdout).toContain(RELEASE_COMMIT);
     expect(upHelp.stdout).toContain("hack/install-ate-kind.sh --deploy-ate-system --credential-provider='{\"name\":\"k8s.io\"}'");
-    expect(upHelp.stdout).toContain('still speaks the pinned June API');
+    expect(upHelp.stdout).toContain('The driver speaks Substrate v0.4');
     const downHelp = await script('kind-down', ['-h']);
     expect(downHelp.exitCode).toBe(0);
     for (const flag of ['--cluster NAME', '--cluster-name', '--out-dir DIR', '--keep-registry', '--dry-run', '-h, --help']) expect(downHelp.stdout, flag).toContain(flag);
@@ -670,7 +670,8 @@ describe('kind-up then kind-down against the recording toolchain', () => {
       defaultNamespace: 'openshell-sandboxes',
     });
     expect(run.stdout).toContain(`driver config  ${path.join(out, 'driver.toml')}`);
-    expect(run.stdout).toContain('still speaks the pinned June API');
+    expect(run.stdout).toContain(`SUBSTRATE_LIVE_API_ENDPOINT=127.0.0.1:${apiPort}`);
+    expect(run.stdout).toContain('create token ate-client --audience=api.ate-system.svc');
     expect(run.stdout).toContain(`node scripts/kind-down.mjs --cluster ate --out-dir ${out}`);
 
     // The port-forwards run in the background, listen on loopback, and outlive kind-up.
