@@ -618,7 +618,7 @@ describe('the process wrapper', () => {
     const port = String(await freePort());
     const tok = await legacyToken(SID);
     // The workload prints its environment once and waits; the agent's own settings must not reach it.
-    const script = "console.log('ENV ' + JSON.stringify(process.env)); process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(5); }); setInterval(() => {}, 1000);";
+    const script = "process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(5); }); console.log('ENV ' + JSON.stringify(process.env)); setInterval(() => {}, 1000);";
     let agentPid = 0;
     let seen: { status: unknown; outBefore: string; agentEnviron: string; agentCmdline: string; post: unknown } | undefined;
     const r = await run(
@@ -635,7 +635,8 @@ describe('the process wrapper', () => {
           }
           const outBefore = out();
           const post = await fetch(`http://127.0.0.1:${port}/v1/identity`, { method: 'POST', body: JSON.stringify({ sandbox_id: SID, sandbox_name: 'box-a', sandbox_token: tok }) }).then((x) => x.json());
-          for (let i = 0; i < 200 && !out().includes('ENV '); i++) await new Promise((res) => setTimeout(res, 25));
+          // Under a loaded machine a node child can take seconds to start: wait for its line (up to 60 s).
+          for (let i = 0; i < 2400 && !out().includes('ENV '); i++) await new Promise((res) => setTimeout(res, 25));
           seen = {
             status,
             outBefore,
