@@ -22,6 +22,7 @@ import { isDnsLabel } from '../common/dns.js';
 import { ApiError, Code, invalid } from '../common/errors.js';
 import { DEFAULT_PORT, IDENTITY_PATH, LAUNCH_PATH } from '../sandbox/bootstrap-agent.mjs';
 import { LaunchError, parseLaunchAuthentication as parseBundle, peekClaims, type GatewayKey, type LaunchAuthentication } from '../sandbox/launch-auth.mjs';
+import { sleep } from '../common/sleep.js';
 
 export { DEFAULT_PORT as BOOTSTRAP_AGENT_PORT } from '../sandbox/bootstrap-agent.mjs';
 export type { GatewayKey } from '../sandbox/launch-auth.mjs';
@@ -378,18 +379,6 @@ function parseAnswer(text: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** What delivery needs of a sandbox record (src/driver/records.ts). The token and the bundle are secrets. */

@@ -19,6 +19,7 @@ import { logger } from '../common/log.js';
 import { canonicalJson, isSynthesizedTemplateName, templateContentHash, type SynthesizedTemplate } from '../template/synthesize.js';
 import type { ControlPort } from './ports.js';
 import type { RecordStore } from './records.js';
+import { sleep } from '../common/sleep.js';
 
 const log = logger('driver.templates');
 
@@ -65,18 +66,6 @@ export function sameContent(ours: pb.ActorTemplate, hash: string, theirs: pb.Act
   };
   const o = strip(ours);
   return canonicalJson(o) === canonicalJson(projectOnto(o, strip(theirs)));
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 export interface TemplateManagerOptions {
