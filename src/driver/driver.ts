@@ -52,6 +52,7 @@ import { driverMetadata, negotiationRefusal } from './negotiation.js';
 import { GatewayGeneration, type Generation } from './generations.js';
 import { parseLaunchAuthentication } from './launch.js';
 import { BOOTSTRAP_AGENT_COMMAND, runsBootstrapAgent, takesIdentityDelivery } from '../template/synthesize.js';
+import { sleep } from '../common/sleep.js';
 
 /** What AuthenticateSandbox answers, with UNIMPLEMENTED (see SubstrateDriver.authenticate). */
 export const AUTHENTICATE_UNIMPLEMENTED =
@@ -126,6 +127,9 @@ interface Plan {
 const RECOVERY_BACKOFF_MS = 2_000;
 /** Recovery failures a later attempt can fix: reported as transient while the driver retries. */
 const RETRYABLE_RECOVERY = new Set<number>([Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE, Code.ABORTED, Code.DEADLINE_EXCEEDED]);
+/** A create that finds every worker busy retries ResumeActor after these gaps (doubling up to the max). */
+const NO_ROOM_RETRY_MS = 500;
+const NO_ROOM_RETRY_MAX_MS = 5_000;
 const RECOVERY_BACKOFF_MAX_MS = 300_000;
 
 interface Live {
@@ -904,16 +908,36 @@ export class SubstrateDriver {
         step = `ResumeActor ${r.atespace}/${r.id}`;
         reason = 'ActorResumeFailed';
         this.setProgress(id, PROGRESS.starting, 'starting the actor');
-        let a: Actor;
-        try {
-          const res = await this.o.control.resumeActor(ref);
-          a = res.actor ?? (await this.o.control.getActor(ref));
-        } catch (e) {
-          const cap = capacityError(e, 'ResumeActor');
-          if (cap) reason = 'NoCapacity';
-          throw cap ?? e;
+        let a: Actor | undefined;
+        // Every worker busy (RESOURCE_EXHAUSTED) is not a failure of the sandbox: it waits, reported as
+        // provisioning, and resumes as soon as a worker has room, until the gateway stops or deletes it.
+        for (let attempt = 0; !a; attempt++) {
+          try {
+            const res = await this.o.control.resumeActor(ref);
+            a = res.actor ?? (await this.o.control.getActor(ref));
+          } catch (e) {
+            const cap = capacityError(e, 'ResumeActor');
+            if (!cap || signal.aborted) {
+              throw e;
+            }
+            if (this.records.get(id)?.desired !== 'running') {
+              a = await this.o.control.getActor(ref);
+              break;
+            }
+            if (attempt === 0) this.platformEvent(id, 'Normal', 'WaitingForWorker', `${cap.message}; waiting for a free worker`);
+            this.setProgress(id, PROGRESS.starting, 'waiting for a free Substrate worker (every worker is busy)');
+            await sleep(Math.min(NO_ROOM_RETRY_MAX_MS, NO_ROOM_RETRY_MS * 2 ** Math.min(attempt, 6)), signal);
+            check();
+          }
         }
         this.setActor(l, a);
+        if (!isRunning(a) && this.records.get(id)?.desired !== 'running') {
+          // Stopped by the gateway while it waited for a worker: provisioned, and stopped.
+          l.op = undefined;
+          l.progress = undefined;
+          this.emitIfChanged(id);
+          return;
+        }
         if (!isRunning(a)) {
           throw new ApiError(Code.INTERNAL, `ResumeActor returned state ${statusName(a)} instead of RUNNING${crashMessageOf(a) ? ` (${crashMessageOf(a)})` : ''}`);
         }

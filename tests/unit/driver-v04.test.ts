@@ -182,6 +182,17 @@ function sandbox(id: string, o: { command?: string[]; token?: string; annotation
   };
 }
 
+/** until() for conditions that must be awaited. */
+async function untilAsync<T>(fn: () => Promise<T | undefined | false>, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function until<T>(fn: () => T | undefined | false, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -318,6 +329,24 @@ describe('SubstrateDriver on the v0.4 wire (fake Control)', () => {
     expect(await readyPhase('s1')).toBe('READY');
     // Restored from an older snapshot: the launch credentials were delivered again after each recovery.
     expect(delivered.filter((d) => d.id === 's1').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a sandbox created while every worker is busy waits (PROVISIONING, never ERROR) and starts once a worker has room', async () => {
+    fake.noCapacity = true;
+    await driver.create(sandbox('s1'));
+    const waiting = await untilAsync(async () => {
+      const sb = await driver.getSandbox('s1');
+      const r = sb.status!.conditions.find((c) => c.type === 'Ready');
+      return r && /waiting for a free Substrate worker/.test(r.message) ? r : undefined;
+    });
+    expect(waiting.status).toBe('Unknown');
+    expect(await readyPhase('s1')).toBe('PROVISIONING');
+    expect(driver.records.get('s1')?.failureReason).toBeUndefined();
+    const tries = fake.calls.filter((c) => c === 'ResumeActor default/s1').length;
+    expect(tries).toBeGreaterThanOrEqual(1);
+    fake.noCapacity = false;
+    await untilAsync(async () => ((await readyPhase('s1')) === 'READY' ? true : undefined), 15_000);
+    expect(fake.actors.get('default/s1')!.status!.state).toBe(S.ACTOR_STATE_RUNNING);
   });
 
   it('a terminal golden snapshot error fails the sandbox with that message', async () => {
