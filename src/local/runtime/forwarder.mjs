@@ -11,6 +11,9 @@
 //                                 -> "OK\n". Allows that sandbox to reach <hub-ip>:<p> (relayed to the host
 //                                    through <egress.sock> as "EGRESS <sandbox-ip> <p>\n"); "-" revokes all.
 //   DROP <sandbox-ip>\n            -> "OK <n>\n": closes every piped connection to that address (its sandbox is gone).
+//   RESET <sandbox-ip>\n           -> "OK <n>\n": resets (TCP RST) every piped connection to that address, so
+//                                    the sandbox closes them before it is checkpointed (a connection frozen
+//                                    open in a checkpoint left the restored workload unable to answer).
 //   PING\n                        -> "OK <pid>\n"
 // The process exits when its stdin closes (the runtime that started it is gone) or on SIGTERM.
 import net from 'node:net';
@@ -152,6 +155,14 @@ function onControl(sock) {
     const parts = line.split(' ');
     if (parts[0] === 'PING' && parts.length === 1) {
       sock.end(`OK ${process.pid}\n`);
+      return;
+    }
+    if (parts[0] === 'RESET' && parts.length === 2) {
+      const set = active.get(parts[1]);
+      const n = set ? set.size : 0;
+      if (set) for (const s of set) s.resetAndDestroy();
+      active.delete(parts[1]);
+      sock.end(`OK ${n}\n`);
       return;
     }
     if (parts[0] === 'DROP' && parts.length === 2) {

@@ -81,6 +81,8 @@ interface SnapshotFile {
   files: Record<string, number>;
 }
 
+/** How long a sandbox's network stack is given to take the resets of its connections before a checkpoint. */
+const CHECKPOINT_RESET_SETTLE_MS = 50;
 const SNAPSHOT_FORMAT = 'substrate-gvisor-snapshot/v1';
 const SANDBOX_ID_RE = /^s[0-9a-f]{6}-[0-9a-f]{16}$/;
 /** Runs runsc in a private mount namespace with /proc/sys/net hidden (see gvisor-local.md §0). */
@@ -271,6 +273,7 @@ export class GvisorRuntime implements Runtime {
     let teardown: Promise<void> | undefined;
     let survived = false;
     try {
+      await this.resetConnections(rec.slot.ip);
       const r = await run(this.runscPath, [...this.globalFlags(rec.cgroup), 'checkpoint', `--compression=${this.compression}`, '--image-path', tmp, rec.sandboxId], { timeoutMs: 300_000 });
       const tCk = Date.now() - t0;
       if (r.code !== 0) {
@@ -310,6 +313,32 @@ export class GvisorRuntime implements Runtime {
     } finally {
       if (!survived) await (teardown ?? this.teardown(rec.sandboxId, false));
     }
+  }
+
+  /**
+   * Resets every connection the hub forwarder pipes to a sandbox, and gives its network stack a moment to
+   * take the resets, before a checkpoint: a TCP connection frozen open in a checkpoint (a request in flight,
+   * say) left the restored workload unable to answer anyone. Clients of those connections see them reset;
+   * the caller is suspending the actor anyway.
+   */
+  private async resetConnections(ip: string): Promise<void> {
+    if (!this.forwarder) return;
+    let n = 0;
+    try {
+      const sock = net.connect(this.paths.forwarderSock);
+      await new Promise<void>((resolve, reject) => {
+        sock.once('connect', () => resolve());
+        sock.once('error', reject);
+      });
+      sock.write(`RESET ${ip}\n`);
+      const reply = await readLine(sock, 5_000);
+      sock.destroy();
+      n = Number(/^OK (\d+)$/.exec(reply)?.[1] ?? 0);
+    } catch (e) {
+      log.warn('could not reset connections before a checkpoint', { ip, error: e });
+      return;
+    }
+    if (n > 0) await sleep(CHECKPOINT_RESET_SETTLE_MS);
   }
 
   async destroy(sandboxId: string): Promise<void> {
