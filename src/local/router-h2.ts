@@ -4,9 +4,9 @@
 //
 // * One HTTP/2 client session per actor, over a connection from connectWithin, carries every stream to it while
 //   it has one open: concurrent calls share it, and it is closed as soon as its last stream ends (the next call
-//   opens a new one). No idle connection is kept, because an actor checkpointed while a connection to it is
-//   open does not answer again after its restore (local gVisor runtime, 2026-12: even its readyz times out),
-//   and an actor may be suspended at any moment between calls. A session is also reused only for the actor's
+//   opens a new one). No idle connection is kept: an actor may be suspended at any moment between calls, and
+//   the runtime resets every connection to a sandbox before checkpointing it (a connection frozen open in a
+//   checkpoint left the restored workload unable to answer). A session is also reused only for the actor's
 //   resource version it was opened for: after a suspend and resume (or any change of the actor) the next call
 //   opens a new one and the older is closed gracefully (its streams finish). A client's session that carries
 //   no stream for IDLE_MS is closed.
