@@ -199,6 +199,13 @@ describe('router', () => {
     const h = s.h.actors.sandboxOf('rt', 'c1');
     expect(h).not.toBeNull();
     process.kill(h!.pid, 'SIGKILL');
+    // The kill takes effect asynchronously (a ptrace-platform sandbox takes a while to die on a loaded machine):
+    // once the local Substrate has recorded the crash, the router refuses to resume the actor.
+    for (let i = 0; i < 400; i++) {
+      const a = await s.rpc<Actor>('getActor', { actor: { atespace: 'rt', name: 'c1' } });
+      if (a.status?.state === ActorState.ACTOR_STATE_CRASHED) break;
+      await new Promise((res) => setTimeout(res, 25));
+    }
     const r = await get(s.h.routerUrl, { host: 'x', [TARGET_ACTOR_HEADER]: 'rt/c1' });
     expect(r.status, r.body).toBe(503);
     expect(r.body).toBe(
