@@ -157,18 +157,10 @@ function onControl(sock) {
       sock.end(`OK ${process.pid}\n`);
       return;
     }
-    if (parts[0] === 'RESET' && parts.length === 2) {
+    if ((parts[0] === 'DROP' || parts[0] === 'RESET') && parts.length === 2) {
       const set = active.get(parts[1]);
       const n = set ? set.size : 0;
-      if (set) for (const s of set) s.resetAndDestroy();
-      active.delete(parts[1]);
-      sock.end(`OK ${n}\n`);
-      return;
-    }
-    if (parts[0] === 'DROP' && parts.length === 2) {
-      const set = active.get(parts[1]);
-      const n = set ? set.size : 0;
-      if (set) for (const s of set) s.destroy();
+      if (set) for (const s of set) parts[0] === 'RESET' ? s.resetAndDestroy() : s.destroy();
       active.delete(parts[1]);
       sock.end(`OK ${n}\n`);
       return;
