@@ -3,23 +3,11 @@
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type * as pb from '../../src/gen/ateapi.js';
-import { ApiError, Code } from '../../src/common/errors.js';
+import { Code } from '../../src/common/errors.js';
 import { GOLDEN_ATESPACE } from '../../src/local/api.js';
 import { Atespaces } from '../../src/local/atespaces.js';
+import { expectApiError } from './api-error.js';
 
-async function expectApiError(p: Promise<unknown> | (() => unknown), code: Code, message?: string | RegExp): Promise<ApiError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    const ae = e as ApiError;
-    expect(Code[ae.code], ae.message).toBe(Code[code]);
-    if (typeof message === 'string') expect(ae.message).toBe(message);
-    else if (message) expect(ae.message).toMatch(message);
-    return ae;
-  }
-  throw new Error(`expected ${Code[code]}, but the call succeeded`);
-}
 
 const create = (name: string, atespace = ''): pb.CreateAtespaceRequest => ({ atespace: { metadata: { atespace, name, uid: '', version: 0 } } });
 

@@ -4,22 +4,10 @@
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import * as pb from '../../src/gen/ateapi.js';
-import { ApiError, Code, notFound } from '../../src/common/errors.js';
+import { Code, notFound } from '../../src/common/errors.js';
 import { EgressPolicies, isHostnamePattern, validCredentialUri } from '../../src/local/egress.js';
+import { expectApiError } from './api-error.js';
 
-async function expectApiError(p: Promise<unknown>, code: Code, message?: string | RegExp): Promise<ApiError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    const ae = e as ApiError;
-    expect(Code[ae.code], ae.message).toBe(Code[code]);
-    if (typeof message === 'string') expect(ae.message).toBe(message);
-    else if (message) expect(ae.message).toMatch(message);
-    return ae;
-  }
-  throw new Error(`expected ${Code[code]}, but the call succeeded`);
-}
 
 const ACTOR = { atespace: 'demo', name: 'a1' };
 const md = (over: Partial<pb.ResourceMetadata> = {}): pb.ResourceMetadata => ({ atespace: 'demo', name: 'default', uid: '', version: 0, ...over });

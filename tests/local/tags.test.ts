@@ -13,13 +13,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '../../src/gen/ateapi.js';
-import { ApiError, Code } from '../../src/common/errors.js';
+import { Code } from '../../src/common/errors.js';
 import { setLogSink } from '../../src/common/log.js';
 import type { ControlApi } from '../../src/local/api.js';
 import { SnapshotStore } from '../../src/local/snapshots.js';
 import { Tags } from '../../src/local/tags.js';
 import { SandboxConfigs, Templates } from '../../src/local/templates.js';
 import { StandInControl } from './standin-control.js';
+import { expectApiError } from './api-error.js';
 
 setLogSink(() => undefined);
 
@@ -58,19 +59,6 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function expectApiError(p: Promise<unknown>, code: number, message?: string | RegExp): Promise<ApiError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    const err = e as ApiError;
-    expect(Code[err.code]).toBe(Code[code]);
-    if (typeof message === 'string') expect(err.message).toBe(message);
-    else if (message) expect(err.message).toMatch(message);
-    return err;
-  }
-  throw new Error(`expected ${Code[code]}, but the call succeeded`);
-}
 
 /** An actor of demo/counter, run and suspended once (so it holds its own external snapshot). */
 async function suspendedActor(name: string, atespace = 'demo'): Promise<pb.Actor> {

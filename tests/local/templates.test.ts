@@ -29,6 +29,7 @@ import {
   type TemplatesOptions,
 } from '../../src/local/templates.js';
 import { StandInControl } from './standin-control.js';
+import { expectApiError } from './api-error.js';
 
 setLogSink(() => undefined);
 
@@ -83,19 +84,6 @@ function tmpl(name: string, over: Partial<pb.ActorTemplate> = {}, atespace = 'de
   });
 }
 const create = (t: pb.ActorTemplate, on = templates) => on.createActorTemplate({ actorTemplate: t });
-async function expectApiError(p: Promise<unknown>, code: number, message?: string | RegExp): Promise<ApiError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    const err = e as ApiError;
-    expect(Code[err.code]).toBe(Code[code]);
-    if (typeof message === 'string') expect(err.message).toBe(message);
-    else if (message) expect(err.message).toMatch(message);
-    return err;
-  }
-  throw new Error(`expected ${Code[code]}, but the call succeeded`);
-}
 
 describe('CreateActorTemplate / GetActorTemplate', () => {
   it('assigns metadata, ignores status and client metadata, applies defaults, persists', async () => {
