@@ -130,6 +130,25 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 // ---- the launch state machine ---------------------------------------------------------------------------------
 
 /**
+ * A POST handler that runs `accept` for one body at a time, answering a refusal (a LaunchError, or anything
+ * else as a 500 "internal error") as `{accepted: false, error}` and logging it as `<what> refused`.
+ */
+function oneAtATime(accept, what, log) {
+  let queue = Promise.resolve();
+  return (body) => {
+    const run = queue.then(() =>
+      accept(body).catch((e) => {
+        const le = e instanceof LaunchError ? e : new LaunchError(500, 'internal error');
+        log(`${what} refused (${le.status}): ${le.message}`);
+        return { status: le.status, body: { accepted: false, error: le.message } };
+      }),
+    );
+    queue = run.then(() => undefined);
+    return run;
+  };
+}
+
+/**
  * The agent's memory (it survives suspend and restore with the actor) and the writer of the files.
  * @param {{ root?: string, gatewayKeysText?: string, sandboxId?: string, now?: () => number, log?: (line: string) => void }} [opts]
  */
@@ -149,7 +168,6 @@ export function createLaunchHandler(opts = {}) {
   }
   const presetSandbox = opts.sandboxId && isIdent(opts.sandboxId) ? opts.sandboxId : undefined;
   const state = { pinned: false, sandboxId: presetSandbox, gatewayId: undefined, ring: anchor, authEpoch: 0 };
-  let queue = Promise.resolve();
 
   const status = () => ({ pinned: state.pinned, sandbox_id: state.sandboxId ?? null, auth_epoch: state.pinned ? state.authEpoch : null });
 
@@ -215,20 +233,8 @@ export function createLaunchHandler(opts = {}) {
     return { status: 200, body: { accepted: true, auth_epoch: sup.auth_epoch } };
   }
 
-  /** One POST at a time, so two deliveries never interleave their writes. */
-  function handle(body) {
-    const run = queue.then(() =>
-      accept(body).catch((e) => {
-        const le = e instanceof LaunchError ? e : new LaunchError(500, 'internal error');
-        log(`launch refused (${le.status}): ${le.message}`);
-        return { status: le.status, body: { accepted: false, error: le.message } };
-      }),
-    );
-    queue = run.then(() => undefined);
-    return run;
-  }
-
-  return { path: LAUNCH_PATH, handle, status };
+  // One POST at a time, so two deliveries never interleave their writes.
+  return { path: LAUNCH_PATH, handle: oneAtATime(accept, 'launch', log), status };
 }
 
 // ---- identity mode (0.0.x) ------------------------------------------------------------------------------------
@@ -268,7 +274,6 @@ export function createIdentityHandler(opts) {
   const presetSandbox = opts.sandboxId && isIdent(opts.sandboxId) ? opts.sandboxId : undefined;
   /** Only a digest of the token: the workload's environment is the one place that holds it. */
   const state = { sandboxId: presetSandbox, pinned: false, name: undefined, tokenDigest: undefined, started: false };
-  let queue = Promise.resolve();
 
   const status = () => ({ pinned: state.pinned, sandbox_id: state.sandboxId ?? null, started: state.started });
 
@@ -301,20 +306,8 @@ export function createIdentityHandler(opts) {
     return { status: 200, body: { accepted: true, started: true } };
   }
 
-  /** One POST at a time: two deliveries never both start the workload. */
-  function handle(body) {
-    const run = queue.then(() =>
-      accept(body).catch((e) => {
-        const le = e instanceof LaunchError ? e : new LaunchError(500, 'internal error');
-        log(`identity refused (${le.status}): ${le.message}`);
-        return { status: le.status, body: { accepted: false, error: le.message } };
-      }),
-    );
-    queue = run.then(() => undefined);
-    return run;
-  }
-
-  return { path: IDENTITY_PATH, handle, status };
+  // One POST at a time: two deliveries never both start the workload.
+  return { path: IDENTITY_PATH, handle: oneAtATime(accept, 'identity', log), status };
 }
 
 /** tmp file in the same directory, fsync, rename, fsync the directory. */
